@@ -1,0 +1,80 @@
+"""Configuration, read from the environment or ``.env`` by pydantic-settings.
+
+Settings are built in ``cli.main`` (never at import), so importing the package needs no secrets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.core.errors import ConfigError
+
+LOCAL_API = "local"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    discord_token: SecretStr | None = None
+    discord_api_base_url: str = "https://discord.com/api/v10"
+    discord_gateway_url: str = "wss://gateway.discord.gg/"
+    video_api_base_url: str = "https://api.openai.com/v1"
+    video_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("VIDEO_API_KEY", "OPENAI_API_KEY")
+    )
+    models_file: Path | None = None
+    database_url: str = "sqlite:///data/videobot.db"
+    data_dir: Path = Path("data")
+    http_port: int | None = None
+    webhook_secret: SecretStr | None = None
+    public_base_url: str | None = None
+
+    # Tuning knobs beyond the core table; documented in .env.example.
+    poll_interval_seconds: float = Field(default=5.0, gt=0)
+    progress_edit_interval_seconds: float = Field(default=3.0, ge=0)
+    max_concurrent_submissions: int = Field(default=4, ge=1)
+    max_concurrent_deliveries: int = Field(default=3, ge=1)
+    job_deadline_minutes: float = Field(default=60.0, gt=0)
+    local_generation_seconds: float = Field(default=8.0, ge=0)
+    guild_only: bool = True
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("models_file", "http_port", "public_base_url", "webhook_secret", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # `.env.example` lists every variable; an empty `HTTP_PORT=` means "not set", not "invalid".
+        return None if value == "" else value
+
+    @property
+    def uses_local_api(self) -> bool:
+        return self.video_api_base_url.strip().lower() == LOCAL_API
+
+    @property
+    def database_path(self) -> Path:
+        return sqlite_path(self.database_url)
+
+    def require_token(self) -> SecretStr:
+        if self.discord_token is None or not self.discord_token.get_secret_value().strip():
+            raise ConfigError(
+                "DISCORD_TOKEN is not set. Create a bot in the Discord developer portal, copy its token "
+                "and put DISCORD_TOKEN=... in .env (see README, 'Create the Discord application')."
+            )
+        return self.discord_token
+
+
+def sqlite_path(url: str) -> Path:
+    """``sqlite:///relative.db`` → ``relative.db``; ``sqlite:////abs/path.db`` → ``/abs/path.db``."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        raise ConfigError(
+            f"DATABASE_URL must look like sqlite:///data/videobot.db (got {url.split(':', 1)[0]}:…); "
+            "SQLite is the only store this version supports."
+        )
+    rest = url[len(prefix) :]
+    if not rest:
+        raise ConfigError("DATABASE_URL names no file, e.g. sqlite:///data/videobot.db")
+    return Path(rest)

@@ -1,0 +1,204 @@
+"""The aiosqlite store: the only module with SQL in it.
+
+Migrations are numbered files in ``migrations/`` applied in order at open; the applied version is
+SQLite's ``user_version``. WAL keeps readers and the writer out of each other's way; every
+read-modify-write runs in ``BEGIN IMMEDIATE`` so two writers never interleave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from bot.core.jobs import ChargeState, Job, JobRequest, JobStatus
+
+_JOB_COLUMNS = tuple(f.name for f in fields(Job))
+_FINAL = tuple(s.value for s in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED))
+
+
+def _migrations() -> list[tuple[int, str, str]]:
+    found = []
+    for entry in resources.files("bot.store").joinpath("migrations").iterdir():
+        name = entry.name
+        if name.endswith(".sql") and name[:3].isdigit():
+            found.append((int(name[:3]), name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def _job_from_row(row: Any) -> Job:
+    values = {name: row[name] for name in _JOB_COLUMNS}
+    values["status"] = JobStatus(values["status"])
+    values["charge_state"] = ChargeState(values["charge_state"])
+    return Job(**values)
+
+
+class Store:
+    """One SQLite file. Open with ``async with Store.open(path) as store:``."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path, clock: Callable[[], float]) -> None:
+        self._conn = conn
+        self.path = path
+        self._clock = clock
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(cls, path: Path, *, clock: Callable[[], float] = time.time) -> AsyncIterator[Store]:
+        store = await cls.connect(path, clock=clock)
+        try:
+            yield store
+        finally:
+            await store.close()
+
+    @classmethod
+    async def connect(cls, path: Path, *, clock: Callable[[], float] = time.time) -> Store:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = await aiosqlite.connect(path, isolation_level=None)
+        conn.row_factory = aiosqlite.Row
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute("PRAGMA foreign_keys=ON")
+        await conn.execute("PRAGMA busy_timeout=10000")
+        await conn.execute("PRAGMA synchronous=NORMAL")
+        store = cls(conn, path, clock)
+        await store._migrate()
+        return store
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT``: takes the write lock up front so the read part of a
+        read-modify-write sees what it will modify."""
+        async with self._write_lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+            else:
+                await self._conn.execute("COMMIT")
+
+    async def _migrate(self) -> None:
+        async with self._conn.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        current = int(row[0]) if row else 0
+        for version, _name, sql in _migrations():
+            if version <= current:
+                continue
+            async with self.transaction() as conn:
+                for statement in _split_sql(sql):
+                    await conn.execute(statement)
+                await conn.execute(f"PRAGMA user_version={version}")
+
+    async def schema_version(self) -> int:
+        async with self._conn.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def ping(self) -> bool:
+        async with self._conn.execute("SELECT 1") as cur:
+            return (await cur.fetchone()) is not None
+
+    # -- meta ----------------------------------------------------------------------------------
+
+    async def get_meta(self, key: str) -> str | None:
+        async with self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)) as cur:
+            row = await cur.fetchone()
+        return str(row[0]) if row else None
+
+    async def set_meta(self, key: str, value: str) -> None:
+        async with self.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    async def insert_job(self, request: JobRequest, conn: aiosqlite.Connection | None = None) -> int:
+        """Insert a job with its credits reserved. Pass ``conn`` to join an open transaction."""
+        now = self._clock()
+        values = {
+            **{f.name: getattr(request, f.name) for f in fields(JobRequest)},
+            "status": JobStatus.PENDING.value,
+            "charge_state": ChargeState.RESERVED.value,
+            "created_at": now,
+            "updated_at": now,
+        }
+        sql = f"INSERT INTO jobs({', '.join(values)}) VALUES ({', '.join('?' for _ in values)})"
+        if conn is not None:
+            cur = await conn.execute(sql, tuple(values.values()))
+            return int(cur.lastrowid or 0)
+        async with self.transaction() as tx:
+            cur = await tx.execute(sql, tuple(values.values()))
+            return int(cur.lastrowid or 0)
+
+    async def get_job(self, job_id: int) -> Job | None:
+        async with self._conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cur:
+            row = await cur.fetchone()
+        return _job_from_row(row) if row else None
+
+    async def active_jobs(self) -> list[Job]:
+        sql = f"SELECT * FROM jobs WHERE status NOT IN ({', '.join('?' for _ in _FINAL)}) ORDER BY id"
+        async with self._conn.execute(sql, _FINAL) as cur:
+            return [_job_from_row(row) for row in await cur.fetchall()]
+
+    async def jobs_for_user(self, guild_id: int | None, user_id: int, *, limit: int = 10) -> list[Job]:
+        async with self._conn.execute(
+            "SELECT * FROM jobs WHERE guild_id IS ? AND user_id = ? ORDER BY id DESC LIMIT ?",
+            (guild_id, user_id, limit),
+        ) as cur:
+            return [_job_from_row(row) for row in await cur.fetchall()]
+
+    async def update_job(self, job_id: int, **changes: Any) -> Job:
+        """Set columns of one job and return it as stored."""
+        async with self.transaction() as conn:
+            await self._update(conn, job_id, changes)
+        job = await self.get_job(job_id)
+        if job is None:
+            raise KeyError(job_id)
+        return job
+
+    async def transition(
+        self, job_id: int, *, expect: Iterable[JobStatus], **changes: Any
+    ) -> Job | None:
+        """Update a job only if its status is one of ``expect`` (a compare-and-set).
+
+        Returns the updated job, or None when another actor (a cancel, a duplicate webhook) got there
+        first. This is what keeps delivery and refunds exactly-once.
+        """
+        expected = tuple(s.value for s in expect)
+        async with self.transaction() as conn:
+            async with conn.execute(
+                f"SELECT status FROM jobs WHERE id = ? AND status IN ({', '.join('?' for _ in expected)})",
+                (job_id, *expected),
+            ) as cur:
+                if await cur.fetchone() is None:
+                    return None
+            await self._update(conn, job_id, changes)
+        return await self.get_job(job_id)
+
+    async def _update(self, conn: aiosqlite.Connection, job_id: int, changes: Mapping[str, Any]) -> None:
+        unknown = set(changes) - set(_JOB_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown job columns: {sorted(unknown)}")
+        values = {k: (v.value if isinstance(v, JobStatus | ChargeState) else v) for k, v in changes.items()}
+        values["updated_at"] = self._clock()
+        assignments = ", ".join(f"{column} = ?" for column in values)
+        await conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values.values(), job_id))
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration into statements (they contain no semicolons inside strings or triggers)."""
+    lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
+    return [stmt.strip() for stmt in "\n".join(lines).split(";") if stmt.strip()]

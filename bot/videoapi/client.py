@@ -1,0 +1,417 @@
+"""An aiohttp client for the OpenAI Videos API protocol.
+
+Strict in what it sends (exactly the spec's fields), lenient in what it accepts (see ``models``).
+Retries use exponential backoff with jitter, honour ``Retry-After`` / ``retry-after-ms``, and never
+let a retry create two paid jobs: a create whose answer was lost is looked up through the list
+endpoint before it is sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import aiohttp
+from pydantic import BaseModel, SecretStr, ValidationError
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity.wait import wait_exponential_jitter
+
+from bot.videoapi.errors import (
+    AuthenticationError,
+    BadRequest,
+    ConnectionFailed,
+    NotFound,
+    RateLimited,
+    ServerError,
+    SubmitUncertain,
+    UnsupportedEndpoint,
+    VideoAPIError,
+)
+from bot.videoapi.models import Video, VideoList, code_from_text
+
+log = logging.getLogger(__name__)
+
+Variant = Literal["video", "thumbnail", "spritesheet"]
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+_RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+# Statuses after which a create request was certainly not processed, so sending it again is safe.
+_NOT_PROCESSED_STATUSES = frozenset({408, 409, 429})
+_CHUNK = 256 * 1024
+
+
+class _Retryable(Exception):
+    """Internal: one attempt failed in a way worth another try."""
+
+    def __init__(self, error: VideoAPIError, *, maybe_processed: bool) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.maybe_processed = maybe_processed
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    ms = headers.get("retry-after-ms")
+    if ms:
+        with contextlib.suppress(ValueError):
+            return max(0.0, float(ms) / 1000)
+    value = headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def poll_after_seconds(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("openai-poll-after-ms")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value) / 1000)
+    except ValueError:
+        return None
+
+
+def _error_from_response(status: int, body: bytes, headers: Mapping[str, str]) -> VideoAPIError:
+    message, code, param = "", None, None
+    try:
+        payload: Any = json.loads(body)
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict):
+        err = payload.get("error", payload)
+        if isinstance(err, dict):
+            message = str(err.get("message") or err.get("detail") or "")
+            code = err.get("code") if isinstance(err.get("code"), str) else None
+            param = err.get("param") if isinstance(err.get("param"), str) else None
+        elif isinstance(err, str):
+            message = err
+        if not message and isinstance(payload.get("detail"), str):
+            message = payload["detail"]
+    if not message:
+        message = body[:300].decode("utf-8", "replace").strip() or f"HTTP {status}"
+    code = code or code_from_text(message)
+    kwargs: dict[str, Any] = {"status": status, "code": code, "param": param}
+    if status == 429:
+        return RateLimited(message, retry_after=_retry_after(headers), **kwargs)
+    if status in (401, 403):
+        return AuthenticationError(message, **kwargs)
+    if status == 404:
+        return NotFound(message, **kwargs)
+    if status >= 500 or status in _RETRYABLE_STATUSES:
+        return ServerError(message, retry_after=_retry_after(headers), **kwargs)
+    return BadRequest(message, **kwargs)
+
+
+class VideoAPIClient:
+    """One provider endpoint. Use as ``async with VideoAPIClient(url, key) as client:``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: SecretStr | None = None,
+        *,
+        max_attempts: int = 5,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 120.0,
+        user_agent: str = "videobot",
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self._max_attempts = max_attempts
+        self._backoff = wait_exponential_jitter(initial=backoff_initial, max=backoff_max, jitter=backoff_initial)
+        self._backoff_max = backoff_max
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
+        self._user_agent = user_agent
+        self._session: aiohttp.ClientSession | None = None
+        self.last_poll_after: float | None = None
+        # Optional endpoints are discovered at run time: None = not tried yet.
+        self.supports_list: bool | None = None
+        self.request_counts: dict[str, int] = {}
+
+    def __repr__(self) -> str:  # never show the key
+        return f"VideoAPIClient(base_url={self.base_url!r})"
+
+    async def __aenter__(self) -> VideoAPIClient:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        if self._session is None:
+            headers = {"User-Agent": self._user_agent}
+            if self._api_key is not None and self._api_key.get_secret_value():
+                headers["Authorization"] = f"Bearer {self._api_key.get_secret_value()}"
+            self._session = aiohttp.ClientSession(headers=headers, timeout=self._timeout)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("VideoAPIClient is not open; use it as an async context manager")
+        return self._session
+
+    # -- transport -----------------------------------------------------------------------------
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Retryable) and exc.error.retry_after is not None:
+            return min(exc.error.retry_after, self._backoff_max)
+        return float(self._backoff(state))
+
+    async def _attempt(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        form: Callable[[], aiohttp.FormData] | None = None,
+    ) -> tuple[Any, Mapping[str, str]]:
+        """One HTTP exchange. Maps failures to typed errors; retryable ones wrapped in ``_Retryable``."""
+        url = self.base_url + path
+        endpoint = f"{method} {_endpoint_name(path)}"
+        self.request_counts[endpoint] = self.request_counts.get(endpoint, 0) + 1
+        try:
+            async with self.session.request(
+                method, url, params=params, json=json_body, data=form() if form else None
+            ) as resp:
+                body = await resp.read()
+                headers = resp.headers
+                status = resp.status
+        except aiohttp.ClientConnectorError as exc:
+            raise _Retryable(
+                ConnectionFailed(f"cannot connect to the Videos API at {self.base_url}: {exc.os_error}"),
+                maybe_processed=False,
+            ) from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # The request may have been sent and processed before the connection broke.
+            raise _Retryable(
+                ConnectionFailed(f"the Videos API connection failed: {type(exc).__name__}"),
+                maybe_processed=True,
+            ) from exc
+        poll_after = poll_after_seconds(headers)
+        if poll_after is not None:
+            self.last_poll_after = poll_after
+        if status >= 400:
+            error = _error_from_response(status, body, headers)
+            if status in _RETRYABLE_STATUSES:
+                raise _Retryable(error, maybe_processed=status not in _NOT_PROCESSED_STATUSES)
+            raise error
+        try:
+            return json.loads(body), headers
+        except ValueError as exc:
+            raise _Retryable(
+                ConnectionFailed(f"the Videos API returned a body that is not JSON (HTTP {status})", status=status),
+                maybe_processed=True,
+            ) from exc
+
+    async def _with_retries(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception(lambda e: isinstance(e, _Retryable)),
+            reraise=True,
+        )
+        try:
+            async for round_ in retrying:
+                with round_:
+                    return await attempt()
+        except _Retryable as exc:
+            raise exc.error from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        body, _ = await self._with_retries(lambda: self._attempt(method, path, **kwargs))
+        return body
+
+    # -- endpoints -----------------------------------------------------------------------------
+
+    async def create(
+        self,
+        *,
+        prompt: str,
+        model: str,
+        size: str,
+        seconds: int,
+        input_reference: bytes | None = None,
+        input_reference_type: str = "image/png",
+    ) -> Video:
+        """``POST /videos``; multipart when there is a reference image, JSON otherwise.
+
+        Never creates two jobs for one call: when an attempt fails in a way that may have reached
+        the provider, the recent list is searched for the job before trying again; if the provider
+        has no list endpoint, ``SubmitUncertain`` is raised instead of a blind retry.
+        """
+        fields = {"model": model, "prompt": prompt, "seconds": str(seconds), "size": size}
+
+        def form() -> aiohttp.FormData:
+            data = aiohttp.FormData()
+            for key, value in fields.items():
+                data.add_field(key, value)
+            extension = input_reference_type.split("/")[-1].replace("jpeg", "jpg")
+            data.add_field(
+                "input_reference",
+                input_reference or b"",
+                filename=f"reference.{extension}",
+                content_type=input_reference_type,
+            )
+            return data
+
+        started = time.time()
+        for attempt in range(1, self._max_attempts + 1):
+            try:
+                if input_reference is not None:
+                    body, _ = await self._attempt("POST", "/videos", form=form)
+                else:
+                    body, _ = await self._attempt("POST", "/videos", json_body=fields)
+                return self._parse(Video, body)
+            except _Retryable as exc:
+                if exc.maybe_processed:
+                    found = await self._find_created(fields, since=started, cause=exc.error)
+                    if found is not None:
+                        log.info("create answer was lost; adopted %s from the list", found.id)
+                        return found
+                if attempt == self._max_attempts:
+                    raise exc.error from None
+                delay = exc.error.retry_after
+                if delay is None:
+                    delay = min(self._backoff_max, 0.5 * 2 ** (attempt - 1))
+                await asyncio.sleep(min(delay, self._backoff_max))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _find_created(self, fields: Mapping[str, str], *, since: float, cause: VideoAPIError) -> Video | None:
+        try:
+            page = await self.list(limit=20, order="desc")
+        except UnsupportedEndpoint:
+            raise SubmitUncertain(
+                "the provider may or may not have started this video, and it has no list endpoint to check; "
+                "not retrying to avoid paying twice",
+                status=cause.status,
+                code=cause.code,
+            ) from None
+        except VideoAPIError as exc:
+            raise SubmitUncertain(
+                f"the provider may or may not have started this video, and checking failed: {exc.message}",
+                status=cause.status,
+            ) from None
+        for video in page.data:
+            if (
+                video.prompt == fields["prompt"]
+                and (video.model in (None, fields["model"]))
+                and (video.size in (None, fields["size"]))
+                and (video.seconds in (None, fields["seconds"]))
+                and (video.created_at is None or video.created_at >= int(since) - 5)
+            ):
+                return video
+        return None
+
+    async def retrieve(self, video_id: str) -> Video:
+        return self._parse(Video, await self._request("GET", f"/videos/{video_id}"))
+
+    async def list(self, *, limit: int = 100, after: str | None = None, order: str = "desc") -> VideoList:
+        """One page of ``GET /videos``. Raises ``UnsupportedEndpoint`` when the provider lacks it."""
+        params = {"limit": str(limit), "order": order}
+        if after:
+            params["after"] = after
+        try:
+            body = await self._request("GET", "/videos", params=params)
+        except (NotFound, BadRequest) as exc:
+            if exc.status in (400, 404, 405):
+                self.supports_list = False
+                raise UnsupportedEndpoint(f"list is not supported: {exc.message}", status=exc.status) from exc
+            raise
+        self.supports_list = True
+        return self._parse(VideoList, body)
+
+    async def delete(self, video_id: str) -> bool:
+        body = await self._request("DELETE", f"/videos/{video_id}")
+        return bool(isinstance(body, dict) and body.get("deleted", True))
+
+    async def remix(self, video_id: str, prompt: str) -> Video:
+        """``POST /videos/{id}/remix``. Only 429/408 are retried (a lost answer could bill twice)."""
+        body, _ = await self._with_retries_not_processed(
+            lambda: self._attempt("POST", f"/videos/{video_id}/remix", json_body={"prompt": prompt})
+        )
+        return self._parse(Video, body)
+
+    async def _with_retries_not_processed(
+        self, attempt: Callable[[], Awaitable[tuple[Any, Mapping[str, str]]]]
+    ) -> tuple[Any, Mapping[str, str]]:
+        for number in range(1, self._max_attempts + 1):
+            try:
+                return await attempt()
+            except _Retryable as exc:
+                if exc.maybe_processed or number == self._max_attempts:
+                    raise exc.error from None
+                await asyncio.sleep(min(exc.error.retry_after or 0.5 * 2 ** (number - 1), self._backoff_max))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def download(self, video_id: str, dest: Path, *, variant: Variant = "video") -> int:
+        """Stream one asset to ``dest`` (via a temporary name, then rename). Returns its size in bytes."""
+        return await self._with_retries(lambda: self._download_once(video_id, dest, variant))
+
+    async def _download_once(self, video_id: str, dest: Path, variant: Variant) -> int:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        partial = dest.with_name(dest.name + ".part")
+        self.request_counts["GET content"] = self.request_counts.get("GET content", 0) + 1
+        try:
+            async with self.session.get(
+                f"{self.base_url}/videos/{video_id}/content", params={"variant": variant}
+            ) as resp:
+                if resp.status >= 400:
+                    error = _error_from_response(resp.status, await resp.read(), resp.headers)
+                    if resp.status in _RETRYABLE_STATUSES:
+                        raise _Retryable(error, maybe_processed=False)
+                    raise error
+                size = 0
+                with partial.open("wb") as out:
+                    async for chunk in resp.content.iter_chunked(_CHUNK):
+                        out.write(chunk)
+                        size += len(chunk)
+                    out.flush()
+                    os.fsync(out.fileno())
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            partial.unlink(missing_ok=True)
+            raise _Retryable(
+                ConnectionFailed(f"downloading the video failed: {type(exc).__name__}"), maybe_processed=False
+            ) from exc
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        os.replace(partial, dest)
+        return size
+
+    @staticmethod
+    def _parse(model: type[M], body: Any) -> M:
+        try:
+            return model.model_validate(body)
+        except ValidationError as exc:
+            raise ConnectionFailed(f"the Videos API returned an unexpected body: {exc.error_count()} problems") from None
+
+
+def _endpoint_name(path: str) -> str:
+    """``/videos/abc/content`` → ``videos/{id}/content``, for per-endpoint request counts."""
+    parts = path.strip("/").split("/")
+    if len(parts) >= 2:
+        parts[1] = "{id}"
+    return "/".join(parts)

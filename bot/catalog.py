@@ -178,15 +178,17 @@ def load_catalog(path: Path | None) -> Catalog:
         if not isinstance(name, str) or not name:
             raise CatalogError(f"{label}: `name` is required")
         seconds = entry.get("seconds")
-        if not isinstance(seconds, list) or not seconds or not all(
-            isinstance(s, int) and s > 0 for s in seconds
+        if (
+            not isinstance(seconds, list)
+            or not seconds
+            or not all(isinstance(s, int) and s > 0 for s in seconds)
         ):
             raise CatalogError(f"{label}: `seconds` must be a list of positive whole numbers")
         rates: list[Rate] = []
         for rate_index, rate in enumerate(entry.get("rates") or []):
             sizes = rate.get("sizes")
             if not isinstance(sizes, list) or not sizes or not all(_valid_size(s) for s in sizes):
-                raise CatalogError(f"{label}: rates[{rate_index}].sizes must be a list like [\"1280x720\"]")
+                raise CatalogError(f'{label}: rates[{rate_index}].sizes must be a list like ["1280x720"]')
             credits = rate.get("credits_per_second")
             if not isinstance(credits, int) or credits < 0:
                 raise CatalogError(f"{label}: rates[{rate_index}].credits_per_second must be a whole number")

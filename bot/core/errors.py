@@ -21,3 +21,10 @@ class CatalogError(VideobotError):
 
 class ConfigError(VideobotError):
     """The configuration is incomplete or inconsistent; the message says which variable to set."""
+
+
+class UndeliverableError(VideobotError):
+    """A finished video cannot be posted anywhere (too large, channel gone, no permission).
+
+    The message is shown to the member (where possible) and the job is refunded.
+    """

@@ -169,9 +169,7 @@ class Store:
             raise KeyError(job_id)
         return job
 
-    async def transition(
-        self, job_id: int, *, expect: Iterable[JobStatus], **changes: Any
-    ) -> Job | None:
+    async def transition(self, job_id: int, *, expect: Iterable[JobStatus], **changes: Any) -> Job | None:
         """Update a job only if its status is one of ``expect`` (a compare-and-set).
 
         Returns the updated job, or None when another actor (a cancel, a duplicate webhook) got there

@@ -132,7 +132,9 @@ class VideoAPIClient:
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._max_attempts = max_attempts
-        self._backoff = wait_exponential_jitter(initial=backoff_initial, max=backoff_max, jitter=backoff_initial)
+        self._backoff = wait_exponential_jitter(
+            initial=backoff_initial, max=backoff_max, jitter=backoff_initial
+        )
         self._backoff_max = backoff_max
         self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
         self._user_agent = user_agent
@@ -221,7 +223,9 @@ class VideoAPIClient:
             return json.loads(body), headers
         except ValueError as exc:
             raise _Retryable(
-                ConnectionFailed(f"the Videos API returned a body that is not JSON (HTTP {status})", status=status),
+                ConnectionFailed(
+                    f"the Videos API returned a body that is not JSON (HTTP {status})", status=status
+                ),
                 maybe_processed=True,
             ) from exc
 
@@ -299,7 +303,9 @@ class VideoAPIClient:
                 await asyncio.sleep(min(delay, self._backoff_max))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _find_created(self, fields: Mapping[str, str], *, since: float, cause: VideoAPIError) -> Video | None:
+    async def _find_created(
+        self, fields: Mapping[str, str], *, since: float, cause: VideoAPIError
+    ) -> Video | None:
         try:
             page = await self.list(limit=20, order="desc")
         except UnsupportedEndpoint:
@@ -406,7 +412,9 @@ class VideoAPIClient:
         try:
             return model.model_validate(body)
         except ValidationError as exc:
-            raise ConnectionFailed(f"the Videos API returned an unexpected body: {exc.error_count()} problems") from None
+            raise ConnectionFailed(
+                f"the Videos API returned an unexpected body: {exc.error_count()} problems"
+            ) from None
 
 
 def _endpoint_name(path: str) -> str:

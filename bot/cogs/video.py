@@ -1,0 +1,167 @@
+"""``/video``: what members type.
+
+The command is built from the catalog at start-up (its choices are configuration), so it is made by
+a factory and registered on the tree by the cog rather than declared at class level.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.core.errors import UserError
+from bot.core.jobs import JobRequest
+from bot.core.service import MAX_PROMPT_CHARS, clean_prompt
+from bot.media import ImageError, fit_image, sniff_image
+from bot.ui.delivery import NO_MENTIONS
+
+if TYPE_CHECKING:
+    from bot.client import VideoBot
+
+log = logging.getLogger(__name__)
+
+MAX_IMAGE_BYTES = 10 * 1024 * 1024
+INTERACTION_TOKEN_TTL = 15 * 60
+
+
+class VideoCog(commands.Cog):
+    def __init__(self, bot: VideoBot) -> None:
+        self.bot = bot
+        self.video_command = self._build_video_command()
+
+    async def cog_load(self) -> None:
+        self.bot.tree.add_command(self.video_command)
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self.video_command.name)
+
+    def _build_video_command(self) -> app_commands.Command[Any, ..., None]:
+        catalog = self.bot.catalog
+        model_choices = [
+            app_commands.Choice(name=f"{m.label} ({m.name})", value=m.name) for m in catalog.models
+        ]
+        size_choices = [app_commands.Choice(name=size, value=size) for size in catalog.all_sizes]
+        seconds_choices = [app_commands.Choice(name=f"{s} seconds", value=s) for s in catalog.all_seconds]
+        cog = self
+
+        @app_commands.command(name="video", description="Generate a video from a text prompt")
+        @app_commands.describe(
+            prompt="What the video should show. Detailed prompts give better videos.",
+            model=f"The model to use (default: {catalog.default_model})",
+            seconds="How long the video is",
+            size="Width x height in pixels",
+            image="A still image (JPEG, PNG or WebP) to start the video from; it is fitted to the size",
+        )
+        @app_commands.choices(model=model_choices)
+        @app_commands.choices(size=size_choices)
+        @app_commands.choices(seconds=seconds_choices)
+        @app_commands.guild_only()
+        async def video(
+            interaction: discord.Interaction,
+            prompt: app_commands.Range[str, 1, MAX_PROMPT_CHARS],
+            model: str | None = None,
+            seconds: int | None = None,
+            size: str | None = None,
+            image: discord.Attachment | None = None,
+        ) -> None:
+            await cog.create_video(interaction, prompt, model=model, seconds=seconds, size=size, image=image)
+
+        return video
+
+    async def create_video(
+        self,
+        interaction: discord.Interaction,
+        prompt: str,
+        *,
+        model: str | None,
+        seconds: int | None,
+        size: str | None,
+        image: discord.Attachment | None,
+    ) -> None:
+        # Cheap checks first, so refusals can be ephemeral and nothing is spent on them.
+        quote = self.bot.catalog.quote(model, size, seconds)
+        text = clean_prompt(prompt)
+        if image is not None:
+            _precheck_attachment(image)
+        if interaction.channel_id is None:
+            raise UserError("Use this command in a server channel.")
+
+        await interaction.response.defer(thinking=True)
+        try:
+            reference_path = (
+                await self._prepare_reference(image, quote.width, quote.height) if image else None
+            )
+            job = await self.bot.jobs.submit(
+                JobRequest(
+                    guild_id=interaction.guild_id,
+                    channel_id=interaction.channel_id,
+                    user_id=interaction.user.id,
+                    user_name=interaction.user.display_name,
+                    prompt=text,
+                    model=quote.model,
+                    size=quote.size,
+                    seconds=quote.seconds,
+                    cost=quote.credits,
+                    usd=quote.usd,
+                    reference_image_path=str(reference_path) if reference_path else None,
+                    application_id=interaction.application_id,
+                    interaction_token=interaction.token,
+                    token_expires_at=interaction.created_at.timestamp() + INTERACTION_TOKEN_TTL,
+                    upload_limit=interaction.filesize_limit,
+                )
+            )
+        except UserError as exc:
+            # The public "thinking…" placeholder goes away; the refusal is for the member's eyes only.
+            await interaction.delete_original_response()
+            await interaction.followup.send(exc.user_message, ephemeral=True, allowed_mentions=NO_MENTIONS)
+            return
+        message = await interaction.edit_original_response(
+            embed=self.bot.presenter.render(job), allowed_mentions=NO_MENTIONS
+        )
+        await self.bot.store.update_job(job.id, reply_message_id=message.id)
+        self.bot.jobs.wake_tracker()
+
+    async def _prepare_reference(self, image: discord.Attachment, width: int, height: int) -> Path:
+        try:
+            data = await image.read()
+        except discord.HTTPException as exc:
+            raise UserError("Discord didn't let the bot download that image. Upload it again.") from exc
+        try:
+            await asyncio.to_thread(sniff_image, data, max_bytes=MAX_IMAGE_BYTES)
+            fitted = await asyncio.to_thread(fit_image, data, width, height)
+        except ImageError as exc:
+            raise UserError(exc.user_message) from exc
+        folder = self.bot.settings.data_dir / "references"
+        path = folder / f"{int(time.time())}-{uuid.uuid4().hex}.png"
+        await asyncio.to_thread(_write_file, path, fitted)
+        return path
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".part")
+    partial.write_bytes(data)
+    partial.replace(path)
+
+
+def _precheck_attachment(image: discord.Attachment) -> None:
+    """Refuse what is certainly not usable before downloading anything. The bytes are checked for
+    real after the download; the claimed content type is only used to fail fast."""
+    if image.size > MAX_IMAGE_BYTES:
+        raise UserError(
+            f"That image is {image.size / 1048576:.1f} MiB; the limit is {MAX_IMAGE_BYTES // 1048576} MiB. "
+            "Upload a smaller JPEG, PNG or WebP."
+        )
+    claimed = (image.content_type or "").split(";")[0].strip().lower()
+    if claimed and not claimed.startswith("image/"):
+        raise UserError(
+            f"`{discord.utils.escape_markdown(image.filename)}` isn't an image. Attach a JPEG, PNG or WebP."
+        )

@@ -1,0 +1,65 @@
+"""Plain-words explanations of provider outcomes, shown to members."""
+
+from __future__ import annotations
+
+from bot.videoapi.errors import (
+    AuthenticationError,
+    BadRequest,
+    ConnectionFailed,
+    NotFound,
+    RateLimited,
+    ServerError,
+    SubmitUncertain,
+    VideoAPIError,
+)
+
+_BY_CODE = {
+    "moderation_blocked": (
+        "The video provider's safety system declined this prompt. Try describing the scene differently."
+    ),
+    "content_policy_violation": (
+        "The video provider's content policy declined this prompt. Try describing the scene differently."
+    ),
+    "deadline_exceeded": "The provider took too long to make this video, so the bot gave up.",
+    "expired": "The provider deleted the video before the bot could fetch it.",
+    "cancelled": "The provider cancelled this video.",
+    "canceled": "The provider cancelled this video.",
+}
+
+NO_CHARGE = "No credits were charged."
+
+
+def explain_code(code: str | None, provider_message: str | None = None) -> str:
+    """The member-facing sentence for a failed job, with the provider's own words when it gave some."""
+    text = _BY_CODE.get(code or "")
+    if text is None:
+        text = "The video provider couldn't make this video"
+        text += f": {_clip(provider_message)}" if provider_message else "."
+    return text
+
+
+def explain_provider_error(exc: VideoAPIError) -> str:
+    if exc.code in _BY_CODE:
+        return _BY_CODE[exc.code or ""]
+    if isinstance(exc, SubmitUncertain):
+        return (
+            "The provider didn't confirm the request and the bot could not check, so it was not sent again."
+        )
+    if isinstance(exc, AuthenticationError):
+        return "The bot's video provider key was refused. A server admin needs to check VIDEO_API_KEY."
+    if isinstance(exc, RateLimited):
+        return (
+            "The video provider is busy (rate limited) and kept refusing. Please try again in a few minutes."
+        )
+    if isinstance(exc, ServerError | ConnectionFailed):
+        return "The video provider is not responding right now. Please try again later."
+    if isinstance(exc, NotFound):
+        return f"The video provider no longer has this video: {_clip(exc.message)}"
+    if isinstance(exc, BadRequest):
+        return f"The video provider refused the request: {_clip(exc.message)}"
+    return f"The video provider reported an error: {_clip(exc.message)}"
+
+
+def _clip(text: str | None, limit: int = 300) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,378 @@
+"""The job tracker: ONE task that moves every job in flight forward.
+
+Each sweep it submits pending jobs, refreshes the status of jobs at the provider in a batch (one
+``GET /videos`` page covers many jobs; single ``GET /videos/{id}`` only for the ones not on it), hands
+changes to the presenter, and starts downloads of finished videos. It resumes every unfinished job
+from the store when it starts, and one bad job never stops the loop: each step has its own
+``try/except`` that logs and moves on.
+
+Nothing here imports discord.py: the presenter protocol is how results reach members.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any, Protocol
+
+from bot.core.errors import UndeliverableError
+from bot.core.jobs import WITH_PROVIDER, ChargeState, Job, JobStatus
+from bot.core.messages import explain_code, explain_provider_error
+from bot.store.sqlite import Store
+from bot.videoapi.client import VideoAPIClient
+from bot.videoapi.errors import BadRequest, NotFound, UnsupportedEndpoint, VideoAPIError
+from bot.videoapi.models import Video
+
+log = logging.getLogger(__name__)
+
+_ACTIVE_AT_PROVIDER = (JobStatus.QUEUED, JobStatus.IN_PROGRESS)
+
+
+class JobPresenter(Protocol):
+    """How the tracker shows jobs to people. The Discord layer implements it."""
+
+    async def job_changed(self, job: Job) -> None:
+        """Progress, status or queue state changed; show it (throttling is the presenter's job)."""
+
+    async def deliver(self, job: Job, media: Path) -> int | None:
+        """Post the finished video; return the id of the message that carries it (None: not delivered,
+        try again later)."""
+
+    async def job_failed(self, job: Job) -> None:
+        """Tell the member the job failed and why (``job.error_message``)."""
+
+
+class JobTracker:
+    def __init__(
+        self,
+        store: Store,
+        api: VideoAPIClient,
+        presenter: JobPresenter,
+        data_dir: Path,
+        *,
+        poll_interval: float = 5.0,
+        min_poll_interval: float = 0.2,
+        max_concurrent_submissions: int = 4,
+        max_concurrent_deliveries: int = 3,
+        deadline_seconds: float = 3600.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.api = api
+        self.presenter = presenter
+        self.data_dir = data_dir
+        self.poll_interval = poll_interval
+        self.min_poll_interval = min_poll_interval
+        self.deadline_seconds = deadline_seconds
+        self._clock = clock
+        self._submit_slots = asyncio.Semaphore(max_concurrent_submissions)
+        self._delivery_slots = asyncio.Semaphore(max_concurrent_deliveries)
+        self._wake = asyncio.Event()
+        self._busy: set[int] = set()  # job ids with a submit or delivery task running
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._runner: asyncio.Task[None] | None = None
+        self.sweeps = 0
+        self.last_sweep_at: float | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._runner is None:
+            self._runner = asyncio.create_task(self.run(), name="job-tracker")
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+            self._runner = None
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    @property
+    def alive(self) -> bool:
+        return self._runner is not None and not self._runner.done()
+
+    def wake(self) -> None:
+        """Sweep now (a new job, a webhook, a cancel)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                delay = await self.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("tracker sweep failed; retrying after %.1fs", self.poll_interval)
+                delay = self.poll_interval
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+
+    async def run_until_idle(self) -> None:
+        """Burst mode: sweep until no job is active (for ``videobot generate`` and tests).
+        Callers bound it with ``asyncio.timeout``."""
+        while True:
+            delay = await self.sweep()
+            if not await self.store.active_jobs() and not self._tasks:
+                return
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+
+    def _spawn(self, job_id: int, coro: Coroutine[Any, Any, None]) -> None:
+        self._busy.add(job_id)
+        task = asyncio.create_task(coro, name=f"job-{job_id}")
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self._tasks.discard(t)
+            self._busy.discard(job_id)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("job %s task failed", job_id, exc_info=t.exception())
+            self.wake()  # whatever it changed may need the next step now
+
+        task.add_done_callback(done)
+
+    # -- one sweep -----------------------------------------------------------------------------
+
+    async def sweep(self) -> float:
+        """Move every active job one step. Returns how long to wait before the next sweep."""
+        self.sweeps += 1
+        self.last_sweep_at = self._clock()
+        jobs = [job for job in await self.store.active_jobs() if job.id not in self._busy]
+        at_provider: list[Job] = []
+        for job in jobs:
+            if job.status in (JobStatus.PENDING, JobStatus.SUBMITTING):
+                self._spawn(job.id, self._submit(job))
+            elif job.status in (JobStatus.DOWNLOADING, JobStatus.UPLOADING):
+                self._spawn(job.id, self._deliver(job))
+            elif job.status in WITH_PROVIDER:
+                at_provider.append(job)
+        if at_provider:
+            await self._refresh(at_provider)
+        in_flight = any(job.status in WITH_PROVIDER for job in jobs)
+        if not in_flight:
+            return self.poll_interval
+        suggested = self.api.last_poll_after
+        if suggested is None:
+            return self.poll_interval
+        return max(self.min_poll_interval, min(suggested, self.poll_interval * 4))
+
+    async def _guarded(self, job: Job, step: str, action: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await action()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("job %s: %s failed; it will be retried on the next sweep", job.id, step)
+
+    # -- submit --------------------------------------------------------------------------------
+
+    async def _submit(self, job: Job) -> None:
+        async with self._submit_slots:
+            await self._guarded(job, "submit", lambda: self._submit_once(job))
+
+    async def _submit_once(self, job: Job) -> None:
+        if job.status is JobStatus.SUBMITTING:
+            # We crashed (or were stopped) with a create request in flight: find out whether the
+            # provider has it before sending it again.
+            adopted = await self._adopt_lost_submission(job)
+            if adopted:
+                return
+        current = await self.store.transition(
+            job.id, expect=(JobStatus.PENDING, JobStatus.SUBMITTING), status=JobStatus.SUBMITTING
+        )
+        if current is None:
+            return  # cancelled meanwhile
+        try:
+            if current.remixed_from_video_id:
+                video = await self.api.remix(current.remixed_from_video_id, current.prompt)
+            else:
+                reference = Path(current.reference_image_path) if current.reference_image_path else None
+                video = await self.api.create(
+                    prompt=current.prompt,
+                    model=current.model,
+                    size=current.size,
+                    seconds=current.seconds,
+                    input_reference=reference.read_bytes() if reference else None,
+                    input_reference_type="image/png",
+                )
+        except VideoAPIError as exc:
+            await self._fail(current, exc.code or type(exc).__name__, explain_provider_error(exc))
+            return
+        updated = await self.store.transition(
+            job.id,
+            expect=(JobStatus.SUBMITTING,),
+            provider_video_id=video.id,
+            status=JobStatus.QUEUED,
+            submitted_at=self._clock(),
+        )
+        if updated is None:
+            # Cancelled while the request was in flight: don't leave a paid job running.
+            with contextlib.suppress(VideoAPIError):
+                await self.api.delete(video.id)
+            return
+        await self._apply(updated, video)
+
+    async def _adopt_lost_submission(self, job: Job) -> bool:
+        try:
+            page = await self.api.list(limit=50, order="desc")
+        except UnsupportedEndpoint:
+            await self._fail(
+                job,
+                "submit_uncertain",
+                "The bot restarted while sending this request and the provider can't tell whether it "
+                "arrived, so it was not sent twice. Nothing was charged; please try again.",
+            )
+            return True
+        for video in page.data:
+            if video.prompt == job.prompt and (video.created_at or 0) >= int(job.created_at) - 5:
+                known = await self.store.transition(
+                    job.id,
+                    expect=(JobStatus.SUBMITTING,),
+                    provider_video_id=video.id,
+                    status=JobStatus.QUEUED,
+                    submitted_at=self._clock(),
+                )
+                if known is not None:
+                    await self._apply(known, video)
+                return True
+        return False
+
+    # -- refresh -------------------------------------------------------------------------------
+
+    async def _refresh(self, jobs: list[Job]) -> None:
+        by_video = {job.provider_video_id: job for job in jobs if job.provider_video_id}
+        seen: dict[str, Video] = {}
+        if len(by_video) >= 2 and self.api.supports_list is not False:
+            with contextlib.suppress(UnsupportedEndpoint):
+                try:
+                    page = await self.api.list(limit=100, order="desc")
+                    seen = {video.id: video for video in page.data if video.id in by_video}
+                except VideoAPIError as exc:
+                    log.warning("status list failed (%s); falling back to single lookups", exc)
+        for video_id, job in by_video.items():
+            video = seen.get(video_id)
+            if video is None:
+                try:
+                    video = await self.api.retrieve(video_id)
+                except NotFound:
+                    await self._fail(job, "not_found", "The provider no longer knows this video.")
+                    continue
+                except VideoAPIError as exc:
+                    log.warning("job %s: status check failed: %s", job.id, exc)
+                    continue
+            await self._guarded(job, "apply status", functools.partial(self._apply, job, video))
+
+    async def _apply(self, job: Job, video: Video) -> None:
+        now = self._clock()
+        if video.status == "completed":
+            updated = await self.store.transition(
+                job.id,
+                expect=_ACTIVE_AT_PROVIDER,
+                status=JobStatus.DOWNLOADING,
+                progress=100,
+                provider_status=video.status,
+                generated_at=now,
+            )
+            if updated is not None:
+                await self.presenter.job_changed(updated)
+                self._spawn(updated.id, self._deliver(updated))
+            return
+        if video.is_terminal:
+            code = (video.error.code if video.error else None) or video.status
+            message = video.error.message if video.error and video.error.message else None
+            await self._fail(job, code, explain_code(code, message))
+            return
+        if job.submitted_at and now - job.submitted_at > self.deadline_seconds:
+            await self._fail(
+                job,
+                "deadline_exceeded",
+                f"The provider took longer than {self.deadline_seconds / 60:.0f} minutes, so the bot gave up.",
+            )
+            with contextlib.suppress(VideoAPIError):
+                await self.api.delete(video.id)
+            return
+        status = JobStatus.IN_PROGRESS if video.status == "in_progress" else JobStatus.QUEUED
+        progress = video.progress if video.progress is not None else job.progress
+        progress = max(progress, job.progress)  # never show progress going backwards
+        if status is job.status and progress == job.progress and video.status == job.provider_status:
+            return
+        changes: dict[str, Any] = {"status": status, "progress": progress, "provider_status": video.status}
+        if status is JobStatus.IN_PROGRESS and job.started_at is None:
+            changes["started_at"] = now
+        updated = await self.store.transition(job.id, expect=_ACTIVE_AT_PROVIDER, **changes)
+        if updated is not None:
+            await self.presenter.job_changed(updated)
+
+    # -- deliver -------------------------------------------------------------------------------
+
+    def media_path(self, job: Job) -> Path:
+        return self.data_dir / "media" / f"job-{job.id}.mp4"
+
+    async def _deliver(self, job: Job) -> None:
+        async with self._delivery_slots:
+            await self._guarded(job, "delivery", lambda: self._deliver_once(job))
+
+    async def _deliver_once(self, job: Job) -> None:
+        path = Path(job.media_path) if job.media_path else self.media_path(job)
+        if job.status is JobStatus.DOWNLOADING or not path.exists():
+            if not job.provider_video_id:
+                await self._fail(job, "no_video", "The provider reported success but gave no video.")
+                return
+            try:
+                await self.api.download(job.provider_video_id, path)
+            except (NotFound, BadRequest) as exc:
+                await self._fail(job, exc.code or "download_failed", explain_provider_error(exc))
+                return
+            updated = await self.store.transition(
+                job.id,
+                expect=(JobStatus.DOWNLOADING, JobStatus.UPLOADING),
+                status=JobStatus.UPLOADING,
+                media_path=str(path),
+            )
+            if updated is None:
+                return
+            job = updated
+        try:
+            message_id = await self.presenter.deliver(job, path)
+        except UndeliverableError as exc:
+            await self._fail(job, "undeliverable", str(exc))
+            return
+        if message_id is None:
+            return  # the presenter explained or will retry; the job stays in UPLOADING
+        await self.store.transition(
+            job.id,
+            expect=(JobStatus.UPLOADING,),
+            status=JobStatus.COMPLETED,
+            charge_state=ChargeState.CHARGED,
+            delivered_message_id=message_id,
+            finished_at=self._clock(),
+        )
+
+    # -- failure -------------------------------------------------------------------------------
+
+    async def _fail(self, job: Job, code: str, message: str) -> None:
+        """Mark failed and refund, exactly once, then tell the member."""
+        active = tuple(s for s in JobStatus if not s.is_final)
+        failed = await self.store.transition(
+            job.id,
+            expect=active,
+            status=JobStatus.FAILED,
+            charge_state=ChargeState.REFUNDED,
+            error_code=code,
+            error_message=message,
+            finished_at=self._clock(),
+        )
+        if failed is not None:
+            log.info("job %s failed: %s", job.id, code)
+            await self.presenter.job_failed(failed)

@@ -1,0 +1,393 @@
+"""Image and video helpers: validating uploads, fitting reference images, rendering and probing MP4s.
+
+Everything here is synchronous and CPU-bound; async callers should run it in a worker thread
+(``asyncio.to_thread``). Nothing here knows about Discord.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import uuid
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Literal
+
+import av
+from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
+
+ACCEPTED_IMAGE_FORMATS = ("JPEG", "PNG", "WEBP")
+# GIF is opened too, only so that it can be refused with a message about animation rather than
+# "not an image". Every other format is never handed to a Pillow decoder at all.
+_OPENABLE_IMAGE_FORMATS = (*ACCEPTED_IMAGE_FORMATS, "GIF")
+
+FitMode = Literal["cover", "contain"]
+
+# Letterbox bars and flattened transparency use the same colour, so a transparent logo and a
+# letterboxed photo both end up on the background a video frame would have anyway.
+_BACKGROUND = (0, 0, 0)
+
+
+class ImageError(Exception):
+    """An uploaded image cannot be used; ``user_message`` says why and what to do instead."""
+
+    def __init__(self, user_message: str) -> None:
+        super().__init__(user_message)
+        self.user_message = user_message
+
+
+def sniff_image(
+    data: bytes,
+    *,
+    max_bytes: int = 10 * 1024 * 1024,
+    max_pixels: int = 40_000_000,
+    min_side: int = 64,
+) -> str:
+    """Check by content that ``data`` is a usable still JPEG, PNG or WebP and return its format name.
+
+    The claimed file type is ignored: the bytes are opened with Pillow (restricted to the accepted
+    decoders), the header is checked for size limits before any pixel is decoded, then the file is
+    verified and fully decoded so that truncated or corrupt files are caught here rather than later.
+    Raises ``ImageError`` with a message for the user on any refusal.
+    """
+    if not data:
+        raise ImageError("That file is empty; upload a JPEG, PNG or WebP image.")
+    if len(data) > max_bytes:
+        raise ImageError(
+            f"That image is {_mebibytes(len(data))}; the limit is {_mebibytes(max_bytes)}. "
+            "Upload a smaller or more compressed JPEG, PNG or WebP."
+        )
+    try:
+        with Image.open(io.BytesIO(data), formats=_OPENABLE_IMAGE_FORMATS) as image:
+            image_format = image.format or ""
+            width, height = image.size
+            animated = bool(getattr(image, "is_animated", False))
+    except UnidentifiedImageError:
+        raise ImageError("That file isn't an image I can read; upload a JPEG, PNG or WebP picture.") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        # Pillow's own guard (the warning only arrives as an exception when warnings are errors).
+        raise _too_many_pixels(max_pixels) from None
+    except (OSError, SyntaxError, ValueError):
+        # Pillow reports a malformed header with any of these.
+        raise _corrupt() from None
+
+    if animated:
+        raise ImageError("Animated images aren't supported; upload a still JPEG, PNG or WebP.")
+    if image_format not in ACCEPTED_IMAGE_FORMATS:
+        raise ImageError(f"{image_format} images aren't supported; upload a still JPEG, PNG or WebP.")
+    if width * height > max_pixels:
+        raise _too_many_pixels(max_pixels)
+    if min(width, height) < min_side:
+        raise ImageError(
+            f"That image is only {width}x{height} pixels; it needs to be at least {min_side} pixels "
+            "on each side. Upload a larger picture."
+        )
+    try:
+        # verify() checks structure (e.g. PNG chunk CRCs) but leaves the image unusable, so a second
+        # open decodes every pixel, which is what catches truncated JPEG data.
+        with Image.open(io.BytesIO(data), formats=ACCEPTED_IMAGE_FORMATS) as image:
+            image.verify()
+        with Image.open(io.BytesIO(data), formats=ACCEPTED_IMAGE_FORMATS) as image:
+            image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise _too_many_pixels(max_pixels) from None
+    except Exception:
+        # Decoders raise a wide range of types on damaged input (OSError, SyntaxError, struct.error,
+        # ValueError, ...); each of them means the same thing to the user.
+        raise _corrupt() from None
+    return image_format
+
+
+def _mebibytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MiB"
+
+
+def _too_many_pixels(max_pixels: int) -> ImageError:
+    return ImageError(
+        f"That image has too many pixels (the limit is {max_pixels / 1_000_000:g} megapixels); "
+        "upload a smaller picture."
+    )
+
+
+def _corrupt() -> ImageError:
+    return ImageError(
+        "That image file is damaged or incomplete; re-save it as JPEG, PNG or WebP and try again."
+    )
+
+
+def fit_image(data: bytes, width: int, height: int, *, mode: FitMode = "cover") -> bytes:
+    """Return PNG bytes of exactly ``width`` x ``height`` made from the image in ``data``.
+
+    The EXIF orientation is applied first, so phone photos come out upright. Transparency is
+    flattened onto black. ``cover`` scales the image to cover the frame and crops the overflow
+    around the centre; ``contain`` scales it to fit inside and letterboxes with black bars.
+    """
+    if mode not in ("cover", "contain"):
+        raise ValueError(f"unknown fit mode {mode!r}; expected 'cover' or 'contain'")
+    with Image.open(io.BytesIO(data)) as opened:
+        upright = ImageOps.exif_transpose(opened)
+    flattened = _flatten(upright)
+    size = (width, height)
+    if mode == "cover":
+        fitted = ImageOps.fit(flattened, size, method=Image.Resampling.LANCZOS)
+    else:
+        fitted = ImageOps.pad(flattened, size, method=Image.Resampling.LANCZOS, color=_BACKGROUND)
+    out = io.BytesIO()
+    fitted.save(out, format="PNG")
+    return out.getvalue()
+
+
+def _flatten(image: Image.Image) -> Image.Image:
+    """Return an RGB copy of ``image`` with any transparency composited onto the background colour."""
+    rgba = image.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (*_BACKGROUND, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def render_video(
+    path: Path,
+    *,
+    prompt: str,
+    width: int,
+    height: int,
+    seconds: float,
+    fps: int = 24,
+    first_frame: bytes | None = None,
+    target_bitrate: int | None = None,
+    noise: bool = False,
+) -> None:
+    """Write an H.264 MP4 of exactly ``width`` x ``height`` and ``seconds`` long to ``path``.
+
+    The video shows the prompt (wrapped) over a background, a moving ball, a progress bar and a
+    frame counter, so playback and seeking are visibly working. If ``first_frame`` (image bytes) is
+    given, frame 0 is exactly that image and it stays as the background afterwards.
+
+    ``target_bitrate`` (bits per second) switches the encoder from constant quality to an average
+    bit rate. ``noise`` adds random grain to every frame so it cannot be compressed; together they
+    give a file of roughly ``target_bitrate * seconds / 8`` bytes, which is how tests get big files.
+
+    The file is written under a temporary name in the same directory and then renamed, so
+    ``path`` never holds a partial video.
+    """
+    if width % 2 or height % 2:
+        raise ValueError(f"H.264 with 4:2:0 chroma needs even dimensions, got {width}x{height}")
+    frame_count = max(1, round(seconds * fps))
+    background = _background(width, height, first_frame)
+    base = background.copy()
+    _draw_prompt(base, prompt)
+    painter = _FramePainter(width, height, frame_count)
+
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+    try:
+        with av.open(str(temporary), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
+            stream = container.add_stream("libx264", rate=fps, options={"preset": "ultrafast"})
+            stream.width = width
+            stream.height = height
+            stream.pix_fmt = "yuv420p"
+            stream.time_base = Fraction(1, fps)
+            if target_bitrate is not None:
+                stream.bit_rate = target_bitrate
+            for index in range(frame_count):
+                if index == 0 and first_frame is not None:
+                    image = background
+                else:
+                    image = painter.paint(base, index)
+                    if noise:
+                        image = _add_grain(image)
+                frame = av.VideoFrame.from_image(image)
+                frame.pts = index
+                frame.time_base = Fraction(1, fps)
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode(None))
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def _background(width: int, height: int, first_frame: bytes | None) -> Image.Image:
+    if first_frame is not None:
+        with Image.open(io.BytesIO(first_frame)) as opened:
+            image = _flatten(opened)
+        if image.size != (width, height):
+            image = ImageOps.fit(image, (width, height), method=Image.Resampling.LANCZOS)
+        return image
+    gradient = Image.linear_gradient("L").resize((width, height))
+    return ImageOps.colorize(gradient, black=(18, 22, 58), white=(96, 32, 112))
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    return ImageFont.load_default(size=size)
+
+
+def _draw_prompt(image: Image.Image, prompt: str) -> None:
+    """Draw the wrapped prompt on a translucent panel in the upper part of ``image``."""
+    width, height = image.size
+    margin = width // 16
+    font_size = max(12, width // 22)
+    font = _font(font_size)
+    line_height = round(font_size * 1.3)
+    max_lines = max(1, (height // 2 - 4 * margin) // line_height)
+    lines = _wrap(prompt, font, width - 4 * margin, max_lines)
+
+    panel_bottom = 3 * margin + line_height * max(1, len(lines))
+    overlay = Image.new("RGBA", image.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(overlay)
+    draw.rounded_rectangle(
+        (margin, margin, width - margin, panel_bottom), radius=margin // 2, fill=(0, 0, 0, 150)
+    )
+    y = 2 * margin
+    for line in lines:
+        draw.text((2 * margin, y), line, font=font, fill=(255, 255, 255, 255))
+        y += line_height
+    image.paste(overlay, mask=overlay)
+
+
+def _wrap(
+    text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, max_width: int, max_lines: int
+) -> list[str]:
+    """Greedily wrap ``text`` to lines no wider than ``max_width`` pixels; an ellipsis marks a cut."""
+    lines: list[str] = []
+    current = ""
+    for word in text.split():
+        candidate = f"{current} {word}" if current else word
+        if font.getlength(candidate) <= max_width:
+            current = candidate
+            continue
+        if current:
+            lines.append(current)
+        # A word wider than a whole line is split wherever it overflows.
+        current = ""
+        for char in word:
+            if current and font.getlength(current + char) > max_width:
+                lines.append(current)
+                current = ""
+            current += char
+        if len(lines) > max_lines:
+            break
+    if current:
+        lines.append(current)
+    if len(lines) > max_lines:
+        lines = lines[:max_lines]
+        last = lines[-1]
+        while " " in last and font.getlength(last + " …") > max_width:
+            last = last.rsplit(" ", 1)[0]
+        lines[-1] = last + " …"
+    return lines
+
+
+class _FramePainter:
+    """Paints the parts of a frame that change over time onto a copy of the static base image."""
+
+    def __init__(self, width: int, height: int, frame_count: int) -> None:
+        self._width = width
+        self._height = height
+        self._frame_count = frame_count
+        self._radius = max(4, min(width, height) // 12)
+        self._font = _font(max(10, width // 30))
+
+    def paint(self, base: Image.Image, index: int) -> Image.Image:
+        frame = base.copy()
+        draw = ImageDraw.Draw(frame)
+        width, height, radius = self._width, self._height, self._radius
+        progress = index / max(1, self._frame_count - 1)
+        # The ball crosses the frame twice per clip and bobs up and down, so consecutive frames and
+        # distant frames all differ.
+        travel = width - 2 * radius
+        phase = (2 * progress) % 2
+        x = radius + travel * (phase if phase <= 1 else 2 - phase)
+        y = height * 0.7 + height * 0.08 * math.sin(progress * 4 * math.pi)
+        draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=(255, 196, 0))
+        bar_top = height - height // 20
+        draw.rectangle((0, bar_top, round(width * progress), height), fill=(0, 200, 255))
+        draw.text(
+            (width // 16, bar_top - width // 12),
+            f"frame {index + 1}/{self._frame_count}",
+            font=self._font,
+            fill=(255, 255, 255),
+        )
+        return frame
+
+
+def _add_grain(image: Image.Image) -> Image.Image:
+    grain = Image.frombytes("RGB", image.size, os.urandom(image.width * image.height * 3))
+    return Image.blend(image, grain, 0.35)
+
+
+def make_thumbnail(video_path: Path, out: Path) -> None:
+    """Write the middle frame of the video at ``video_path`` to ``out`` as WebP."""
+    (frame,) = _frames_at(video_path, [0.5])
+    frame.save(out, format="WEBP", quality=80)
+
+
+def make_spritesheet(
+    video_path: Path, out: Path, *, columns: int = 5, rows: int = 2, tile_width: int = 160
+) -> None:
+    """Write a JPEG grid of ``columns`` x ``rows`` evenly spaced frames, in reading order, to ``out``."""
+    count = columns * rows
+    frames = _frames_at(video_path, [(k + 0.5) / count for k in range(count)])
+    source_width, source_height = frames[0].size
+    tile_height = max(1, round(tile_width * source_height / source_width))
+    sheet = Image.new("RGB", (columns * tile_width, rows * tile_height), _BACKGROUND)
+    for k, frame in enumerate(frames):
+        tile = frame.resize((tile_width, tile_height), Image.Resampling.BILINEAR)
+        sheet.paste(tile, ((k % columns) * tile_width, (k // columns) * tile_height))
+    sheet.save(out, format="JPEG", quality=85)
+
+
+def _frames_at(video_path: Path, fractions: list[float]) -> list[Image.Image]:
+    """Decode the frames shown at each of ``fractions`` (0..1, ascending) of the video's duration."""
+    with av.open(str(video_path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        duration = _duration(container, stream)
+        targets = iter(duration * fraction for fraction in fractions)
+        target = next(targets, None)
+        picked: list[Image.Image] = []
+        last: av.VideoFrame | None = None
+        for frame in container.decode(stream):
+            last = frame
+            while target is not None and (frame.time or 0.0) + 1e-9 >= target:
+                picked.append(frame.to_image())
+                target = next(targets, None)
+            if target is None:
+                break
+        if last is None:
+            raise ValueError(f"{video_path} has no decodable video frames")
+        # Targets past the last frame's timestamp (rounding at the very end) take the last frame.
+        while len(picked) < len(fractions):
+            picked.append(last.to_image())
+        return picked
+
+
+def _duration(container: av.container.InputContainer, stream: av.VideoStream) -> float:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return 0.0
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int
+    height: int
+    duration: float
+    codec: str
+    frames: int
+
+
+def probe_video(path: Path) -> VideoInfo:
+    """Read size, duration (seconds), codec name and frame count of the first video stream."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = stream.frames or sum(1 for packet in container.demux(stream) if packet.size)
+        return VideoInfo(
+            width=stream.codec_context.width,
+            height=stream.codec_context.height,
+            duration=_duration(container, stream),
+            codec=stream.codec_context.name,
+            frames=frames,
+        )

@@ -1,0 +1,101 @@
+"""Pure rendering: a job (and the time) in, an embed out. No network, no state."""
+
+from __future__ import annotations
+
+import discord
+
+from bot.core.jobs import Job, JobStatus
+
+BAR_WIDTH = 20
+_PROMPT_LIMIT = 1000  # embed descriptions allow 4096; keep progress cards compact
+
+COLOURS = {
+    JobStatus.COMPLETED: discord.Colour.green(),
+    JobStatus.FAILED: discord.Colour.red(),
+    JobStatus.CANCELLED: discord.Colour.light_grey(),
+}
+
+
+def progress_bar(percent: int, width: int = BAR_WIDTH) -> str:
+    """``▰▰▰▱▱…`` with the percentage: 20 cells, each 5 %."""
+    percent = max(0, min(100, percent))
+    filled = percent * width // 100
+    return "▰" * filled + "▱" * (width - filled) + f" {percent}%"
+
+
+def estimate_finish(job: Job, now: float, expected_seconds: float) -> int | None:
+    """When the video should be ready, as a Unix time rounded to 5 s so that jitter in the estimate
+    doesn't cause an edit. From the provider's progress once it reports some, else from the model's
+    typical generation time."""
+    if job.is_final:
+        return None
+    start = job.started_at or job.submitted_at or job.created_at
+    elapsed = max(0.0, now - start)
+    if job.progress >= 3 and job.started_at:
+        remaining = elapsed * (100 - job.progress) / job.progress
+    else:
+        remaining = max(5.0, expected_seconds - elapsed)
+    eta = now + remaining
+    return int(eta // 5 * 5)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def job_embed(job: Job, *, now: float, expected_seconds: float = 60.0) -> discord.Embed:
+    """The card a job's reply shows, from submission to the result.
+
+    Elapsed time and ETA are Discord timestamps (``<t:…:R>``), which every client counts live, so
+    the bot edits only when the status, the progress or the estimate really changes.
+    """
+    colour = COLOURS.get(job.status, discord.Colour.blurple())
+    embed = discord.Embed(
+        title=_title(job),
+        description=_clip(job.prompt, _PROMPT_LIMIT),
+        colour=colour,
+    )
+    embed.add_field(name="Model", value=f"`{job.model}`", inline=True)
+    embed.add_field(name="Size", value=job.size, inline=True)
+    embed.add_field(name="Duration", value=f"{job.seconds} s", inline=True)
+    embed.add_field(name="Requested by", value=f"<@{job.user_id}>", inline=True)
+    embed.add_field(name="Cost", value=f"{job.cost} credit{'s' if job.cost != 1 else ''}", inline=True)
+    embed.add_field(name="Status", value=job.status.label, inline=True)
+    if job.remixed_from_video_id:
+        embed.add_field(name="Remix of", value=f"`{_clip(job.remixed_from_video_id, 60)}`", inline=False)
+    if not job.is_final:
+        embed.add_field(name="Progress", value=progress_bar(job.progress), inline=False)
+        started = int(job.created_at)
+        eta = estimate_finish(job, now, expected_seconds)
+        timing = f"Started <t:{started}:R>"
+        if eta is not None and job.status in (JobStatus.QUEUED, JobStatus.IN_PROGRESS, JobStatus.PENDING):
+            timing += f" · ready <t:{eta}:R> (estimate)"
+        embed.add_field(name="Time", value=timing, inline=False)
+    elif job.status is JobStatus.COMPLETED:
+        took = (job.finished_at or now) - job.created_at
+        embed.add_field(name="Time", value=f"Took {_duration(took)}", inline=False)
+    elif job.status is JobStatus.FAILED:
+        embed.add_field(
+            name="What happened", value=_clip(job.error_message or "Unknown error.", 1000), inline=False
+        )
+        embed.add_field(name="Credits", value="Nothing was charged for this video.", inline=False)
+    elif job.status is JobStatus.CANCELLED:
+        embed.add_field(name="Credits", value="Nothing was charged for this video.", inline=False)
+    embed.set_footer(text=f"Job #{job.id}")
+    return embed
+
+
+def _title(job: Job) -> str:
+    if job.status is JobStatus.COMPLETED:
+        return "🎬 Your video is ready"
+    if job.status is JobStatus.FAILED:
+        return "❌ The video could not be made"
+    if job.status is JobStatus.CANCELLED:
+        return "⏹️ Cancelled"
+    return "⏳ Making your video…"
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    minutes, secs = divmod(seconds, 60)
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"

@@ -40,7 +40,6 @@ class Settings(BaseSettings):
     max_concurrent_deliveries: int = Field(default=3, ge=1)
     job_deadline_minutes: float = Field(default=60.0, gt=0)
     local_generation_seconds: float = Field(default=8.0, ge=0)
-    guild_only: bool = True
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("models_file", "http_port", "public_base_url", "webhook_secret", mode="before")

@@ -116,7 +116,8 @@ class VideoCog(commands.Cog):
                     interaction_token=interaction.token,
                     token_expires_at=interaction.created_at.timestamp() + INTERACTION_TOKEN_TTL,
                     upload_limit=interaction.filesize_limit,
-                )
+                ),
+                member_roles=member_role_ids(interaction),
             )
         except UserError as exc:
             # The public "thinking…" placeholder goes away; the refusal is for the member's eyes only.
@@ -143,6 +144,11 @@ class VideoCog(commands.Cog):
         path = folder / f"{int(time.time())}-{uuid.uuid4().hex}.png"
         await asyncio.to_thread(_write_file, path, fitted)
         return path
+
+
+def member_role_ids(interaction: discord.Interaction[Any]) -> list[int]:
+    user = interaction.user
+    return [role.id for role in user.roles] if isinstance(user, discord.Member) else []
 
 
 def _write_file(path: Path, data: bytes) -> None:

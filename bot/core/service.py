@@ -1,13 +1,17 @@
-"""Accepting and cancelling jobs: the core operations the Discord layer calls."""
+"""Accepting and cancelling jobs, and reading balances: the core operations the Discord layer calls."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
+
+import aiosqlite
 
 from bot.core.errors import UserError
 from bot.core.jobs import ChargeState, Job, JobRequest, JobStatus
-from bot.store.sqlite import Store
+from bot.core.quotas import Balance, GuildPolicy, check_request, effective_limits, period_bounds
+from bot.store.sqlite import CreditsStore, Store
 
 log = logging.getLogger(__name__)
 
@@ -29,29 +33,100 @@ def clean_prompt(prompt: str) -> str:
 
 
 class JobService:
-    def __init__(self, store: Store, *, on_new_job: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        on_new_job: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.store = store
+        self.credits = CreditsStore(store)
         self._on_new_job = on_new_job
+        self._clock = clock
 
-    async def submit(self, request: JobRequest) -> Job:
-        """Reserve the credits and record the job, in one transaction. The tracker sends it."""
+    def wake_tracker(self) -> None:
+        if self._on_new_job is not None:
+            self._on_new_job()
+
+    async def balance(
+        self,
+        guild_id: int,
+        user_id: int,
+        member_roles: Iterable[int] = (),
+        conn: aiosqlite.Connection | None = None,
+    ) -> tuple[Balance, GuildPolicy]:
+        now = self._clock()
+        policy = await self.credits.policy(guild_id, conn)
+        start, end = period_bounds(policy.period, policy.timezone, now)
+        member_allowance, reset_at = await self.credits.member_quota(guild_id, user_id, conn)
+        roles = await self.credits.role_overrides(guild_id, conn)
+        limits = effective_limits(policy, roles, set(member_roles), member_allowance)
+        since = max(start, reset_at or 0.0)
+        usage = await self.credits.usage(guild_id, user_id, since=since, guild_since=start, conn=conn)
+        return Balance(limits=limits, usage=usage, period_start=start, resets_at=end), policy
+
+    async def submit(self, request: JobRequest, *, member_roles: Iterable[int] = ()) -> Job:
+        """Check the member's limits, reserve the credits and record the job, in ONE transaction
+        (``BEGIN IMMEDIATE``), so concurrent requests can't both spend the same credits."""
         async with self.store.transaction() as conn:
+            if request.guild_id is not None:
+                balance, policy = await self.balance(request.guild_id, request.user_id, member_roles, conn)
+                refusal = check_request(
+                    policy,
+                    balance,
+                    cost=request.cost,
+                    channel_id=request.channel_id,
+                    model=request.model,
+                    size=request.size,
+                    seconds=request.seconds,
+                    now=self._clock(),
+                )
+                if refusal is not None:
+                    raise UserError(refusal.message)
             job_id = await self.store.insert_job(request, conn)
+            await self.credits.audit(
+                "job.submitted",
+                guild_id=request.guild_id,
+                actor_id=request.user_id,
+                target_user_id=request.user_id,
+                job_id=job_id,
+                details={
+                    "prompt": request.prompt,
+                    "model": request.model,
+                    "size": request.size,
+                    "seconds": request.seconds,
+                    "cost": request.cost,
+                },
+                conn=conn,
+            )
         job = await self.store.get_job(job_id)
         if job is None:  # pragma: no cover - the row was just written
             raise RuntimeError("job vanished after insert")
         log.info("job %s accepted: %s %s %ss", job.id, job.model, job.size, job.seconds)
         return job
 
-    def wake_tracker(self) -> None:
-        if self._on_new_job is not None:
-            self._on_new_job()
+    async def cancel(self, job_id: int, *, actor_id: int) -> Job | None:
+        """Cancel an active job and refund it. Returns None when it had already finished.
 
-    async def cancel(self, job_id: int) -> Job | None:
-        """Cancel an active job and refund it. Returns None when it had already finished."""
+        Cancelling always refunds: the tracker deletes the job at the provider, and a member should
+        not pay for a video they never receive.
+        """
         active = tuple(s for s in JobStatus if not s.is_final)
         job = await self.store.transition(
-            job_id, expect=active, status=JobStatus.CANCELLED, charge_state=ChargeState.REFUNDED
+            job_id,
+            expect=active,
+            status=JobStatus.CANCELLED,
+            charge_state=ChargeState.REFUNDED,
+            finished_at=self._clock(),
         )
+        if job is not None:
+            await self.credits.audit(
+                "job.cancelled",
+                guild_id=job.guild_id,
+                actor_id=actor_id,
+                target_user_id=job.user_id,
+                job_id=job.id,
+            )
         self.wake_tracker()
         return job

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from bot.core.errors import UndeliverableError
 from bot.core.jobs import WITH_PROVIDER, ChargeState, Job, JobStatus
 from bot.core.messages import explain_code, explain_provider_error
-from bot.store.sqlite import Store
+from bot.store.sqlite import CreditsStore, Store
 from bot.videoapi.client import VideoAPIClient
 from bot.videoapi.errors import BadRequest, NotFound, UnsupportedEndpoint, VideoAPIError
 from bot.videoapi.models import Video
@@ -63,6 +63,7 @@ class JobTracker:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
+        self.credits = CreditsStore(store)
         self.api = api
         self.presenter = presenter
         self.data_dir = data_dir
@@ -350,7 +351,7 @@ class JobTracker:
             return
         if message_id is None:
             return  # the presenter explained or will retry; the job stays in UPLOADING
-        await self.store.transition(
+        delivered = await self.store.transition(
             job.id,
             expect=(JobStatus.UPLOADING,),
             status=JobStatus.COMPLETED,
@@ -358,21 +359,59 @@ class JobTracker:
             delivered_message_id=message_id,
             finished_at=self._clock(),
         )
+        if delivered is not None:
+            await self.credits.audit(
+                "job.delivered",
+                guild_id=job.guild_id,
+                actor_id=None,
+                target_user_id=job.user_id,
+                job_id=job.id,
+                details={"cost": job.cost, "message_id": message_id},
+            )
 
     # -- failure -------------------------------------------------------------------------------
 
     async def _fail(self, job: Job, code: str, message: str) -> None:
-        """Mark failed and refund, exactly once, then tell the member."""
+        """Mark failed and refund, exactly once, then tell the member.
+
+        The one exception: a guild may choose to charge for prompts the provider's moderation blocked
+        (the provider may bill for them, and it discourages probing)."""
+        charge = ChargeState.REFUNDED
+        if code == "moderation_blocked" and job.guild_id is not None:
+            policy = await self.credits.policy(job.guild_id)
+            if policy.charge_moderation_blocked:
+                charge = ChargeState.CHARGED
         active = tuple(s for s in JobStatus if not s.is_final)
         failed = await self.store.transition(
             job.id,
             expect=active,
             status=JobStatus.FAILED,
-            charge_state=ChargeState.REFUNDED,
+            charge_state=charge,
             error_code=code,
             error_message=message,
             finished_at=self._clock(),
         )
         if failed is not None:
             log.info("job %s failed: %s", job.id, code)
+            await self.credits.audit(
+                "job.failed",
+                guild_id=job.guild_id,
+                actor_id=None,
+                target_user_id=job.user_id,
+                job_id=job.id,
+                details={"code": code, "charged": charge is ChargeState.CHARGED},
+            )
             await self.presenter.job_failed(failed)
+
+    def cancel_at_provider(self, job: Job) -> None:
+        """A cancelled job may still be running at the provider: delete it there (best effort)."""
+        if job.provider_video_id:
+            video_id = job.provider_video_id
+
+            async def delete() -> None:
+                try:
+                    await self.api.delete(video_id)
+                except VideoAPIError as exc:
+                    log.info("job %s: provider delete failed (%s); it will expire there", job.id, exc)
+
+            self._spawn(job.id, delete())

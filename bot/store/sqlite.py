@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import fields
@@ -19,6 +20,7 @@ from typing import Any
 import aiosqlite
 
 from bot.core.jobs import ChargeState, Job, JobRequest, JobStatus
+from bot.core.quotas import GuildPolicy, RoleOverride, Usage
 
 _JOB_COLUMNS = tuple(f.name for f in fields(Job))
 _FINAL = tuple(s.value for s in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED))
@@ -200,3 +202,220 @@ def _split_sql(script: str) -> list[str]:
     """Split a migration into statements (they contain no semicolons inside strings or triggers)."""
     lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
     return [stmt.strip() for stmt in "\n".join(lines).split(";") if stmt.strip()]
+
+
+class CreditsStore:
+    """Queries for credits, policy, grants and the audit log, on a ``Store``'s connection.
+
+    Methods that take ``conn`` run inside the caller's transaction (the reservation check and the
+    insert must see the same numbers).
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    @property
+    def _conn(self) -> aiosqlite.Connection:
+        return self.store._conn
+
+    async def policy(self, guild_id: int, conn: aiosqlite.Connection | None = None) -> GuildPolicy:
+        async with (conn or self._conn).execute(
+            "SELECT settings FROM guild_settings WHERE guild_id = ?", (guild_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        return GuildPolicy.from_json(json.loads(row[0])) if row else GuildPolicy()
+
+    async def set_policy(self, guild_id: int, policy: GuildPolicy, conn: aiosqlite.Connection) -> None:
+        await conn.execute(
+            "INSERT INTO guild_settings(guild_id, settings, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(guild_id) DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at",
+            (guild_id, json.dumps(policy.to_json()), self.store._clock()),
+        )
+
+    async def role_overrides(
+        self, guild_id: int, conn: aiosqlite.Connection | None = None
+    ) -> list[RoleOverride]:
+        async with (conn or self._conn).execute(
+            "SELECT role_id, allowance, max_concurrent FROM role_overrides WHERE guild_id = ? ORDER BY role_id",
+            (guild_id,),
+        ) as cur:
+            return [RoleOverride(int(r[0]), r[1], r[2]) for r in await cur.fetchall()]
+
+    async def set_role_override(
+        self, guild_id: int, override: RoleOverride, conn: aiosqlite.Connection
+    ) -> None:
+        if override.allowance is None and override.max_concurrent is None:
+            await conn.execute(
+                "DELETE FROM role_overrides WHERE guild_id = ? AND role_id = ?", (guild_id, override.role_id)
+            )
+            return
+        await conn.execute(
+            "INSERT INTO role_overrides(guild_id, role_id, allowance, max_concurrent) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(guild_id, role_id) DO UPDATE SET allowance = excluded.allowance, "
+            "max_concurrent = excluded.max_concurrent",
+            (guild_id, override.role_id, override.allowance, override.max_concurrent),
+        )
+
+    async def member_quota(
+        self, guild_id: int, user_id: int, conn: aiosqlite.Connection | None = None
+    ) -> tuple[int | None, float | None]:
+        """(allowance set by a moderator, time of the last manual reset)."""
+        async with (conn or self._conn).execute(
+            "SELECT allowance, reset_at FROM member_quotas WHERE guild_id = ? AND user_id = ?",
+            (guild_id, user_id),
+        ) as cur:
+            row = await cur.fetchone()
+        return (row[0], row[1]) if row else (None, None)
+
+    async def set_member_allowance(
+        self, guild_id: int, user_id: int, allowance: int | None, conn: aiosqlite.Connection
+    ) -> None:
+        await conn.execute(
+            "INSERT INTO member_quotas(guild_id, user_id, allowance) VALUES (?, ?, ?) "
+            "ON CONFLICT(guild_id, user_id) DO UPDATE SET allowance = excluded.allowance",
+            (guild_id, user_id, allowance),
+        )
+
+    async def reset_member(self, guild_id: int, user_id: int, conn: aiosqlite.Connection) -> None:
+        """Forget what the member used so far this period (reserved jobs stay reserved)."""
+        await conn.execute(
+            "INSERT INTO member_quotas(guild_id, user_id, reset_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(guild_id, user_id) DO UPDATE SET reset_at = excluded.reset_at",
+            (guild_id, user_id, self.store._clock()),
+        )
+
+    async def add_grant(
+        self, guild_id: int, user_id: int, credits: int, granted_by: int, conn: aiosqlite.Connection
+    ) -> None:
+        await conn.execute(
+            "INSERT INTO grants(guild_id, user_id, credits, granted_by, created_at) VALUES (?, ?, ?, ?, ?)",
+            (guild_id, user_id, credits, granted_by, self.store._clock()),
+        )
+
+    async def usage(
+        self,
+        guild_id: int,
+        user_id: int,
+        *,
+        since: float,
+        guild_since: float,
+        conn: aiosqlite.Connection | None = None,
+    ) -> Usage:
+        db = conn or self._conn
+        async with db.execute(
+            """
+            SELECT
+              COALESCE(SUM(CASE WHEN charge_state = 'charged' AND created_at >= ? THEN cost END), 0),
+              COALESCE(SUM(CASE WHEN charge_state = 'reserved' THEN cost END), 0),
+              COUNT(CASE WHEN status NOT IN ('completed', 'failed', 'cancelled') THEN 1 END),
+              MAX(created_at)
+            FROM jobs WHERE guild_id = ? AND user_id = ?
+            """,
+            (since, guild_id, user_id),
+        ) as cur:
+            used, reserved, active, last = await cur.fetchone() or (0, 0, 0, None)
+        async with db.execute(
+            "SELECT COALESCE(SUM(credits), 0) FROM grants WHERE guild_id = ? AND user_id = ? AND created_at >= ?",
+            (guild_id, user_id, since),
+        ) as cur:
+            granted = (await cur.fetchone() or (0,))[0]
+        async with db.execute(
+            "SELECT COALESCE(SUM(cost), 0) FROM jobs WHERE guild_id = ? AND created_at >= ? "
+            "AND charge_state IN ('charged', 'reserved')",
+            (guild_id, guild_since),
+        ) as cur:
+            guild_spent = (await cur.fetchone() or (0,))[0]
+        return Usage(
+            used=int(used),
+            reserved=int(reserved),
+            granted=int(granted),
+            active_jobs=int(active),
+            last_submitted_at=last,
+            guild_spent=int(guild_spent),
+        )
+
+    async def audit(
+        self,
+        action: str,
+        *,
+        guild_id: int | None,
+        actor_id: int | None,
+        target_user_id: int | None = None,
+        job_id: int | None = None,
+        details: Mapping[str, Any] | None = None,
+        conn: aiosqlite.Connection | None = None,
+    ) -> None:
+        sql = (
+            "INSERT INTO audit_log(guild_id, actor_id, action, target_user_id, job_id, details, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)"
+        )
+        args = (
+            guild_id,
+            actor_id,
+            action,
+            target_user_id,
+            job_id,
+            json.dumps(dict(details or {})),
+            self.store._clock(),
+        )
+        if conn is not None:
+            await conn.execute(sql, args)
+            return
+        async with self.store.transaction() as tx:
+            await tx.execute(sql, args)
+
+    async def audit_entries(self, guild_id: int, *, limit: int = 50) -> list[dict[str, Any]]:
+        async with self._conn.execute(
+            "SELECT * FROM audit_log WHERE guild_id = ? ORDER BY id DESC LIMIT ?", (guild_id, limit)
+        ) as cur:
+            return [dict(row) | {"details": json.loads(row["details"])} for row in await cur.fetchall()]
+
+    async def jobs_page(
+        self,
+        guild_id: int,
+        *,
+        user_id: int | None = None,
+        statuses: Iterable[str] | None = None,
+        limit: int = 10,
+        offset: int = 0,
+    ) -> tuple[list[Job], int]:
+        """One page of a guild's jobs, newest first, and the total count."""
+        where, args = ["guild_id = ?"], [guild_id]
+        if user_id is not None:
+            where.append("user_id = ?")
+            args.append(user_id)
+        status_list = list(statuses or [])
+        if status_list:
+            where.append(f"status IN ({', '.join('?' for _ in status_list)})")
+            args.extend(status_list)  # type: ignore[arg-type]
+        clause = " AND ".join(where)
+        async with self._conn.execute(f"SELECT COUNT(*) FROM jobs WHERE {clause}", args) as cur:
+            total = int((await cur.fetchone() or (0,))[0])
+        async with self._conn.execute(
+            f"SELECT * FROM jobs WHERE {clause} ORDER BY id DESC LIMIT ? OFFSET ?", (*args, limit, offset)
+        ) as cur:
+            return [_job_from_row(row) for row in await cur.fetchall()], total
+
+    async def usage_report(self, guild_id: int, *, since: float, until: float) -> dict[str, Any]:
+        """Jobs, seconds, credits and estimated USD by model and outcome, and the top members."""
+        async with self._conn.execute(
+            """
+            SELECT model, status, charge_state, COUNT(*) AS jobs, SUM(seconds) AS seconds,
+                   SUM(cost) AS credits, SUM(usd) AS usd
+            FROM jobs WHERE guild_id = ? AND created_at >= ? AND created_at < ?
+            GROUP BY model, status, charge_state ORDER BY model, status
+            """,
+            (guild_id, since, until),
+        ) as cur:
+            by_model = [dict(row) for row in await cur.fetchall()]
+        async with self._conn.execute(
+            """
+            SELECT user_id, MAX(user_name) AS user_name, COUNT(*) AS jobs, SUM(seconds) AS seconds,
+                   SUM(cost) AS credits, SUM(usd) AS usd
+            FROM jobs WHERE guild_id = ? AND created_at >= ? AND created_at < ? AND charge_state = 'charged'
+            GROUP BY user_id ORDER BY credits DESC, user_id LIMIT 10
+            """,
+            (guild_id, since, until),
+        ) as cur:
+            top = [dict(row) for row in await cur.fetchall()]
+        return {"by_model": by_model, "top_members": top}

@@ -1,0 +1,181 @@
+"""Credits and limits: the policy, as pure functions of the numbers and the clock.
+
+Defaults (a guild changes them with ``/videomod settings``): 60 credits a week per member (fifteen
+4-second ``sora-2`` videos, about 6 USD at list price), weeks starting Monday 00:00 UTC, two jobs at
+once per member, 30 s between submissions, no guild cap, every channel, model, size and duration.
+"""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from bot.core.errors import UserError
+
+Period = Literal["day", "week", "month"]
+PERIODS: tuple[Period, ...] = ("day", "week", "month")
+
+
+@dataclass(frozen=True)
+class GuildPolicy:
+    allowance: int = 60
+    period: Period = "week"
+    timezone: str = "UTC"
+    max_concurrent: int = 2
+    cooldown_seconds: int = 30
+    guild_cap: int | None = None  # credits per period for the whole guild; None = no cap
+    allowed_channels: tuple[int, ...] = ()  # empty = all
+    allowed_models: tuple[str, ...] = ()  # empty = every model in the catalog
+    allowed_sizes: tuple[str, ...] = ()
+    allowed_seconds: tuple[int, ...] = ()
+    moderator_role_id: int | None = None
+    charge_moderation_blocked: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """Only what differs from the defaults, so new defaults reach guilds that never chose."""
+        default = GuildPolicy()
+        return {k: v for k, v in asdict(self).items() if getattr(default, k) != v}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> GuildPolicy:
+        known = {f.name for f in fields(cls)}
+        values: dict[str, Any] = {
+            k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known
+        }
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class RoleOverride:
+    role_id: int
+    allowance: int | None = None
+    max_concurrent: int | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    allowance: int
+    max_concurrent: int
+    source: str  # "server default", "role <id>", "set by a moderator"
+
+
+@dataclass(frozen=True)
+class Usage:
+    """A member's numbers for the current period (``reserved`` is every job not yet settled)."""
+
+    used: int
+    reserved: int
+    granted: int
+    active_jobs: int
+    last_submitted_at: float | None
+    guild_spent: int = 0  # used + reserved across the guild, for the cap
+
+
+@dataclass(frozen=True)
+class Balance:
+    limits: Limits
+    usage: Usage
+    period_start: float
+    resets_at: float
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.limits.allowance + self.usage.granted - self.usage.used - self.usage.reserved)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    message: str
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UserError(f"`{name}` is not a time zone name. Use one like `UTC` or `Europe/Paris`.") from None
+
+
+def period_bounds(period: Period, timezone: str, now: float) -> tuple[float, float]:
+    """Start and end (Unix seconds) of the period containing ``now``, on local boundaries."""
+    tz = zone(timezone)
+    local = datetime.fromtimestamp(now, tz)
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "day":
+        start, end = midnight, midnight + timedelta(days=1)
+    elif period == "week":
+        start = midnight - timedelta(days=midnight.weekday())
+        end = start + timedelta(days=7)
+    else:
+        start = midnight.replace(day=1)
+        days = calendar.monthrange(start.year, start.month)[1]
+        end = start + timedelta(days=days)
+    # Rebuild with the zone so a DST change inside the period lands on the right wall-clock time.
+    start = start.replace(tzinfo=None).replace(tzinfo=tz)
+    end = end.replace(tzinfo=None).replace(tzinfo=tz)
+    return start.timestamp(), end.timestamp()
+
+
+def effective_limits(
+    policy: GuildPolicy, roles: list[RoleOverride], member_roles: set[int], member_allowance: int | None
+) -> Limits:
+    """A moderator's per-member allowance wins; else the most generous of the member's roles and the
+    guild default."""
+    allowance, concurrency, source = policy.allowance, policy.max_concurrent, "server default"
+    for role in roles:
+        if role.role_id not in member_roles:
+            continue
+        if role.allowance is not None and role.allowance > allowance:
+            allowance, source = role.allowance, f"role <@&{role.role_id}>"
+        if role.max_concurrent is not None and role.max_concurrent > concurrency:
+            concurrency = role.max_concurrent
+    if member_allowance is not None:
+        allowance, source = member_allowance, "set by a moderator"
+    return Limits(allowance=allowance, max_concurrent=concurrency, source=source)
+
+
+def check_request(
+    policy: GuildPolicy,
+    balance: Balance,
+    *,
+    cost: int,
+    channel_id: int,
+    model: str,
+    size: str,
+    seconds: int,
+    now: float,
+) -> Refusal | None:
+    """Why this request must be refused, or None. Every message says what to do next."""
+    resets = f"<t:{int(balance.resets_at)}:R>"
+    if policy.allowed_channels and channel_id not in policy.allowed_channels:
+        where = ", ".join(f"<#{c}>" for c in policy.allowed_channels)
+        return Refusal(f"Videos can't be made in this channel. Use {where}.")
+    if policy.allowed_models and model not in policy.allowed_models:
+        return Refusal(f"This server doesn't allow `{model}`. Allowed: {', '.join(policy.allowed_models)}.")
+    if policy.allowed_sizes and size not in policy.allowed_sizes:
+        return Refusal(
+            f"This server doesn't allow {size} videos. Allowed: {', '.join(policy.allowed_sizes)}."
+        )
+    if policy.allowed_seconds and seconds not in policy.allowed_seconds:
+        allowed = ", ".join(str(s) for s in policy.allowed_seconds)
+        return Refusal(f"This server doesn't allow {seconds}-second videos. Allowed: {allowed} seconds.")
+    usage = balance.usage
+    if usage.active_jobs >= balance.limits.max_concurrent:
+        return Refusal(
+            f"You already have {usage.active_jobs} video{'s' if usage.active_jobs != 1 else ''} in progress "
+            f"(the limit is {balance.limits.max_concurrent}). Wait for one to finish, or cancel one."
+        )
+    if usage.last_submitted_at is not None and policy.cooldown_seconds > 0:
+        ready = usage.last_submitted_at + policy.cooldown_seconds
+        if now < ready:
+            return Refusal(f"Slow down a little: you can request another video <t:{int(ready) + 1}:R>.")
+    if cost > balance.remaining:
+        return Refusal(
+            f"This needs {cost} credits; you have {balance.remaining} left. Your credits reset {resets}. "
+            "Try a shorter or smaller video, or ask a moderator."
+        )
+    if policy.guild_cap is not None and usage.guild_spent + cost > policy.guild_cap:
+        return Refusal(f"This server has used its video budget for this {policy.period}. It resets {resets}.")
+    return None

@@ -73,9 +73,11 @@ class VideoBot(commands.Bot):
         self.tree.error(self.on_app_command_error)
 
     async def setup_hook(self) -> None:
+        from bot.cogs.moderation import CreditsCog
         from bot.cogs.video import VideoCog
 
         await self.add_cog(VideoCog(self))
+        await self.add_cog(CreditsCog(self))
         await self.sync_commands_if_changed()
         self.tracker.start()  # resumes every unfinished job from the store
 

@@ -8,7 +8,6 @@ endpoint before it is sent again.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import email.utils
 import json
@@ -133,7 +132,7 @@ class VideoAPIClient:
         self._api_key = api_key
         self._max_attempts = max_attempts
         self._backoff = wait_exponential_jitter(
-            initial=backoff_initial, max=backoff_max, jitter=backoff_initial
+            multiplier=backoff_initial, max=backoff_max, jitter=backoff_initial
         )
         self._backoff_max = backoff_max
         self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
@@ -229,11 +228,22 @@ class VideoAPIClient:
                 maybe_processed=True,
             ) from exc
 
-    async def _with_retries(self, attempt: Callable[[], Awaitable[T]]) -> T:
+    async def _with_retries(
+        self,
+        attempt: Callable[[], Awaitable[T]],
+        *,
+        retry_processed: bool = True,
+    ) -> T:
+        """Run ``attempt`` with backoff. With ``retry_processed=False`` only failures after which the
+        request certainly was not processed (429, 408, 409, connect errors) are retried."""
+
+        def should_retry(exc: BaseException) -> bool:
+            return isinstance(exc, _Retryable) and (retry_processed or not exc.maybe_processed)
+
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._max_attempts),
             wait=self._wait,
-            retry=retry_if_exception(lambda e: isinstance(e, _Retryable)),
+            retry=retry_if_exception(should_retry),
             reraise=True,
         )
         try:
@@ -241,7 +251,7 @@ class VideoAPIClient:
                 with round_:
                     return await attempt()
         except _Retryable as exc:
-            raise exc.error from None
+            raise exc.error from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -282,26 +292,34 @@ class VideoAPIClient:
             return data
 
         started = time.time()
-        for attempt in range(1, self._max_attempts + 1):
+        uncertain: list[VideoAPIError] = []
+
+        async def attempt() -> Video:
+            if uncertain:
+                # The previous attempt may have created the job: look before sending it again.
+                found = await self._find_created(fields, since=started, cause=uncertain[-1])
+                if found is not None:
+                    log.info("a create answer was lost; adopted %s from the list", found.id)
+                    return found
             try:
                 if input_reference is not None:
                     body, _ = await self._attempt("POST", "/videos", form=form)
                 else:
                     body, _ = await self._attempt("POST", "/videos", json_body=fields)
-                return self._parse(Video, body)
             except _Retryable as exc:
                 if exc.maybe_processed:
-                    found = await self._find_created(fields, since=started, cause=exc.error)
-                    if found is not None:
-                        log.info("create answer was lost; adopted %s from the list", found.id)
-                        return found
-                if attempt == self._max_attempts:
-                    raise exc.error from None
-                delay = exc.error.retry_after
-                if delay is None:
-                    delay = min(self._backoff_max, 0.5 * 2 ** (attempt - 1))
-                await asyncio.sleep(min(delay, self._backoff_max))
-        raise AssertionError("unreachable")  # pragma: no cover
+                    uncertain.append(exc.error)
+                raise
+            return self._parse(Video, body)
+
+        try:
+            return await self._with_retries(attempt)
+        except VideoAPIError as exc:
+            if not isinstance(exc, SubmitUncertain) and uncertain and uncertain[-1] is exc:
+                found = await self._find_created(fields, since=started, cause=exc)
+                if found is not None:
+                    return found
+            raise
 
     async def _find_created(
         self, fields: Mapping[str, str], *, since: float, cause: VideoAPIError
@@ -354,23 +372,13 @@ class VideoAPIClient:
         return bool(isinstance(body, dict) and body.get("deleted", True))
 
     async def remix(self, video_id: str, prompt: str) -> Video:
-        """``POST /videos/{id}/remix``. Only 429/408 are retried (a lost answer could bill twice)."""
-        body, _ = await self._with_retries_not_processed(
-            lambda: self._attempt("POST", f"/videos/{video_id}/remix", json_body={"prompt": prompt})
+        """``POST /videos/{id}/remix``. Only retried when the request certainly was not processed
+        (the list can't tell a lost remix from another job with the same prompt)."""
+        body, _ = await self._with_retries(
+            lambda: self._attempt("POST", f"/videos/{video_id}/remix", json_body={"prompt": prompt}),
+            retry_processed=False,
         )
         return self._parse(Video, body)
-
-    async def _with_retries_not_processed(
-        self, attempt: Callable[[], Awaitable[tuple[Any, Mapping[str, str]]]]
-    ) -> tuple[Any, Mapping[str, str]]:
-        for number in range(1, self._max_attempts + 1):
-            try:
-                return await attempt()
-            except _Retryable as exc:
-                if exc.maybe_processed or number == self._max_attempts:
-                    raise exc.error from None
-                await asyncio.sleep(min(exc.error.retry_after or 0.5 * 2 ** (number - 1), self._backoff_max))
-        raise AssertionError("unreachable")  # pragma: no cover
 
     async def download(self, video_id: str, dest: Path, *, variant: Variant = "video") -> int:
         """Stream one asset to ``dest`` (via a temporary name, then rename). Returns its size in bytes."""

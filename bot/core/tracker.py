@@ -106,6 +106,8 @@ class JobTracker:
         self._wake.set()
 
     async def run(self) -> None:
+        unfinished = len(await self.store.active_jobs())
+        log.info("job tracker running; resuming %d unfinished job(s)", unfinished)
         while True:
             try:
                 delay = await self.sweep()

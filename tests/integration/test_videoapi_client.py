@@ -43,13 +43,17 @@ class ContractProxy:
         body = await request.read()
         target = self.upstream.removesuffix("/v1") + str(request.rel_url)
         try:
-            validate_request(request.method, str(request.rel_url), request.headers, body or None, require_auth=False)
+            validate_request(
+                request.method, str(request.rel_url), request.headers, body or None, require_auth=False
+            )
         except AssertionError as exc:
             self.violations.append(f"request: {exc}")
         headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
         async with aiohttp.ClientSession() as session:
             try:
-                async with session.request(request.method, target, data=body or None, headers=headers) as upstream:
+                async with session.request(
+                    request.method, target, data=body or None, headers=headers
+                ) as upstream:
                     payload = await upstream.read()
                     status, up_headers = upstream.status, upstream.headers
             except aiohttp.ServerDisconnectedError:
@@ -144,9 +148,13 @@ async def test_multipart_create_with_reference_image(client: VideoAPIClient, ren
     assert (await wait_done(client, video.id))[-1].status == "completed"
 
 
-async def test_reference_of_the_wrong_size_is_refused_with_the_providers_words(client: VideoAPIClient) -> None:
+async def test_reference_of_the_wrong_size_is_refused_with_the_providers_words(
+    client: VideoAPIClient,
+) -> None:
     with pytest.raises(BadRequest, match="Inpaint image must match the requested width and height"):
-        await client.create(prompt="x", model="sora-2", size="1280x720", seconds=4, input_reference=png(100, 100))
+        await client.create(
+            prompt="x", model="sora-2", size="1280x720", seconds=4, input_reference=png(100, 100)
+        )
 
 
 async def test_bad_size_is_a_typed_error_with_param(client: VideoAPIClient) -> None:
@@ -156,7 +164,10 @@ async def test_bad_size_is_a_typed_error_with_param(client: VideoAPIClient) -> N
 
 
 async def test_list_pages_and_remix(client: VideoAPIClient, renderer: LocalRenderer) -> None:
-    ids = [(await client.create(prompt=f"clip {n}", model="sora-2", size="720x1280", seconds=4)).id for n in range(3)]
+    ids = [
+        (await client.create(prompt=f"clip {n}", model="sora-2", size="720x1280", seconds=4)).id
+        for n in range(3)
+    ]
     first = await client.list(limit=2)
     assert [v.id for v in first.data] == ids[::-1][:2] and first.has_more
     rest = await client.list(limit=2, after=first.last_id)
@@ -205,7 +216,9 @@ async def test_retries_give_up_with_a_typed_error(renderer: LocalRenderer) -> No
     assert len(renderer.requests) == 3
 
 
-async def test_lost_create_response_is_found_not_sent_twice(client: VideoAPIClient, renderer: LocalRenderer) -> None:
+async def test_lost_create_response_is_found_not_sent_twice(
+    client: VideoAPIClient, renderer: LocalRenderer
+) -> None:
     renderer.faults.add(status=502, method="POST", path_prefix="/v1/videos", after_processing=True)
     video = await client.create(prompt="paid once", model="sora-2", size="720x1280", seconds=4)
     listed = await client.list(limit=100)

@@ -80,7 +80,10 @@ usd_per_second = 0.05
         ("not toml [[", "not valid TOML"),
         ("[[models]]\nname='x'\nseconds=[4]\n", "at least one [[models.rates]]"),
         ("[[models]]\nseconds=[4]\n", "`name` is required"),
-        ("[[models]]\nname='x'\nseconds=[4]\n[[models.rates]]\nsizes=['big']\ncredits_per_second=1\n", "sizes must"),
+        (
+            "[[models]]\nname='x'\nseconds=[4]\n[[models.rates]]\nsizes=['big']\ncredits_per_second=1\n",
+            "sizes must",
+        ),
         (
             "default_model='y'\n[[models]]\nname='x'\nseconds=[4]\n[[models.rates]]\nsizes=['1x1']\ncredits_per_second=1\n",
             "default_model 'y'",

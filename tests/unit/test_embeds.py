@@ -52,7 +52,12 @@ def make_job(**changes: object) -> Job:
 
 @pytest.mark.parametrize(
     ("percent", "bar"),
-    [(0, "▱" * 20 + " 0%"), (5, "▰" + "▱" * 19 + " 5%"), (52, "▰" * 10 + "▱" * 10 + " 52%"), (100, "▰" * 20 + " 100%")],
+    [
+        (0, "▱" * 20 + " 0%"),
+        (5, "▰" + "▱" * 19 + " 5%"),
+        (52, "▰" * 10 + "▱" * 10 + " 52%"),
+        (100, "▰" * 20 + " 100%"),
+    ],
 )
 def test_progress_bar(percent: int, bar: str) -> None:
     assert progress_bar(percent) == bar
@@ -92,7 +97,9 @@ def test_rendering_is_pure_and_stable() -> None:
 
 
 def test_failed_card_explains_and_says_nothing_was_charged() -> None:
-    job = make_job(status=JobStatus.FAILED, error_message="The provider's safety system declined this prompt.")
+    job = make_job(
+        status=JobStatus.FAILED, error_message="The provider's safety system declined this prompt."
+    )
     embed = job_embed(job, now=NOW)
     f = fields(embed)
     assert embed.colour is not None and embed.colour.value == 0xE74C3C

@@ -52,7 +52,11 @@ def test_unknown_time_zone_is_explained() -> None:
 
 def test_most_generous_role_wins_and_member_setting_beats_roles() -> None:
     policy = GuildPolicy(allowance=60, max_concurrent=2)
-    roles = [RoleOverride(1, allowance=100), RoleOverride(2, allowance=200, max_concurrent=1), RoleOverride(3, 999, 9)]
+    roles = [
+        RoleOverride(1, allowance=100),
+        RoleOverride(2, allowance=200, max_concurrent=1),
+        RoleOverride(3, 999, 9),
+    ]
     limits = effective_limits(policy, roles, {1, 2}, None)
     assert (limits.allowance, limits.max_concurrent) == (200, 2)
     assert limits.source == "role <@&2>"
@@ -60,7 +64,9 @@ def test_most_generous_role_wins_and_member_setting_beats_roles() -> None:
     assert effective_limits(policy, roles, set(), None) == Limits(60, 2, "server default")
 
 
-def balance(allowance: int = 60, used: int = 0, reserved: int = 0, granted: int = 0, **usage: object) -> Balance:
+def balance(
+    allowance: int = 60, used: int = 0, reserved: int = 0, granted: int = 0, **usage: object
+) -> Balance:
     return Balance(
         limits=Limits(allowance, 2, "server default"),
         usage=Usage(
@@ -76,7 +82,9 @@ def balance(allowance: int = 60, used: int = 0, reserved: int = 0, granted: int 
     )
 
 
-def refuse(policy: GuildPolicy, bal: Balance, cost: int = 4, now: float = 1000, **request: object) -> str | None:
+def refuse(
+    policy: GuildPolicy, bal: Balance, cost: int = 4, now: float = 1000, **request: object
+) -> str | None:
     refusal = check_request(
         policy,
         bal,
@@ -118,7 +126,9 @@ def test_guild_cap() -> None:
 
 
 def test_allow_lists() -> None:
-    policy = GuildPolicy(allowed_channels=(7, 8), allowed_models=("sora-2",), allowed_sizes=("720x1280",), allowed_seconds=(4,))
+    policy = GuildPolicy(
+        allowed_channels=(7, 8), allowed_models=("sora-2",), allowed_sizes=("720x1280",), allowed_seconds=(4,)
+    )
     assert refuse(policy, balance(), channel_id=5) == "Videos can't be made in this channel. Use <#7>, <#8>."
     assert refuse(policy, balance(), channel_id=7) is None
     assert "doesn't allow `sora-2-pro`" in (refuse(policy, balance(), channel_id=7, model="sora-2-pro") or "")

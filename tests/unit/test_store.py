@@ -54,7 +54,9 @@ async def test_transition_is_a_compare_and_set(tmp_path: Path) -> None:
         job_id = await store.insert_job(request())
         results = await asyncio.gather(
             *(
-                store.transition(job_id, expect=(JobStatus.PENDING,), status=JobStatus.FAILED, error_code=str(n))
+                store.transition(
+                    job_id, expect=(JobStatus.PENDING,), status=JobStatus.FAILED, error_code=str(n)
+                )
                 for n in range(10)
             )
         )
@@ -68,7 +70,9 @@ async def test_jobs_survive_reopening_the_file(tmp_path: Path) -> None:
     path = tmp_path / "bot.db"
     async with Store.open(path) as store:
         job_id = await store.insert_job(request(interaction_token="tok", token_expires_at=123.0))
-        await store.update_job(job_id, provider_video_id="video_abc", status=JobStatus.IN_PROGRESS, progress=30)
+        await store.update_job(
+            job_id, provider_video_id="video_abc", status=JobStatus.IN_PROGRESS, progress=30
+        )
     async with Store.open(path) as store:
         (job,) = await store.active_jobs()
         assert (job.id, job.provider_video_id, job.progress, job.interaction_token) == (

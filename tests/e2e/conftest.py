@@ -1,0 +1,165 @@
+"""End-to-end harness: the real bot process (``python -m bot run``) against the fake Discord and the
+local renderer, both running in the test's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.videoapi.local import LocalRenderer, LocalRendererConfig
+from tests.fakes.discord_server import FakeDiscord, RecordedRequest, StoredMessage
+
+REPO = Path(__file__).resolve().parents[2]
+COMMANDS_ROUTE = "/applications/{application_id}/commands"
+
+
+@dataclass
+class BotProcess:
+    """One run of the bot. ``start`` waits until it is connected and its commands are synced."""
+
+    fake: FakeDiscord
+    renderer: LocalRenderer
+    workdir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    proc: asyncio.subprocess.Process | None = None
+    log_path: Path | None = None
+    starts: int = 0
+
+    @property
+    def database(self) -> Path:
+        return self.workdir / "data" / "videobot.db"
+
+    def environment(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "VIDEO_API", "OPENAI_"))}
+        env.update(
+            {
+                "DISCORD_TOKEN": self.fake.token,
+                "DISCORD_API_BASE_URL": self.fake.api_base,
+                "DISCORD_GATEWAY_URL": self.fake.gateway_url,
+                "VIDEO_API_BASE_URL": self.renderer.base_url,
+                "DATABASE_URL": f"sqlite:///{self.database}",
+                "DATA_DIR": str(self.workdir / "data"),
+                "POLL_INTERVAL_SECONDS": "1",
+                "PROGRESS_EDIT_INTERVAL_SECONDS": "0.2",
+                "LOG_LEVEL": "INFO",
+                "PYTHONPATH": str(REPO),
+            }
+        )
+        env.update(self.env)
+        return env
+
+    async def start(self, *, expect_sync: bool = True, timeout: float = 60.0) -> None:  # noqa: ASYNC109
+        mark = self.fake.mark()
+        identified = self.fake.identify_count
+        self.starts += 1
+        self.log_path = self.workdir / f"bot-{self.starts}.log"
+        with self.log_path.open("wb") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bot",
+                "run",
+                cwd=self.workdir,
+                env=self.environment(),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
+        async with asyncio.timeout(timeout):
+            while self.fake.identify_count == identified:
+                waiter = asyncio.ensure_future(self.fake.wait_connected(timeout=timeout))
+                exited = asyncio.ensure_future(self.proc.wait())
+                done, _ = await asyncio.wait({waiter, exited}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                exited.cancel()
+                if exited in done:
+                    raise AssertionError(f"the bot exited early:\n{self.log()}")
+        if expect_sync:
+            await self.fake.wait_for_request(
+                lambda r: r.method == "PUT" and r.route == COMMANDS_ROUTE, timeout=timeout, since=mark
+            )
+        await self.wait_log("tracker", timeout=timeout)
+
+    async def wait_log(self, text: str, timeout: float = 30.0) -> None:  # noqa: ASYNC109
+        """Wait for a line in the bot's log. Polls the file: the process is outside this loop."""
+        async with asyncio.timeout(timeout):
+            while text not in self.log():
+                if self.proc is not None and self.proc.returncode is not None:
+                    raise AssertionError(f"the bot exited:\n{self.log()}")
+                await asyncio.sleep(0.05)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+
+    async def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:  # noqa: ASYNC109
+        if self.proc is None or self.proc.returncode is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(sig)
+        async with asyncio.timeout(timeout):
+            code = await self.proc.wait()
+        return code
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeDiscord]:
+    async with FakeDiscord() as server:
+        yield server
+        assert server.internal_errors == []
+
+
+def renderer_config(tmp_path: Path, **changes: Any) -> LocalRendererConfig:
+    values: dict[str, Any] = {
+        "generation_seconds": 2.0,
+        "queue_seconds": 0.3,
+        "fps": 12,
+        "poll_after_ms": 300,
+        "data_dir": tmp_path / "renderer",
+    }
+    values.update(changes)
+    return LocalRendererConfig(**values)
+
+
+@pytest.fixture
+async def renderer(tmp_path: Path) -> AsyncIterator[LocalRenderer]:
+    async with LocalRenderer(renderer_config(tmp_path)) as server:
+        yield server
+
+
+@pytest.fixture
+async def bot(fake: FakeDiscord, renderer: LocalRenderer, tmp_path: Path) -> AsyncIterator[BotProcess]:
+    process = BotProcess(fake=fake, renderer=renderer, workdir=tmp_path)
+    yield process
+    with contextlib.suppress(TimeoutError, ProcessLookupError):
+        await process.stop()
+    if process.proc is not None and process.proc.returncode is None:
+        process.proc.kill()
+        await process.proc.wait()
+    for line in process.log().splitlines():
+        assert "Traceback" not in line, process.log()
+    assert process.fake.token not in process.log()
+
+
+def mp4_uploads(fake: FakeDiscord, since: int = 0) -> list[tuple[RecordedRequest, bytes]]:
+    return [(r, f.data) for r in fake.requests[since:] for f in r.files if f.filename.endswith(".mp4")]
+
+
+def embed_of(message: StoredMessage) -> dict[str, Any]:
+    assert message.embeds, f"message {message.id} has no embed"
+    return message.embeds[0]
+
+
+def field_value(embed: dict[str, Any], name: str) -> str | None:
+    return next((f["value"] for f in embed.get("fields", []) if f["name"] == name), None)
+
+
+def is_final(title: str) -> Callable[[StoredMessage], bool]:
+    return lambda m: bool(m.embeds) and m.embeds[0].get("title") == title

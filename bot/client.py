@@ -114,7 +114,7 @@ class VideoBot(commands.Bot):
         elif isinstance(error, app_commands.NoPrivateMessage):
             text = "This command works in servers only, not in direct messages."
         elif isinstance(error, app_commands.CheckFailure):
-            text = "You don't have permission to use this command."
+            text = str(error) or "You don't have permission to use this command."
         else:
             reference = uuid.uuid4().hex[:8]
             log.error("command failed (ref %s)", reference, exc_info=original)

@@ -70,6 +70,11 @@ def _parse_list(text: str, what: str) -> tuple[str, ...]:
     return items
 
 
+class NotModerator(app_commands.CheckFailure):
+    """Raised by the group's check; its message is shown to the member (checks must raise
+    ``CheckFailure`` for discord.py to route them to the tree's error handler)."""
+
+
 class ModeratorGroup(app_commands.Group):
     def __init__(self, bot: VideoBot) -> None:
         super().__init__(
@@ -88,7 +93,7 @@ class ModeratorGroup(app_commands.Group):
         policy = await self.bot.jobs.credits.policy(guild_id)
         if policy.moderator_role_id is not None and policy.moderator_role_id in _roles(user):
             return True
-        raise UserError(
+        raise NotModerator(
             "Only moderators can use /videomod: you need the Manage Server permission"
             + (" or the moderator role." if policy.moderator_role_id else ".")
         )

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -94,31 +95,31 @@ class VideoCog(commands.Cog):
         if interaction.channel_id is None:
             raise UserError("Use this command in a server channel.")
 
+        request = JobRequest(
+            guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id,
+            user_id=interaction.user.id,
+            user_name=interaction.user.display_name,
+            prompt=text,
+            model=quote.model,
+            size=quote.size,
+            seconds=quote.seconds,
+            cost=quote.credits,
+            usd=quote.usd,
+            application_id=interaction.application_id,
+            interaction_token=interaction.token,
+            token_expires_at=interaction.created_at.timestamp() + INTERACTION_TOKEN_TTL,
+            upload_limit=interaction.filesize_limit,
+        )
+        roles = member_role_ids(interaction)
+        await self.bot.jobs.precheck(request, member_roles=roles)
+
         await interaction.response.defer(thinking=True)
         try:
-            reference_path = (
-                await self._prepare_reference(image, quote.width, quote.height) if image else None
-            )
-            job = await self.bot.jobs.submit(
-                JobRequest(
-                    guild_id=interaction.guild_id,
-                    channel_id=interaction.channel_id,
-                    user_id=interaction.user.id,
-                    user_name=interaction.user.display_name,
-                    prompt=text,
-                    model=quote.model,
-                    size=quote.size,
-                    seconds=quote.seconds,
-                    cost=quote.credits,
-                    usd=quote.usd,
-                    reference_image_path=str(reference_path) if reference_path else None,
-                    application_id=interaction.application_id,
-                    interaction_token=interaction.token,
-                    token_expires_at=interaction.created_at.timestamp() + INTERACTION_TOKEN_TTL,
-                    upload_limit=interaction.filesize_limit,
-                ),
-                member_roles=member_role_ids(interaction),
-            )
+            if image is not None:
+                reference = await self._prepare_reference(image, quote.width, quote.height)
+                request = replace(request, reference_image_path=str(reference))
+            job = await self.bot.jobs.submit(request, member_roles=roles)
         except UserError as exc:
             # The public "thinking…" placeholder goes away; the refusal is for the member's eyes only.
             await interaction.delete_original_response()

@@ -161,6 +161,11 @@ def check_request(
     if policy.allowed_seconds and seconds not in policy.allowed_seconds:
         allowed = ", ".join(str(s) for s in policy.allowed_seconds)
         return Refusal(f"This server doesn't allow {seconds}-second videos. Allowed: {allowed} seconds.")
+    if cost > balance.remaining:
+        return Refusal(
+            f"This needs {cost} credits; you have {balance.remaining} left. Your credits reset {resets}. "
+            "Try a shorter or smaller video, or ask a moderator."
+        )
     usage = balance.usage
     if usage.active_jobs >= balance.limits.max_concurrent:
         return Refusal(
@@ -171,11 +176,6 @@ def check_request(
         ready = usage.last_submitted_at + policy.cooldown_seconds
         if now < ready:
             return Refusal(f"Slow down a little: you can request another video <t:{int(ready) + 1}:R>.")
-    if cost > balance.remaining:
-        return Refusal(
-            f"This needs {cost} credits; you have {balance.remaining} left. Your credits reset {resets}. "
-            "Try a shorter or smaller video, or ask a moderator."
-        )
     if policy.guild_cap is not None and usage.guild_spent + cost > policy.guild_cap:
         return Refusal(f"This server has used its video budget for this {policy.period}. It resets {resets}.")
     return None

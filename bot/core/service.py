@@ -66,24 +66,35 @@ class JobService:
         usage = await self.credits.usage(guild_id, user_id, since=since, guild_since=start, conn=conn)
         return Balance(limits=limits, usage=usage, period_start=start, resets_at=end), policy
 
+    async def _enforce_limits(
+        self, request: JobRequest, member_roles: Iterable[int], conn: aiosqlite.Connection | None
+    ) -> None:
+        if request.guild_id is None:
+            return
+        balance, policy = await self.balance(request.guild_id, request.user_id, member_roles, conn)
+        refusal = check_request(
+            policy,
+            balance,
+            cost=request.cost,
+            channel_id=request.channel_id,
+            model=request.model,
+            size=request.size,
+            seconds=request.seconds,
+            now=self._clock(),
+        )
+        if refusal is not None:
+            raise UserError(refusal.message)
+
+    async def precheck(self, request: JobRequest, *, member_roles: Iterable[int] = ()) -> None:
+        """The same checks as ``submit`` without reserving anything: lets the Discord layer refuse
+        ephemerally before it acknowledges publicly. ``submit`` checks again, atomically."""
+        await self._enforce_limits(request, member_roles, None)
+
     async def submit(self, request: JobRequest, *, member_roles: Iterable[int] = ()) -> Job:
         """Check the member's limits, reserve the credits and record the job, in ONE transaction
         (``BEGIN IMMEDIATE``), so concurrent requests can't both spend the same credits."""
         async with self.store.transaction() as conn:
-            if request.guild_id is not None:
-                balance, policy = await self.balance(request.guild_id, request.user_id, member_roles, conn)
-                refusal = check_request(
-                    policy,
-                    balance,
-                    cost=request.cost,
-                    channel_id=request.channel_id,
-                    model=request.model,
-                    size=request.size,
-                    seconds=request.seconds,
-                    now=self._clock(),
-                )
-                if refusal is not None:
-                    raise UserError(refusal.message)
+            await self._enforce_limits(request, member_roles, conn)
             job_id = await self.store.insert_job(request, conn)
             await self.credits.audit(
                 "job.submitted",

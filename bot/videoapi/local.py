@@ -27,6 +27,7 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ _REMIX_FIELDS: Final = frozenset({"prompt"})
 # Reference images and their multipart framing; well above what a 1792x1024 PNG needs.
 _MAX_REQUEST_BYTES: Final = 32 * 1024 * 1024
 _MAX_CONCURRENT_RENDERS: Final = 2
+_MAX_RECORDED_REQUESTS: Final = 10_000
 # How often a pending webhook re-reads the clock; small so that tests driving an injected clock
 # see their event promptly.
 _WEBHOOK_CLOCK_POLL_SECONDS: Final = 0.05
@@ -357,7 +359,8 @@ class LocalRenderer:
     ) -> None:
         self.config = config or LocalRendererConfig()
         self.faults = FaultInjector()
-        self.requests: list[RecordedRequest] = []
+        # Bounded so that a long-running `videobot local-api` does not grow without limit.
+        self.requests: deque[RecordedRequest] = deque(maxlen=_MAX_RECORDED_REQUESTS)
         self.app = create_app(self)
         self._host = host
         self._port = port
@@ -379,6 +382,13 @@ class LocalRenderer:
         await self.close()
 
     async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _start(self) -> None:
         if self.config.data_dir is None:
             self._temporary_dir = tempfile.TemporaryDirectory(prefix="videobot-local-api-")
             self._data_dir = Path(self._temporary_dir.name)
@@ -388,7 +398,7 @@ class LocalRenderer:
         self._render_pool = ThreadPoolExecutor(_MAX_CONCURRENT_RENDERS, thread_name_prefix="local-render")
         if self._webhooks_enabled:
             self._webhook_session = ClientSession(timeout=_WEBHOOK_TIMEOUT)
-        self._runner = web.AppRunner(self.app, handle_signals=False)
+        self._runner = web.AppRunner(self.app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
         await site.start()
@@ -538,7 +548,7 @@ class LocalRenderer:
             prompt=prompt,
             size=source.size,
             seconds=source.seconds,
-            first_frame=source.first_frame,
+            first_frame=None,
             remixed_from=source.id,
         )
         return self._json(self._resource(job, now), poll_hint=True)
@@ -712,6 +722,8 @@ class LocalRenderer:
         else:
             job.rendered_at = self.config.clock()
         finally:
+            # Only the render needed the reference image; don't hold megabytes per job after it.
+            job.first_frame = None
             job.rendered.set()
 
     def _state(self, job: _Job, now: float) -> _JobState:

@@ -1,0 +1,111 @@
+"""Credits and moderator commands end to end, through the fake Discord."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot.videoapi.local import LocalRenderer
+from tests.e2e.conftest import BotProcess, embed_of, is_final
+from tests.fakes.discord_server import FakeDiscord
+
+
+async def reply_text(handle: object) -> str:
+    callback = await handle.wait_response(timeout=10)  # type: ignore[attr-defined]
+    data = callback.json.get("data") or {}
+    assert data.get("flags", 0) & 64, "moderator and quota replies are ephemeral"
+    return str(data.get("content") or "")
+
+
+async def renderer_has_job(renderer: LocalRenderer, prompt: str) -> None:
+    """Wait (bounded) until the bot has submitted the job, so the cancel hits a provider job."""
+    async with asyncio.timeout(20):
+        while not any(
+            isinstance(r.json_body, dict) and r.json_body.get("prompt") == prompt for r in renderer.requests
+        ):
+            await asyncio.sleep(0.05)
+
+
+async def test_moderator_limit_refuses_an_overspend_before_the_provider_sees_it(
+    bot: BotProcess, fake: FakeDiscord, renderer: LocalRenderer
+) -> None:
+    await bot.start()
+    moderator = int(fake.owner_user["id"])
+    member = int(fake.default_user["id"])
+    text = await reply_text(
+        await fake.invoke_command("videomod setquota", {"user": member, "credits": 10}, user=moderator)
+    )
+    assert "set to 10 credits" in text and "**10** credits left of 10" in text
+
+    eight = await fake.invoke_command("video", {"prompt": "eight seconds of rain", "seconds": 8}, user=member)
+    await eight.original_message(timeout=30, predicate=lambda m: bool(m.embeds))
+    posts_before = sum(1 for r in renderer.requests if r.method == "POST")
+
+    four = await fake.invoke_command("video", {"prompt": "four more", "seconds": 4}, user=member)
+    refusal = await reply_text(four)
+    assert refusal.startswith("This needs 4 credits; you have 2 left. Your credits reset <t:")
+    assert sum(1 for r in renderer.requests if r.method == "POST") == posts_before
+    assert all(
+        not isinstance(r.json_body, dict) or r.json_body.get("prompt") != "four more"
+        for r in renderer.requests
+    )
+
+    await eight.original_message(timeout=60, predicate=is_final("🎬 Your video is ready"))
+    quota = await reply_text(await fake.invoke_command("quota", user=member))
+    assert "**2** credits left of 10 (set by a moderator)" in quota
+    assert "Used 8 · reserved 0" in quota
+
+
+async def test_non_moderator_is_refused_in_code(bot: BotProcess, fake: FakeDiscord) -> None:
+    await bot.start()
+    member = int(fake.default_user["id"])
+    # Even if an admin opened the command to everyone, the bot checks who is asking.
+    handle = await fake.invoke_command(
+        "videomod grant", {"user": member, "credits": 1000}, user=member, ignore_default_permissions=True
+    )
+    text = await reply_text(handle)
+    assert "Only moderators can use /videomod" in text
+    quota = await reply_text(await fake.invoke_command("quota", user=member))
+    assert "**60** credits left of 60" in quota
+
+
+async def test_channel_allowlist_grant_cancel_and_usage(
+    bot: BotProcess, fake: FakeDiscord, renderer: LocalRenderer
+) -> None:
+    renderer.config.generation_seconds = 30  # long enough to cancel mid-flight
+    await bot.start()
+    moderator = int(fake.owner_user["id"])
+    member = int(fake.default_user["id"])
+    videos = fake.add_channel("videos")
+    text = await reply_text(
+        await fake.invoke_command("videomod settings", {"channels": f"<#{videos['id']}>"}, user=moderator)
+    )
+    assert text == ""  # the settings card is an embed
+    wrong = await reply_text(await fake.invoke_command("video", {"prompt": "here?"}, user=member))
+    assert wrong == f"Videos can't be made in this channel. Use <#{videos['id']}>."
+
+    job = await fake.invoke_command(
+        "video", {"prompt": "long one"}, user=member, channel_id=int(videos["id"])
+    )
+    card = await job.original_message(timeout=30, predicate=lambda m: bool(m.embeds))
+    job_number = int(embed_of(card)["footer"]["text"].split("#")[1])
+    await renderer_has_job(renderer, "long one")
+    text = await reply_text(await fake.invoke_command("videomod cancel", {"job": job_number}, user=moderator))
+    assert text == f"Cancelled job #{job_number} of <@{member}>; 4 credits refunded."
+    cancelled = await job.original_message(timeout=30, predicate=is_final("⏹️ Cancelled"))
+    assert "Nothing was charged" in str(embed_of(cancelled))
+    # The job was deleted at the provider too, so it stops costing money.
+    async with asyncio.timeout(10):
+        while not any(r.method == "DELETE" for r in renderer.requests):
+            await asyncio.sleep(0.05)
+
+    await reply_text(
+        await fake.invoke_command("videomod grant", {"user": member, "credits": 5}, user=moderator)
+    )
+    quota = await reply_text(await fake.invoke_command("quota", user=member))
+    assert "**65** credits left of 60" in quota and "granted 5" in quota
+
+    usage = await fake.invoke_command("videomod usage", user=moderator)
+    callback = await usage.wait_response()
+    assert callback.files and callback.files[0].filename.endswith(".csv")
+    csv_text = callback.files[0].data.decode()
+    assert "model,sora-2,cancelled,refunded,1,4,4" in csv_text

@@ -148,6 +148,23 @@ async def bot(fake: FakeDiscord, renderer: LocalRenderer, tmp_path: Path) -> Asy
     assert process.fake.token not in process.log()
 
 
+async def eventually(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:  # noqa: ASYNC109
+    """Wait until ``check()`` holds, for state written by another process or server (the bot's own
+    requests arriving at the renderer). Bounded; re-checks every 20 ms."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not check():  # noqa: ASYNC110 - the state has no event to wait on
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
+
+
+def provider_saw_prompt(renderer: LocalRenderer, prompt: str) -> bool:
+    return any(
+        isinstance(r.json_body, dict) and r.json_body.get("prompt") == prompt for r in renderer.requests
+    )
+
+
 def mp4_uploads(fake: FakeDiscord, since: int = 0) -> list[tuple[RecordedRequest, bytes]]:
     return [(r, f.data) for r in fake.requests[since:] for f in r.files if f.filename.endswith(".mp4")]
 

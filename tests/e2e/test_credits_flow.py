@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from bot.videoapi.local import LocalRenderer
-from tests.e2e.conftest import BotProcess, embed_of, is_final
+from tests.e2e.conftest import BotProcess, embed_of, eventually, is_final, provider_saw_prompt
 from tests.fakes.discord_server import FakeDiscord
 
 
@@ -14,15 +12,6 @@ async def reply_text(handle: object) -> str:
     data = callback.json.get("data") or {}
     assert data.get("flags", 0) & 64, "moderator and quota replies are ephemeral"
     return str(data.get("content") or "")
-
-
-async def renderer_has_job(renderer: LocalRenderer, prompt: str) -> None:
-    """Wait (bounded) until the bot has submitted the job, so the cancel hits a provider job."""
-    async with asyncio.timeout(20):
-        while not any(
-            isinstance(r.json_body, dict) and r.json_body.get("prompt") == prompt for r in renderer.requests
-        ):
-            await asyncio.sleep(0.05)
 
 
 async def test_moderator_limit_refuses_an_overspend_before_the_provider_sees_it(
@@ -38,6 +27,7 @@ async def test_moderator_limit_refuses_an_overspend_before_the_provider_sees_it(
 
     eight = await fake.invoke_command("video", {"prompt": "eight seconds of rain", "seconds": 8}, user=member)
     await eight.original_message(timeout=30, predicate=lambda m: bool(m.embeds))
+    await eventually(lambda: provider_saw_prompt(renderer, "eight seconds of rain"), "the 8 s job to be sent")
     posts_before = sum(1 for r in renderer.requests if r.method == "POST")
 
     four = await fake.invoke_command("video", {"prompt": "four more", "seconds": 4}, user=member)
@@ -88,15 +78,13 @@ async def test_channel_allowlist_grant_cancel_and_usage(
     )
     card = await job.original_message(timeout=30, predicate=lambda m: bool(m.embeds))
     job_number = int(embed_of(card)["footer"]["text"].split("#")[1])
-    await renderer_has_job(renderer, "long one")
+    await eventually(lambda: provider_saw_prompt(renderer, "long one"), "the job to reach the provider")
     text = await reply_text(await fake.invoke_command("videomod cancel", {"job": job_number}, user=moderator))
     assert text == f"Cancelled job #{job_number} of <@{member}>; 4 credits refunded."
     cancelled = await job.original_message(timeout=30, predicate=is_final("⏹️ Cancelled"))
     assert "Nothing was charged" in str(embed_of(cancelled))
     # The job was deleted at the provider too, so it stops costing money.
-    async with asyncio.timeout(10):
-        while not any(r.method == "DELETE" for r in renderer.requests):
-            await asyncio.sleep(0.05)
+    await eventually(lambda: any(r.method == "DELETE" for r in renderer.requests), "a provider DELETE")
 
     await reply_text(
         await fake.invoke_command("videomod grant", {"user": member, "credits": 5}, user=moderator)

@@ -121,7 +121,7 @@ async def test_refusals_are_ephemeral_and_nothing_reaches_the_provider(
     assert (
         refusal.ephemeral and "isn't an image" in refusal.content.lower()
     ) or "not an image" in refusal.content.lower()
-    assert renderer.requests == []
+    assert len(renderer.requests) == 0
 
 
 async def test_provider_failure_is_explained_and_refunded(

@@ -27,7 +27,6 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -359,8 +358,7 @@ class LocalRenderer:
     ) -> None:
         self.config = config or LocalRendererConfig()
         self.faults = FaultInjector()
-        # Bounded so that a long-running `videobot local-api` does not grow without limit.
-        self.requests: deque[RecordedRequest] = deque(maxlen=_MAX_RECORDED_REQUESTS)
+        self.requests: list[RecordedRequest] = []
         self.app = create_app(self)
         self._host = host
         self._port = port
@@ -466,11 +464,17 @@ class LocalRenderer:
             body = await _parse_body(request)
         except BaseException:
             # Too large, or the client went away: still log that the request arrived.
-            self.requests.append(_recorded(request, None, received_at))
+            self._record(_recorded(request, None, received_at))
             raise
-        self.requests.append(_recorded(request, body, received_at))
+        self._record(_recorded(request, body, received_at))
         request[_BODY_KEY] = body
         return await handler(request)
+
+    def _record(self, recorded: RecordedRequest) -> None:
+        self.requests.append(recorded)
+        # Bounded so that a long-running `videobot local-api` does not grow without limit.
+        if len(self.requests) > _MAX_RECORDED_REQUESTS:
+            del self.requests[0]
 
     @web.middleware
     async def _latency_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:

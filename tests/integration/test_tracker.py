@@ -1,0 +1,189 @@
+"""The tracker (core, no Discord) against the local renderer and a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from bot.core.jobs import ChargeState, Job, JobRequest, JobStatus
+from bot.core.service import JobService
+from bot.core.tracker import JobTracker
+from bot.media import probe_video
+from bot.store.sqlite import Store
+from bot.videoapi.client import VideoAPIClient
+from bot.videoapi.local import LocalRenderer, LocalRendererConfig
+
+
+@dataclass
+class RecordingPresenter:
+    changes: list[tuple[int, str, int]] = field(default_factory=list)
+    delivered: dict[int, bytes] = field(default_factory=dict)
+    failed: dict[int, str] = field(default_factory=dict)
+
+    async def job_changed(self, job: Job) -> None:
+        self.changes.append((job.id, job.status.value, job.progress))
+
+    async def deliver(self, job: Job, media: Path) -> int | None:
+        assert job.id not in self.delivered, "delivered twice"
+        self.delivered[job.id] = media.read_bytes()
+        return 1000 + job.id
+
+    async def job_failed(self, job: Job) -> None:
+        self.failed[job.id] = job.error_message or ""
+
+
+def request(prompt: str, **changes: object) -> JobRequest:
+    values: dict[str, object] = {
+        "guild_id": 1,
+        "channel_id": 2,
+        "user_id": 3,
+        "user_name": "ana",
+        "prompt": prompt,
+        "model": "sora-2",
+        "size": "720x1280",
+        "seconds": 4,
+        "cost": 4,
+        "usd": 0.4,
+    }
+    values.update(changes)
+    return JobRequest(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def renderer(tmp_path: Path) -> AsyncIterator[LocalRenderer]:
+    config = LocalRendererConfig(
+        generation_seconds=1.0, queue_seconds=0.2, fps=8, poll_after_ms=100, data_dir=tmp_path / "renderer"
+    )
+    async with LocalRenderer(config) as server:
+        yield server
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    async with Store.open(tmp_path / "bot.db") as db:
+        async with db.transaction() as conn:
+            from bot.core.quotas import GuildPolicy
+            from bot.store.sqlite import CreditsStore
+
+            await CreditsStore(db).set_policy(1, GuildPolicy(cooldown_seconds=0, max_concurrent=10), conn)
+        yield db
+
+
+def tracker_for(
+    store: Store, api: VideoAPIClient, presenter: RecordingPresenter, tmp_path: Path
+) -> JobTracker:
+    return JobTracker(store, api, presenter, tmp_path / "data", poll_interval=0.5, min_poll_interval=0.05)
+
+
+async def test_three_jobs_share_list_requests_and_are_delivered_once(
+    store: Store, renderer: LocalRenderer, tmp_path: Path
+) -> None:
+    service = JobService(store)
+    jobs = [await service.submit(request(f"clip {n}")) for n in range(3)]
+    presenter = RecordingPresenter()
+    async with VideoAPIClient(renderer.base_url) as api:
+        tracker = tracker_for(store, api, presenter, tmp_path)
+        async with asyncio.timeout(60):
+            await tracker.run_until_idle()
+        await tracker.stop()
+    assert sorted(presenter.delivered) == [j.id for j in jobs]
+    for job in jobs:
+        stored = await store.get_job(job.id)
+        assert stored is not None
+        assert (stored.status, stored.charge_state, stored.delivered_message_id) == (
+            JobStatus.COMPLETED,
+            ChargeState.CHARGED,
+            1000 + job.id,
+        )
+        path = tmp_path / "job.mp4"
+        path.write_bytes(presenter.delivered[job.id])
+        assert probe_video(path).duration == pytest.approx(4.0, abs=0.2)
+    counts = api.request_counts
+    lists, singles = counts.get("GET videos", 0), counts.get("GET videos/{id}", 0)
+    assert lists >= 1
+    assert singles <= 3  # only stragglers: jobs the list did not cover
+    progress = [p for job_id, _, p in presenter.changes if job_id == jobs[0].id]
+    assert progress == sorted(progress)
+
+
+async def test_a_restarted_tracker_resumes_jobs_in_every_state(
+    store: Store, renderer: LocalRenderer, tmp_path: Path
+) -> None:
+    service = JobService(store)
+    # Simulate what a crash leaves behind: a job at the provider, and one whose create was in
+    # flight (the provider has it, but its id was never stored).
+    at_provider = await service.submit(request("already running"))
+    lost_answer = await service.submit(request("answer was lost"))
+    async with VideoAPIClient(renderer.base_url) as api:
+        first = await api.create(prompt="already running", model="sora-2", size="720x1280", seconds=4)
+        await api.create(prompt="answer was lost", model="sora-2", size="720x1280", seconds=4)
+        await store.update_job(at_provider.id, status=JobStatus.QUEUED, provider_video_id=first.id)
+        await store.update_job(lost_answer.id, status=JobStatus.SUBMITTING)
+        presenter = RecordingPresenter()
+        tracker = tracker_for(store, api, presenter, tmp_path)
+        async with asyncio.timeout(60):
+            await tracker.run_until_idle()
+        await tracker.stop()
+    assert sorted(presenter.delivered) == [at_provider.id, lost_answer.id]
+    posts = [r for r in renderer.requests if r.method == "POST"]
+    assert len(posts) == 2  # the tracker adopted the lost job instead of creating it again
+
+
+async def test_failures_are_refunded_and_explained(
+    store: Store, renderer: LocalRenderer, tmp_path: Path
+) -> None:
+    service = JobService(store)
+    blocked = await service.submit(request("something forbidden"))
+    bad = await service.submit(request("impossible", size="999x999"))
+    presenter = RecordingPresenter()
+    async with VideoAPIClient(renderer.base_url) as api:
+        tracker = tracker_for(store, api, presenter, tmp_path)
+        async with asyncio.timeout(60):
+            await tracker.run_until_idle()
+    for job in (blocked, bad):
+        stored = await store.get_job(job.id)
+        assert stored is not None and (stored.status, stored.charge_state) == (
+            JobStatus.FAILED,
+            ChargeState.REFUNDED,
+        )
+    assert "safety system" in presenter.failed[blocked.id]
+    assert "refused the request" in presenter.failed[bad.id]
+    assert presenter.delivered == {}
+
+
+async def test_a_job_past_its_deadline_is_failed_and_deleted(store: Store, tmp_path: Path) -> None:
+    config = LocalRendererConfig(generation_seconds=600, queue_seconds=0.1, fps=8, poll_after_ms=50)
+    async with LocalRenderer(config) as slow, VideoAPIClient(slow.base_url) as api:
+        service = JobService(store)
+        job = await service.submit(request("takes forever"))
+        presenter = RecordingPresenter()
+        tracker = JobTracker(store, api, presenter, tmp_path, poll_interval=0.2, deadline_seconds=0.5)
+        async with asyncio.timeout(30):
+            await tracker.run_until_idle()
+        await tracker.stop()
+        assert "took longer than" in presenter.failed[job.id]
+        assert any(r.method == "DELETE" for r in slow.requests)
+    stored = await store.get_job(job.id)
+    assert stored is not None and stored.charge_state is ChargeState.REFUNDED
+
+
+async def test_without_a_list_endpoint_single_lookups_are_used(
+    store: Store, renderer: LocalRenderer, tmp_path: Path
+) -> None:
+    service = JobService(store)
+    for n in range(2):
+        await service.submit(request(f"no list {n}"))
+    renderer.faults.add(status=405, method="GET", path_prefix="/v1/videos?", count=1)
+    presenter = RecordingPresenter()
+    async with VideoAPIClient(renderer.base_url) as api:
+        api.supports_list = False  # as discovered from a 404/405 on an earlier sweep
+        tracker = tracker_for(store, api, presenter, tmp_path)
+        async with asyncio.timeout(60):
+            await tracker.run_until_idle()
+        assert api.request_counts.get("GET videos", 0) == 0
+        assert api.request_counts.get("GET videos/{id}", 0) >= 2
+    assert len(presenter.delivered) == 2

@@ -125,8 +125,11 @@ class VideoCog(commands.Cog):
             await interaction.delete_original_response()
             await interaction.followup.send(exc.user_message, ephemeral=True, allowed_mentions=NO_MENTIONS)
             return
+        view = self.bot.presenter.view_for(job)
         message = await interaction.edit_original_response(
-            embed=self.bot.presenter.render(job), allowed_mentions=NO_MENTIONS
+            embed=self.bot.presenter.render(job),
+            allowed_mentions=NO_MENTIONS,
+            **({"view": view} if view else {}),
         )
         await self.bot.store.update_job(job.id, reply_message_id=message.id)
         self.bot.jobs.wake_tracker()

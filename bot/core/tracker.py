@@ -74,7 +74,10 @@ class JobTracker:
         self._submit_slots = asyncio.Semaphore(max_concurrent_submissions)
         self._delivery_slots = asyncio.Semaphore(max_concurrent_deliveries)
         self._wake = asyncio.Event()
-        self._busy: set[int] = set()  # job ids with a submit or delivery task running
+        self._busy: set[int] = set()
+        self._pushed: set[str] = (
+            set()
+        )  # provider video ids announced by webhooks  # job ids with a submit or delivery task running
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: asyncio.Task[None] | None = None
         self.sweeps = 0
@@ -102,7 +105,12 @@ class JobTracker:
         return self._runner is not None and not self._runner.done()
 
     def wake(self) -> None:
-        """Sweep now (a new job, a webhook, a cancel)."""
+        """Sweep now (a new job, a cancel)."""
+        self._wake.set()
+
+    def notify_video_event(self, video_id: str) -> None:
+        """The provider told us (webhook) that this video finished: refresh it now."""
+        self._pushed.add(video_id)
         self._wake.set()
 
     async def run(self) -> None:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import discord
 
@@ -43,6 +43,14 @@ class _EditState:
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
+class JobViews(Protocol):
+    """Buttons shown on a job's message (provided by the history/remix feature)."""
+
+    def progress_view(self, job: Job) -> discord.ui.View | None: ...
+
+    def result_view(self, job: Job) -> discord.ui.View | None: ...
+
+
 class DiscordPresenter:
     def __init__(
         self,
@@ -60,6 +68,7 @@ class DiscordPresenter:
         self._clock = clock
         self._states: dict[int, _EditState] = {}
         self.edits_sent = 0
+        self.views: JobViews | None = None
 
     def render(self, job: Job) -> discord.Embed:
         spec = self.catalog.get(job.model)
@@ -87,7 +96,7 @@ class DiscordPresenter:
         if key == state.last_key:
             return
         try:
-            await self._edit_reply(job, embed=embed)
+            await self._edit_reply(job, embed=embed, view=self.view_for(job))
         except discord.HTTPException as exc:
             log.warning("job %s: progress edit failed: %s", job.id, exc)
             return
@@ -113,25 +122,41 @@ class DiscordPresenter:
                 f"The video is {size / 1048576:.1f} MiB, over this server's {limit / 1048576:.0f} MiB upload limit."
             )
         file = discord.File(media, filename=f"video-{final.id}.mp4")
-        return await self._edit_reply(delivered, embed=self.render(delivered), attachments=[file])
+        return await self._edit_reply(
+            delivered, embed=self.render(delivered), attachments=[file], view=self.view_for(delivered)
+        )
 
     async def job_failed(self, job: Job) -> None:
         await self._settle(job.id)
         try:
-            await self._edit_reply(job, embed=self.render(job))
+            await self._edit_reply(job, embed=self.render(job), view=self.view_for(job))
         except discord.HTTPException as exc:
             log.warning("job %s: could not show the failure: %s", job.id, exc)
+
+    def view_for(self, job: Job) -> discord.ui.View | None:
+        """The buttons for the job's current state; an empty view clears buttons of a past state."""
+        if self.views is None:
+            return None
+        view = self.views.result_view(job) if job.is_final else self.views.progress_view(job)
+        return view if view is not None else discord.ui.View()
 
     # -- editing ---------------------------------------------------------------------------------
 
     async def _edit_reply(
-        self, job: Job, *, embed: discord.Embed, attachments: list[discord.File] | None = None
+        self,
+        job: Job,
+        *,
+        embed: discord.Embed,
+        attachments: list[discord.File] | None = None,
+        view: discord.ui.View | None = None,
     ) -> int:
         """Edit the job's reply (webhook while the token is fresh, else the channel route); post a new
         message when the reply is gone. Returns the id of the message now showing the job."""
         kwargs: dict[str, Any] = {"embed": embed, "allowed_mentions": NO_MENTIONS}
         if attachments is not None:
             kwargs["attachments"] = attachments
+        if view is not None:
+            kwargs["view"] = view
         if job.reply_message_id is None:
             return await self._post_new(job, kwargs)
         if job.token_usable(self._clock()) and job.application_id:

@@ -125,12 +125,14 @@ class VideoCog(commands.Cog):
             await interaction.delete_original_response()
             await interaction.followup.send(exc.user_message, ephemeral=True, allowed_mentions=NO_MENTIONS)
             return
+        embed = self.bot.presenter.render(job)
         view = self.bot.presenter.view_for(job)
-        message = await interaction.edit_original_response(
-            embed=self.bot.presenter.render(job),
-            allowed_mentions=NO_MENTIONS,
-            **({"view": view} if view else {}),
-        )
+        if view is None:
+            message = await interaction.edit_original_response(embed=embed, allowed_mentions=NO_MENTIONS)
+        else:
+            message = await interaction.edit_original_response(
+                embed=embed, allowed_mentions=NO_MENTIONS, view=view
+            )
         await self.bot.store.update_job(job.id, reply_message_id=message.id)
         self.bot.jobs.wake_tracker()
 

@@ -202,6 +202,9 @@ class TerminalPresenter:
         self.failure = job.error_message or "the video could not be made"
         print(file=sys.stderr)
 
+    async def find_delivery(self, job: Job) -> int | None:
+        return job.id if self.out.exists() else None
+
 
 async def generate(settings: Settings, args: argparse.Namespace) -> int:
     from bot.media import ImageError, fit_image, sniff_image

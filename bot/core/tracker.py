@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bot.core.errors import UndeliverableError
+from bot.core.failpoints import crash_point
 from bot.core.jobs import WITH_PROVIDER, ChargeState, Job, JobStatus
 from bot.core.messages import explain_code, explain_provider_error
 from bot.store.sqlite import CreditsStore, Store
@@ -45,6 +46,10 @@ class JobPresenter(Protocol):
 
     async def job_failed(self, job: Job) -> None:
         """Tell the member the job failed and why (``job.error_message``)."""
+
+    async def find_delivery(self, job: Job) -> int | None:
+        """If the video of this job is already posted (by a run that crashed before recording it),
+        the id of the message carrying it."""
 
 
 class JobTracker:
@@ -74,10 +79,9 @@ class JobTracker:
         self._submit_slots = asyncio.Semaphore(max_concurrent_submissions)
         self._delivery_slots = asyncio.Semaphore(max_concurrent_deliveries)
         self._wake = asyncio.Event()
-        self._busy: set[int] = set()
-        self._pushed: set[str] = (
-            set()
-        )  # provider video ids announced by webhooks  # job ids with a submit or delivery task running
+        self._busy: set[int] = set()  # job ids with a submit or delivery task running
+        self._pushed: set[str] = set()  # provider video ids announced by webhooks
+        self._upload_attempted: set[int] = set()  # jobs this process has tried to post
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: asyncio.Task[None] | None = None
         self.sweeps = 0
@@ -204,6 +208,7 @@ class JobTracker:
         )
         if current is None:
             return  # cancelled meanwhile
+        crash_point("before_create")
         try:
             if current.remixed_from_video_id:
                 video = await self.api.remix(current.remixed_from_video_id, current.prompt)
@@ -220,6 +225,7 @@ class JobTracker:
         except VideoAPIError as exc:
             await self._fail(current, exc.code or type(exc).__name__, explain_provider_error(exc))
             return
+        crash_point("after_create_before_store")
         updated = await self.store.transition(
             job.id,
             expect=(JobStatus.SUBMITTING,),
@@ -336,6 +342,14 @@ class JobTracker:
 
     async def _deliver_once(self, job: Job) -> None:
         path = Path(job.media_path) if job.media_path else self.media_path(job)
+        if job.status is JobStatus.UPLOADING and job.id not in self._upload_attempted:
+            # A previous run may have posted the video and died before recording it.
+            self._upload_attempted.add(job.id)
+            posted = await self.presenter.find_delivery(job)
+            if posted is not None:
+                log.info("job %s: found the video already posted (message %s)", job.id, posted)
+                await self._mark_delivered(job, posted)
+                return
         if job.status is JobStatus.DOWNLOADING or not path.exists():
             if not job.provider_video_id:
                 await self._fail(job, "no_video", "The provider reported success but gave no video.")
@@ -354,6 +368,7 @@ class JobTracker:
             if updated is None:
                 return
             job = updated
+        self._upload_attempted.add(job.id)
         try:
             message_id = await self.presenter.deliver(job, path)
         except UndeliverableError as exc:
@@ -361,6 +376,10 @@ class JobTracker:
             return
         if message_id is None:
             return  # the presenter explained or will retry; the job stays in UPLOADING
+        crash_point("after_upload_before_record")
+        await self._mark_delivered(job, message_id)
+
+    async def _mark_delivered(self, job: Job, message_id: int) -> None:
         delivered = await self.store.transition(
             job.id,
             expect=(JobStatus.UPLOADING,),

@@ -121,7 +121,7 @@ class DiscordPresenter:
             raise UndeliverableError(
                 f"The video is {size / 1048576:.1f} MiB, over this server's {limit / 1048576:.0f} MiB upload limit."
             )
-        file = discord.File(media, filename=f"video-{final.id}.mp4")
+        file = discord.File(media, filename=video_filename(final))
         return await self._edit_reply(
             delivered, embed=self.render(delivered), attachments=[file], view=self.view_for(delivered)
         )
@@ -132,6 +132,18 @@ class DiscordPresenter:
             await self._edit_reply(job, embed=self.render(job), view=self.view_for(job))
         except discord.HTTPException as exc:
             log.warning("job %s: could not show the failure: %s", job.id, exc)
+
+    async def find_delivery(self, job: Job) -> int | None:
+        if job.reply_message_id is None:
+            return None
+        channel = self.client.get_partial_messageable(job.channel_id)
+        try:
+            message = await channel.fetch_message(job.reply_message_id)
+        except discord.HTTPException:
+            return None
+        if any(a.filename == video_filename(job) for a in message.attachments):
+            return message.id
+        return None
 
     def view_for(self, job: Job) -> discord.ui.View | None:
         """The buttons for the job's current state; an empty view clears buttons of a past state."""
@@ -199,6 +211,10 @@ class DiscordPresenter:
         self.edits_sent += 1
         await self.store.update_job(job.id, reply_message_id=message.id)
         return message.id
+
+
+def video_filename(job: Job) -> str:
+    return f"video-{job.id}.mp4"
 
 
 def _rewind(files: list[discord.File] | None) -> None:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
+from bot.core.failpoints import crash_point
 from bot.videoapi.errors import (
     AuthenticationError,
     BadRequest,
@@ -402,6 +403,7 @@ class VideoAPIClient:
                     async for chunk in resp.content.iter_chunked(_CHUNK):
                         out.write(chunk)
                         size += len(chunk)
+                        crash_point("during_download")
                     out.flush()
                     os.fsync(out.fileno())
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -35,6 +35,9 @@ class RecordingPresenter:
     async def job_failed(self, job: Job) -> None:
         self.failed[job.id] = job.error_message or ""
 
+    async def find_delivery(self, job: Job) -> int | None:
+        return 1000 + job.id if job.id in self.delivered else None
+
 
 def request(prompt: str, **changes: object) -> JobRequest:
     values: dict[str, object] = {
@@ -102,12 +105,32 @@ async def test_three_jobs_share_list_requests_and_are_delivered_once(
         path = tmp_path / "job.mp4"
         path.write_bytes(presenter.delivered[job.id])
         assert probe_video(path).duration == pytest.approx(4.0, abs=0.2)
-    counts = api.request_counts
-    lists, singles = counts.get("GET videos", 0), counts.get("GET videos/{id}", 0)
-    assert lists >= 1
-    assert singles <= 3  # only stragglers: jobs the list did not cover
     progress = [p for job_id, _, p in presenter.changes if job_id == jobs[0].id]
     assert progress == sorted(progress)
+
+
+async def test_one_sweep_refreshes_many_jobs_with_one_list_page(
+    store: Store, renderer: LocalRenderer, tmp_path: Path
+) -> None:
+    service = JobService(store)
+    async with VideoAPIClient(renderer.base_url) as api:
+        jobs = []
+        for n in range(5):
+            job = await service.submit(request(f"batched {n}"))
+            video = await api.create(prompt=job.prompt, model="sora-2", size="720x1280", seconds=4)
+            await store.update_job(job.id, status=JobStatus.QUEUED, provider_video_id=video.id)
+            jobs.append(job)
+        straggler = await service.submit(request("unknown to the provider"))
+        await store.update_job(straggler.id, status=JobStatus.QUEUED, provider_video_id="video_gone")
+        api.request_counts.clear()
+        presenter = RecordingPresenter()
+        tracker = tracker_for(store, api, presenter, tmp_path)
+        await tracker.sweep()
+        await tracker.stop()
+        # Six jobs in flight: one list page for the five it covers, one lookup for the straggler.
+        assert api.request_counts == {"GET videos": 1, "GET videos/{id}": 1}
+    assert {job_id for job_id, _, _ in presenter.changes} >= {j.id for j in jobs}
+    assert "no longer knows" in presenter.failed[straggler.id]
 
 
 async def test_a_restarted_tracker_resumes_jobs_in_every_state(

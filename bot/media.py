@@ -391,3 +391,87 @@ def probe_video(path: Path) -> VideoInfo:
             codec=stream.codec_context.name,
             frames=frames,
         )
+
+
+class MediaError(Exception):
+    """A video could not be processed; ``user_message`` says so in plain words."""
+
+    def __init__(self, user_message: str) -> None:
+        super().__init__(user_message)
+        self.user_message = user_message
+
+
+# Below this many bits per pixel per frame H.264 turns to mush; scale down rather than go lower.
+_MIN_BITS_PER_PIXEL = 0.04
+_MIN_SIDE = 240
+_MUX_HEADROOM = 0.94  # container overhead and rate-control overshoot
+
+
+def reencode_to_fit(src: Path, dst: Path, max_bytes: int) -> VideoInfo:
+    """Re-encode ``src`` as H.264 so that the file is at most ``max_bytes``, writing ``dst``.
+
+    The bit rate comes from the duration and the limit. The resolution is kept while that bit rate
+    still gives acceptable quality; otherwise the video is scaled down (keeping its aspect ratio)
+    until it does. Each attempt that still comes out too large retries at 85 % of the bit rate.
+    Audio, if any, is dropped: generated clips from these models are silent or nearly so, and every
+    byte goes to the picture. Raises ``MediaError`` when even the smallest attempt does not fit.
+    """
+    info = probe_video(src)
+    duration = max(info.duration, 0.1)
+    budget = max_bytes * 8 * _MUX_HEADROOM / duration
+    fps = info.frames / duration if info.frames else 24.0
+    for _attempt in range(4):
+        width, height = _scaled_for(info.width, info.height, budget, fps)
+        _transcode(src, dst, width=width, height=height, bit_rate=int(budget))
+        if dst.stat().st_size <= max_bytes:
+            return probe_video(dst)
+        budget *= 0.85
+    size = dst.stat().st_size
+    dst.unlink(missing_ok=True)
+    raise MediaError(
+        f"The video could not be made smaller than {_mebibytes(max_bytes)} (best attempt {_mebibytes(size)})."
+    )
+
+
+def _scaled_for(width: int, height: int, bit_rate: float, fps: float) -> tuple[int, int]:
+    scale = 1.0
+    while scale > 0.2:
+        w, h = _even(width * scale), _even(height * scale)
+        if bit_rate / (w * h * fps) >= _MIN_BITS_PER_PIXEL or min(w, h) <= _MIN_SIDE:
+            return w, h
+        scale *= 0.8
+    return _even(width * scale), _even(height * scale)
+
+
+def _even(value: float) -> int:
+    return max(2, int(value) // 2 * 2)
+
+
+def _transcode(src: Path, dst: Path, *, width: int, height: int, bit_rate: int) -> None:
+    temporary = dst.with_name(f".{dst.name}.{uuid.uuid4().hex}.part")
+    try:
+        with (
+            av.open(str(src)) as source,
+            av.open(str(temporary), mode="w", format="mp4", options={"movflags": "+faststart"}) as target,
+        ):
+            in_stream = source.streams.video[0]
+            rate = in_stream.average_rate or Fraction(24, 1)
+            out_stream = target.add_stream(
+                "libx264",
+                rate=rate,
+                options={"preset": "veryfast", "maxrate": str(bit_rate), "bufsize": str(bit_rate * 2)},
+            )
+            out_stream.width = width
+            out_stream.height = height
+            out_stream.pix_fmt = "yuv420p"
+            out_stream.bit_rate = bit_rate
+            for frame in source.decode(in_stream):
+                resized = frame.reformat(width=width, height=height, format="yuv420p")
+                resized.pts = frame.pts
+                resized.time_base = frame.time_base
+                target.mux(out_stream.encode(resized))
+            target.mux(out_stream.encode(None))
+        os.replace(temporary, dst)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise

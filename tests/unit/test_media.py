@@ -11,11 +11,13 @@ from PIL import Image
 
 from bot.media import (
     ImageError,
+    MediaError,
     VideoInfo,
     fit_image,
     make_spritesheet,
     make_thumbnail,
     probe_video,
+    reencode_to_fit,
     render_video,
     sniff_image,
 )
@@ -263,3 +265,36 @@ def test_thumbnail_is_webp_and_spritesheet_is_jpeg_grid(tmp_path: Path) -> None:
         # Tiles come from different moments, so they are not all the same picture.
         tiles = {sheet.crop((x * 80, 0, x * 80 + 80, 60)).tobytes() for x in range(4)}
         assert len(tiles) == 4
+
+
+def test_reencode_to_fit_keeps_resolution_when_quality_allows(tmp_path: Path) -> None:
+    big = tmp_path / "big.mp4"
+    render_video(
+        big, prompt="grainy", width=320, height=568, seconds=2, fps=12, noise=True, target_bitrate=8_000_000
+    )
+    limit = big.stat().st_size // 3
+    small = tmp_path / "small.mp4"
+    info = reencode_to_fit(big, small, limit)
+    assert small.stat().st_size <= limit
+    assert (info.width, info.height, info.codec) == (320, 568, "h264")
+    assert info.duration == pytest.approx(2.0, abs=0.1)
+
+
+def test_reencode_to_fit_scales_down_for_a_tiny_limit(tmp_path: Path) -> None:
+    big = tmp_path / "big.mp4"
+    render_video(
+        big, prompt="grainy", width=720, height=1280, seconds=2, fps=12, noise=True, target_bitrate=8_000_000
+    )
+    small = tmp_path / "small.mp4"
+    info = reencode_to_fit(big, small, 120_000)
+    assert small.stat().st_size <= 120_000
+    assert info.width < 720 and abs(info.width / info.height - 720 / 1280) < 0.01
+    assert info.duration == pytest.approx(2.0, abs=0.1)
+
+
+def test_reencode_to_fit_gives_up_with_a_plain_message(tmp_path: Path) -> None:
+    big = tmp_path / "big.mp4"
+    render_video(big, prompt="grainy", width=320, height=568, seconds=2, fps=12, noise=True)
+    with pytest.raises(MediaError, match="could not be made smaller than"):
+        reencode_to_fit(big, tmp_path / "small.mp4", 2_000)
+    assert not (tmp_path / "small.mp4").exists()

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
 
     # Tuning knobs beyond the core table; documented in .env.example.
     poll_interval_seconds: float = Field(default=5.0, gt=0)
+    webhook_safety_sweep_seconds: float = Field(default=60.0, gt=0)
+    video_api_requests_per_minute: int = Field(default=120, ge=1)
     progress_edit_interval_seconds: float = Field(default=3.0, ge=0)
     max_concurrent_submissions: int = Field(default=4, ge=1)
     max_concurrent_deliveries: int = Field(default=3, ge=1)
@@ -51,6 +53,11 @@ class Settings(BaseSettings):
     @property
     def uses_local_api(self) -> bool:
         return self.video_api_base_url.strip().lower() == LOCAL_API
+
+    @property
+    def webhooks_enabled(self) -> bool:
+        """Provider webhooks can reach the bot: status polling becomes a slow safety sweep."""
+        return self.http_port is not None and self.webhook_secret is not None
 
     @property
     def database_path(self) -> Path:

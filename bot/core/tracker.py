@@ -32,6 +32,15 @@ from bot.videoapi.models import Video
 log = logging.getLogger(__name__)
 
 _ACTIVE_AT_PROVIDER = (JobStatus.QUEUED, JobStatus.IN_PROGRESS)
+LIST_PAGE_SIZE = 100  # the spec's maximum
+
+
+def _estimated_remaining(job: Job, now: float) -> float | None:
+    """Seconds until the job should finish, from its progress so far (None: no basis yet)."""
+    if job.status is not JobStatus.IN_PROGRESS or job.started_at is None or job.progress < 5:
+        return None
+    elapsed = now - job.started_at
+    return elapsed * (100 - job.progress) / job.progress
 
 
 class JobPresenter(Protocol):
@@ -62,6 +71,8 @@ class JobTracker:
         *,
         poll_interval: float = 5.0,
         min_poll_interval: float = 0.2,
+        push_mode: bool = False,
+        safety_interval: float = 60.0,
         max_concurrent_submissions: int = 4,
         max_concurrent_deliveries: int = 3,
         deadline_seconds: float = 3600.0,
@@ -74,13 +85,18 @@ class JobTracker:
         self.data_dir = data_dir
         self.poll_interval = poll_interval
         self.min_poll_interval = min_poll_interval
+        # With webhooks, status polling is only a safety sweep for lost events.
+        self.push_mode = push_mode
+        self.safety_interval = safety_interval
+        self.idle_interval = max(poll_interval, 30.0)
         self.deadline_seconds = deadline_seconds
         self._clock = clock
         self._submit_slots = asyncio.Semaphore(max_concurrent_submissions)
         self._delivery_slots = asyncio.Semaphore(max_concurrent_deliveries)
         self._wake = asyncio.Event()
         self._busy: set[int] = set()  # job ids with a submit or delivery task running
-        self._pushed: set[str] = set()  # provider video ids announced by webhooks
+        self._pushed: dict[str, str] = {}  # provider video id → webhook event type
+        self._next_status_refresh = 0.0
         self._upload_attempted: set[int] = set()  # jobs this process has tried to post
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: asyncio.Task[None] | None = None
@@ -112,9 +128,9 @@ class JobTracker:
         """Sweep now (a new job, a cancel)."""
         self._wake.set()
 
-    def notify_video_event(self, video_id: str) -> None:
-        """The provider told us (webhook) that this video finished: refresh it now."""
-        self._pushed.add(video_id)
+    def notify_video_event(self, video_id: str, event_type: str = "video.completed") -> None:
+        """The provider told us (a verified webhook) that this video finished: act on it now."""
+        self._pushed[video_id] = event_type
         self._wake.set()
 
     async def run(self) -> None:
@@ -162,7 +178,7 @@ class JobTracker:
     async def sweep(self) -> float:
         """Move every active job one step. Returns how long to wait before the next sweep."""
         self.sweeps += 1
-        self.last_sweep_at = self._clock()
+        now = self.last_sweep_at = self._clock()
         jobs = [job for job in await self.store.active_jobs() if job.id not in self._busy]
         at_provider: list[Job] = []
         for job in jobs:
@@ -172,15 +188,53 @@ class JobTracker:
                 self._spawn(job.id, self._deliver(job))
             elif job.status in WITH_PROVIDER:
                 at_provider.append(job)
-        if at_provider:
+        pushed, self._pushed = self._pushed, {}
+        if pushed:
+            at_provider = await self._apply_pushed(at_provider, pushed)
+        if at_provider and now >= self._next_status_refresh:
             await self._refresh(at_provider)
-        in_flight = any(job.status in WITH_PROVIDER for job in jobs)
-        if not in_flight:
-            return self.poll_interval
+            self._next_status_refresh = now + self._status_interval(at_provider, now)
+        if not at_provider:
+            self._next_status_refresh = now  # the next job in flight is checked without delay
+            return self.idle_interval
+        return max(self.min_poll_interval, self._next_status_refresh - now)
+
+    def _status_interval(self, jobs: list[Job], now: float) -> float:
+        """How long until the next status refresh.
+
+        With webhooks on, polling is only a slow safety net. Otherwise: the provider's suggestion
+        (``openai-poll-after-ms``) is the floor; slower while every job is still queued; faster when
+        a job's progress says it will finish before the regular interval is up.
+        """
+        if self.push_mode:
+            return self.safety_interval
+        interval = self.poll_interval
+        if all(job.status is JobStatus.QUEUED for job in jobs):
+            interval *= 2
+        for job in jobs:
+            remaining = _estimated_remaining(job, now)
+            if remaining is not None:
+                interval = min(interval, max(remaining, self.min_poll_interval))
         suggested = self.api.last_poll_after
-        if suggested is None:
-            return self.poll_interval
-        return max(self.min_poll_interval, min(suggested, self.poll_interval * 4))
+        if suggested is not None:
+            interval = max(interval, suggested)
+        return max(self.min_poll_interval, interval)
+
+    async def _apply_pushed(self, jobs: list[Job], pushed: dict[str, str]) -> list[Job]:
+        """Act on webhook events. A signed ``video.completed`` is enough to start the download (no
+        status request); a failure is looked up once to learn the provider's reason. Returns the
+        jobs still waiting at the provider."""
+        waiting = []
+        for job in jobs:
+            event = pushed.get(job.provider_video_id or "")
+            if event == "video.completed" and job.provider_video_id:
+                video = Video(id=job.provider_video_id, status="completed", progress=100)
+                await self._guarded(job, "apply webhook", functools.partial(self._apply, job, video))
+            elif event is not None:
+                await self._refresh([job])
+            else:
+                waiting.append(job)
+        return waiting
 
     async def _guarded(self, job: Job, step: str, action: Callable[[], Awaitable[None]]) -> None:
         try:
@@ -273,8 +327,7 @@ class JobTracker:
         if len(by_video) >= 2 and self.api.supports_list is not False:
             with contextlib.suppress(UnsupportedEndpoint):
                 try:
-                    page = await self.api.list(limit=100, order="desc")
-                    seen = {video.id: video for video in page.data if video.id in by_video}
+                    seen = await self._list_covering(set(by_video))
                 except VideoAPIError as exc:
                     log.warning("status list failed (%s); falling back to single lookups", exc)
         for video_id, job in by_video.items():
@@ -289,6 +342,19 @@ class JobTracker:
                     log.warning("job %s: status check failed: %s", job.id, exc)
                     continue
             await self._guarded(job, "apply status", functools.partial(self._apply, job, video))
+
+    async def _list_covering(self, wanted: set[str]) -> dict[str, Video]:
+        """Page through ``GET /videos`` (newest first) until every wanted video was seen, the list
+        ends, or more pages than the jobs could fill were read (the rest get single lookups)."""
+        seen: dict[str, Video] = {}
+        after: str | None = None
+        for _page in range(len(wanted) // LIST_PAGE_SIZE + 2):
+            page = await self.api.list(limit=LIST_PAGE_SIZE, order="desc", after=after)
+            seen.update((video.id, video) for video in page.data if video.id in wanted)
+            if len(seen) == len(wanted) or not page.has_more or not page.data:
+                break
+            after = page.last_id
+        return seen
 
     async def _apply(self, job: Job, video: Video) -> None:
         now = self._clock()

@@ -36,6 +36,7 @@ from bot.videoapi.errors import (
     VideoAPIError,
 )
 from bot.videoapi.models import Video, VideoList, code_from_text
+from bot.videoapi.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,7 @@ class VideoAPIClient:
         connect_timeout: float = 10.0,
         read_timeout: float = 120.0,
         user_agent: str = "videobot",
+        requests_per_minute: int | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
@@ -143,6 +145,7 @@ class VideoAPIClient:
         # Optional endpoints are discovered at run time: None = not tried yet.
         self.supports_list: bool | None = None
         self.request_counts: dict[str, int] = {}
+        self.budget = TokenBucket(requests_per_minute) if requests_per_minute else None
 
     def __repr__(self) -> str:  # never show the key
         return f"VideoAPIClient(base_url={self.base_url!r})"
@@ -192,6 +195,8 @@ class VideoAPIClient:
         """One HTTP exchange. Maps failures to typed errors; retryable ones wrapped in ``_Retryable``."""
         url = self.base_url + path
         endpoint = f"{method} {_endpoint_name(path)}"
+        if self.budget is not None:
+            await self.budget.acquire()
         self.request_counts[endpoint] = self.request_counts.get(endpoint, 0) + 1
         try:
             async with self.session.request(
@@ -388,6 +393,8 @@ class VideoAPIClient:
     async def _download_once(self, video_id: str, dest: Path, variant: Variant) -> int:
         dest.parent.mkdir(parents=True, exist_ok=True)
         partial = dest.with_name(dest.name + ".part")
+        if self.budget is not None:
+            await self.budget.acquire()
         self.request_counts["GET content"] = self.request_counts.get("GET content", 0) + 1
         try:
             async with self.session.get(

@@ -141,12 +141,20 @@ async def video_api(settings: Settings, *, max_attempts: int = 5) -> AsyncIterat
             )
             base_url, key = renderer.base_url, None
             log.info("local Videos API renderer at %s", base_url)
-        client = await stack.enter_async_context(VideoAPIClient(base_url, key, max_attempts=max_attempts))
+        client = await stack.enter_async_context(
+            VideoAPIClient(
+                base_url,
+                key,
+                max_attempts=max_attempts,
+                requests_per_minute=settings.video_api_requests_per_minute,
+            )
+        )
         yield client
 
 
 async def run_bot(settings: Settings, args: argparse.Namespace) -> int:
     from bot.client import VideoBot, point_discord_at
+    from bot.web import serve_http
 
     token = settings.require_token()
     catalog = load_catalog(settings.models_file)
@@ -159,7 +167,8 @@ async def run_bot(settings: Settings, args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stopping.set)
-        async with bot:
+        # The HTTP server (webhooks, /healthz) starts before the gateway and stops before the bot closes.
+        async with bot, serve_http(settings, bot):
             runner = asyncio.create_task(bot.start(token.get_secret_value()), name="discord")
             stopper = asyncio.create_task(stopping.wait(), name="signal")
             done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)

@@ -65,6 +65,8 @@ class VideoBot(commands.Bot):
             self.presenter,
             settings.data_dir,
             poll_interval=settings.poll_interval_seconds,
+            push_mode=settings.webhooks_enabled,
+            safety_interval=settings.webhook_safety_sweep_seconds,
             max_concurrent_submissions=settings.max_concurrent_submissions,
             max_concurrent_deliveries=settings.max_concurrent_deliveries,
             deadline_seconds=settings.job_deadline_minutes * 60,
@@ -73,11 +75,18 @@ class VideoBot(commands.Bot):
         self.tree.error(self.on_app_command_error)
 
     async def setup_hook(self) -> None:
+        from bot.cogs.history import HistoryCog
         from bot.cogs.moderation import CreditsCog
         from bot.cogs.video import VideoCog
+        from bot.ui.views import DYNAMIC_ITEMS, JobButtons
 
-        await self.add_cog(VideoCog(self))
+        video_cog = VideoCog(self)
+        await self.add_cog(video_cog)
         await self.add_cog(CreditsCog(self))
+        await self.add_cog(HistoryCog(self, video_cog))
+        # Buttons parse their state from custom_id, so messages from earlier runs keep working.
+        self.add_dynamic_items(*DYNAMIC_ITEMS)
+        self.presenter.views = JobButtons()
         await self.sync_commands_if_changed()
         self.tracker.start()  # resumes every unfinished job from the store
 

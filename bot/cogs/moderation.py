@@ -11,7 +11,7 @@ import csv
 import io
 import re
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import discord
 from discord import app_commands
@@ -70,6 +70,29 @@ def _parse_list(text: str, what: str) -> tuple[str, ...]:
     return items
 
 
+class ModeratorCheck(NamedTuple):
+    allowed: bool
+    needs: str
+    """What makes a member a moderator in this server, for refusals ("the Manage Server permission
+    or the moderator role")."""
+
+
+async def check_moderator(bot: VideoBot, interaction: discord.Interaction[Any]) -> ModeratorCheck:
+    """Whether the member moderates videos here: Manage Server, or the guild's moderator role.
+
+    Used by ``/videomod`` and by the job buttons (cancel, remix, again, details), so both agree on
+    who a moderator is."""
+    guild_id = _guild_id(interaction)
+    user = interaction.user
+    policy = await bot.jobs.credits.policy(guild_id)
+    needs = "the Manage Server permission" + (" or the moderator role" if policy.moderator_role_id else "")
+    if isinstance(user, discord.Member) and user.guild_permissions.manage_guild:
+        return ModeratorCheck(True, needs)
+    if policy.moderator_role_id is not None and policy.moderator_role_id in _roles(user):
+        return ModeratorCheck(True, needs)
+    return ModeratorCheck(False, needs)
+
+
 class NotModerator(app_commands.CheckFailure):
     """Raised by the group's check; its message is shown to the member (checks must raise
     ``CheckFailure`` for discord.py to route them to the tree's error handler)."""
@@ -86,17 +109,10 @@ class ModeratorGroup(app_commands.Group):
         self.bot = bot
 
     async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
-        guild_id = _guild_id(interaction)
-        user = interaction.user
-        if isinstance(user, discord.Member) and user.guild_permissions.manage_guild:
+        check = await check_moderator(self.bot, interaction)
+        if check.allowed:
             return True
-        policy = await self.bot.jobs.credits.policy(guild_id)
-        if policy.moderator_role_id is not None and policy.moderator_role_id in _roles(user):
-            return True
-        raise NotModerator(
-            "Only moderators can use /videomod: you need the Manage Server permission"
-            + (" or the moderator role." if policy.moderator_role_id else ".")
-        )
+        raise NotModerator(f"Only moderators can use /videomod: you need {check.needs}.")
 
     async def _audit(self, interaction: discord.Interaction[Any], action: str, **details: Any) -> None:
         target = details.pop("target", None)

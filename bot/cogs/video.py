@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,8 +19,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.catalog import Quote
 from bot.core.errors import UserError
-from bot.core.jobs import JobRequest
+from bot.core.jobs import Job, JobRequest
 from bot.core.service import MAX_PROMPT_CHARS, clean_prompt
 from bot.media import ImageError, fit_image, sniff_image
 from bot.ui.delivery import NO_MENTIONS
@@ -92,40 +94,56 @@ class VideoCog(commands.Cog):
         text = clean_prompt(prompt)
         if image is not None:
             _precheck_attachment(image)
-        if interaction.channel_id is None:
-            raise UserError("Use this command in a server channel.")
+        request = job_request(interaction, prompt=text, quote=quote)
 
-        request = JobRequest(
-            guild_id=interaction.guild_id,
-            channel_id=interaction.channel_id,
-            user_id=interaction.user.id,
-            user_name=interaction.user.display_name,
-            prompt=text,
-            model=quote.model,
-            size=quote.size,
-            seconds=quote.seconds,
-            cost=quote.credits,
-            usd=quote.usd,
-            application_id=interaction.application_id,
-            interaction_token=interaction.token,
-            token_expires_at=interaction.created_at.timestamp() + INTERACTION_TOKEN_TTL,
-            upload_limit=interaction.filesize_limit,
-        )
+        async def attach_reference(request: JobRequest) -> JobRequest:
+            if image is None:
+                return request
+            reference = await self._prepare_reference(image, quote.width, quote.height)
+            return replace(request, reference_image_path=str(reference))
+
+        await self.start_job(interaction, request, prepare=attach_reference)
+
+    async def start_job(
+        self,
+        interaction: discord.Interaction[Any],
+        request: JobRequest,
+        *,
+        prepare: Callable[[JobRequest], Awaitable[JobRequest]] | None = None,
+    ) -> Job | None:
+        """The one way a job starts from an interaction (``/video``, ``/remix``, the Remix and Again
+        buttons): precheck the limits (an ephemeral refusal, nothing spent), acknowledge publicly,
+        run ``prepare`` (slow work such as fitting an image), reserve and record, show the card.
+
+        Raises ``UserError`` for a refusal before the acknowledgement; after it, a refusal replaces
+        the public "thinking…" placeholder with an ephemeral message and returns None."""
+        if request.guild_id is None:
+            # guild_only() only hides the command in DMs; a client can still send it, so check here.
+            raise UserError("This command works in servers only, not in direct messages.")
         roles = member_role_ids(interaction)
         await self.bot.jobs.precheck(request, member_roles=roles)
 
-        await interaction.response.defer(thinking=True)
+        acknowledged = await interaction.response.defer(thinking=True)
+        placeholder_id = acknowledged.message_id if acknowledged is not None else None
         try:
-            if image is not None:
-                reference = await self._prepare_reference(image, quote.width, quote.height)
-                request = replace(request, reference_image_path=str(reference))
+            if prepare is not None:
+                request = await prepare(request)
             job = await self.bot.jobs.submit(request, member_roles=roles)
         except UserError as exc:
             # The public "thinking…" placeholder goes away; the refusal is for the member's eyes only.
             await interaction.delete_original_response()
             await interaction.followup.send(exc.user_message, ephemeral=True, allowed_mentions=NO_MENTIONS)
-            return
-        embed = self.bot.presenter.render(job)
+            return None
+        if placeholder_id is not None:
+            # The tracker's periodic sweep may pick the job up at once (a refused remix fails within
+            # one provider round trip). Recording the reply now makes it edit this message rather
+            # than post another, and letting the presenter show the first card puts it in the same
+            # per-job queue as the tracker's edits, so it can't land after (and hide) a failure.
+            job = await self.bot.store.update_job(job.id, reply_message_id=placeholder_id)
+            await self.bot.presenter.job_changed(job)
+            self.bot.jobs.wake_tracker()
+            return job
+        embed = await self.bot.presenter.render(job)
         view = self.bot.presenter.view_for(job)
         if view is None:
             message = await interaction.edit_original_response(embed=embed, allowed_mentions=NO_MENTIONS)
@@ -133,8 +151,9 @@ class VideoCog(commands.Cog):
             message = await interaction.edit_original_response(
                 embed=embed, allowed_mentions=NO_MENTIONS, view=view
             )
-        await self.bot.store.update_job(job.id, reply_message_id=message.id)
+        job = await self.bot.store.update_job(job.id, reply_message_id=message.id)
         self.bot.jobs.wake_tracker()
+        return job
 
     async def _prepare_reference(self, image: discord.Attachment, width: int, height: int) -> Path:
         try:
@@ -150,6 +169,39 @@ class VideoCog(commands.Cog):
         path = folder / f"{int(time.time())}-{uuid.uuid4().hex}.png"
         await asyncio.to_thread(_write_file, path, fitted)
         return path
+
+
+def job_request(
+    interaction: discord.Interaction[Any],
+    *,
+    prompt: str,
+    quote: Quote,
+    reference_image_path: str | None = None,
+    source_job_id: int | None = None,
+    remixed_from_video_id: str | None = None,
+) -> JobRequest:
+    """A priced request from a member's interaction; the job's reply is this interaction's response."""
+    if interaction.channel_id is None:
+        raise UserError("Use this command in a server channel.")
+    return JobRequest(
+        guild_id=interaction.guild_id,
+        channel_id=interaction.channel_id,
+        user_id=interaction.user.id,
+        user_name=interaction.user.display_name,
+        prompt=prompt,
+        model=quote.model,
+        size=quote.size,
+        seconds=quote.seconds,
+        cost=quote.credits,
+        usd=quote.usd,
+        reference_image_path=reference_image_path,
+        source_job_id=source_job_id,
+        remixed_from_video_id=remixed_from_video_id,
+        application_id=interaction.application_id,
+        interaction_token=interaction.token,
+        token_expires_at=interaction.created_at.timestamp() + INTERACTION_TOKEN_TTL,
+        upload_limit=interaction.filesize_limit,
+    )
 
 
 def member_role_ids(interaction: discord.Interaction[Any]) -> list[int]:

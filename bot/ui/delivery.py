@@ -25,6 +25,7 @@ import discord
 from bot.catalog import Catalog
 from bot.core.errors import UndeliverableError
 from bot.core.jobs import Job, JobStatus
+from bot.media import MediaError, reencode_to_fit
 from bot.store.sqlite import Store
 from bot.ui.embeds import job_embed
 
@@ -33,6 +34,10 @@ log = logging.getLogger(__name__)
 NO_MENTIONS = discord.AllowedMentions.none()
 _INVALID_WEBHOOK_TOKEN = 50027
 _UNKNOWN_MESSAGE = 10008
+_UNKNOWN_CHANNEL = 10003
+_FILE_TOO_LARGE = 40005
+MIB = 1024 * 1024
+DEFAULT_UPLOAD_LIMIT = 10 * MIB  # Discord's limit for servers without boosts
 
 
 @dataclass
@@ -69,11 +74,14 @@ class DiscordPresenter:
         self._states: dict[int, _EditState] = {}
         self.edits_sent = 0
         self.views: JobViews | None = None
+        self._reencode_slots = asyncio.Semaphore(1)  # CPU-bound; two cores are shared with the loop
 
-    def render(self, job: Job) -> discord.Embed:
+    async def render(self, job: Job) -> discord.Embed:
+        """The job's card. Async because a remix's card links to its source job's message."""
         spec = self.catalog.get(job.model)
         expected = (spec.seconds_per_video_second if spec else 10.0) * job.seconds
-        return job_embed(job, now=self._clock(), expected_seconds=expected)
+        source = await self.store.get_job(job.source_job_id) if job.source_job_id is not None else None
+        return job_embed(job, now=self._clock(), expected_seconds=expected, source=source)
 
     # -- JobPresenter ----------------------------------------------------------------------------
 
@@ -91,7 +99,14 @@ class DiscordPresenter:
         if wait > 0:
             await asyncio.sleep(wait)  # rate shaping: one edit per interval per message
         job = state.latest
-        embed = self.render(job)
+        if job.reply_message_id is None:
+            # The tracker can see a job a moment before /video has recorded its reply; the reply
+            # already shows the card, so wait for it rather than posting a second one.
+            stored = await self.store.get_job(job.id)
+            if stored is None or stored.reply_message_id is None:
+                return
+            job = state.latest = stored
+        embed = await self.render(job)
         key = json.dumps(embed.to_dict(), sort_keys=True)
         if key == state.last_key:
             return
@@ -115,23 +130,58 @@ class DiscordPresenter:
         await self._settle(job.id)
         final = await self.store.get_job(job.id) or job
         delivered = _as_delivered(final, self._clock())
+        limit = final.upload_limit or DEFAULT_UPLOAD_LIMIT
+        for _attempt in range(2):
+            upload, note = await self._fit_upload(media, limit)
+            embed = await self.render(delivered)
+            if note:
+                embed.add_field(name="Note", value=note, inline=False)
+            try:
+                return await self._edit_reply(
+                    delivered,
+                    embed=embed,
+                    upload=Upload(upload, video_filename(final)),
+                    view=self.view_for(delivered),
+                    dm_fallback=True,
+                )
+            except discord.HTTPException as exc:
+                if exc.status != 413 and exc.code != _FILE_TOO_LARGE:
+                    raise
+                # Discord's limit was lower than the one the interaction announced: aim lower.
+                log.info("job %s: upload of %d bytes refused as too large", job.id, upload.stat().st_size)
+                limit = int(upload.stat().st_size * 0.9)
+        raise UndeliverableError("Discord kept refusing the video as too large for this server.")
+
+    async def _fit_upload(self, media: Path, limit: int) -> tuple[Path, str | None]:
+        """The file to upload and a note for the card: the original when it fits, else a copy
+        re-encoded to fit (one re-encode at a time, in a worker thread: it is CPU-heavy)."""
         size = media.stat().st_size
-        limit = final.upload_limit or 10 * 1024 * 1024
-        if size > limit:
-            raise UndeliverableError(
-                f"The video is {size / 1048576:.1f} MiB, over this server's {limit / 1048576:.0f} MiB upload limit."
-            )
-        file = discord.File(media, filename=video_filename(final))
-        return await self._edit_reply(
-            delivered, embed=self.render(delivered), attachments=[file], view=self.view_for(delivered)
+        if size <= limit:
+            return media, None
+        fitted = media.with_name(f"{media.stem}.fit-{limit}.mp4")
+        if not fitted.exists():
+            async with self._reencode_slots:
+                try:
+                    await asyncio.to_thread(reencode_to_fit, media, fitted, limit)
+                except MediaError as exc:
+                    raise UndeliverableError(
+                        f"The video is {size / MIB:.1f} MiB, over this server's {limit / MIB:.0f} MiB upload "
+                        f"limit, and could not be shrunk to fit. {exc.user_message}"
+                    ) from exc
+        note = (
+            f"Re-encoded from {size / MIB:.1f} MiB to {fitted.stat().st_size / MIB:.1f} MiB "
+            f"to fit this server's {limit / MIB:.0f} MiB upload limit."
         )
+        return fitted, note
 
     async def job_failed(self, job: Job) -> None:
         await self._settle(job.id)
         try:
-            await self._edit_reply(job, embed=self.render(job), view=self.view_for(job))
-        except discord.HTTPException as exc:
-            log.warning("job %s: could not show the failure: %s", job.id, exc)
+            await self._edit_reply(
+                job, embed=await self.render(job), view=self.view_for(job), dm_fallback=True
+            )
+        except (discord.HTTPException, UndeliverableError) as exc:
+            log.warning("job %s: could not show the outcome to the member: %s", job.id, exc)
 
     async def find_delivery(self, job: Job) -> int | None:
         if job.reply_message_id is None:
@@ -159,44 +209,83 @@ class DiscordPresenter:
         job: Job,
         *,
         embed: discord.Embed,
-        attachments: list[discord.File] | None = None,
+        upload: Upload | None = None,
         view: discord.ui.View | None = None,
+        dm_fallback: bool = False,
     ) -> int:
         """Edit the job's reply (webhook while the token is fresh, else the channel route); post a new
-        message when the reply is gone. Returns the id of the message now showing the job."""
-        kwargs: dict[str, Any] = {"embed": embed, "allowed_mentions": NO_MENTIONS}
-        if attachments is not None:
-            kwargs["attachments"] = attachments
-        if view is not None:
-            kwargs["view"] = view
+        message when the reply is gone; with ``dm_fallback``, send it to the member directly when the
+        bot can no longer post in the channel. Returns the id of the message now showing the job."""
+        try:
+            return await self._edit_or_repost(job, embed=embed, upload=upload, view=view)
+        except (discord.Forbidden, discord.NotFound) as exc:
+            if not dm_fallback or (isinstance(exc, discord.NotFound) and exc.code != _UNKNOWN_CHANNEL):
+                raise
+            log.info(
+                "job %s: cannot post in channel %s (%s); sending by DM", job.id, job.channel_id, exc.code
+            )
+            return await self._send_by_dm(job, embed=embed, upload=upload)
+
+    async def _send_by_dm(self, job: Job, *, embed: discord.Embed, upload: Upload | None) -> int:
+        try:
+            channel = await self.client.create_dm(discord.Object(id=job.user_id))
+            message = await channel.send(
+                f"I couldn't post in <#{job.channel_id}>, so here is your video.",
+                embed=embed,
+                files=[upload.file()] if upload else [],
+                allowed_mentions=NO_MENTIONS,
+            )
+        except discord.HTTPException as exc:
+            raise UndeliverableError(
+                "The bot can't post in the channel any more and couldn't send a direct message "
+                f"(Discord code {exc.code})."
+            ) from exc
+        self.edits_sent += 1
+        return message.id
+
+    async def _edit_or_repost(
+        self,
+        job: Job,
+        *,
+        embed: discord.Embed,
+        upload: Upload | None,
+        view: discord.ui.View | None,
+    ) -> int:
+        def kwargs() -> dict[str, Any]:
+            # Fresh File objects for every attempt: discord.py closes them after each request.
+            values: dict[str, Any] = {"embed": embed, "allowed_mentions": NO_MENTIONS}
+            if upload is not None:
+                values["attachments"] = [upload.file()]
+            if view is not None:
+                values["view"] = view
+            return values
+
         if job.reply_message_id is None:
-            return await self._post_new(job, kwargs)
+            return await self._post_new(job, kwargs())
         if job.token_usable(self._clock()) and job.application_id:
             webhook = discord.Webhook.partial(
                 job.application_id, job.interaction_token or "", client=self.client
             )
             try:
-                await webhook.edit_message(job.reply_message_id, **kwargs)
+                await webhook.edit_message(job.reply_message_id, **kwargs())
                 self.edits_sent += 1
                 return job.reply_message_id
             except discord.HTTPException as exc:
                 if exc.status != 401 and exc.code != _INVALID_WEBHOOK_TOKEN:
                     if exc.code == _UNKNOWN_MESSAGE:
-                        return await self._post_new(job, kwargs)
+                        return await self._post_new(job, kwargs())
                     raise
                 log.info("job %s: interaction token refused; switching to the channel route", job.id)
                 await self.store.update_job(job.id, token_expires_at=0.0)
-                _rewind(attachments)
         message = self.client.get_partial_messageable(job.channel_id).get_partial_message(
             job.reply_message_id
         )
         try:
-            await message.edit(**kwargs)
+            await message.edit(**kwargs())
         except discord.NotFound as exc:
             if exc.code != _UNKNOWN_MESSAGE:
                 raise
-            _rewind(attachments)
-            return await self._post_new(job, kwargs)
+            return await self._post_new(job, kwargs())
         self.edits_sent += 1
         return job.reply_message_id
 
@@ -209,7 +298,9 @@ class DiscordPresenter:
         channel = self.client.get_partial_messageable(job.channel_id)
         message = await channel.send(**kwargs)
         self.edits_sent += 1
-        await self.store.update_job(job.id, reply_message_id=message.id)
+        # The interaction webhook can only edit the interaction's own messages: this one is edited
+        # through the channel route from now on.
+        await self.store.update_job(job.id, reply_message_id=message.id, token_expires_at=0.0)
         return message.id
 
 
@@ -217,9 +308,13 @@ def video_filename(job: Job) -> str:
     return f"video-{job.id}.mp4"
 
 
-def _rewind(files: list[discord.File] | None) -> None:
-    for file in files or []:
-        file.reset()
+@dataclass(frozen=True)
+class Upload:
+    path: Path
+    filename: str
+
+    def file(self) -> discord.File:
+        return discord.File(self.path, filename=self.filename)
 
 
 def _as_delivered(job: Job, now: float) -> Job:

@@ -43,11 +43,62 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def job_embed(job: Job, *, now: float, expected_seconds: float = 60.0) -> discord.Embed:
+def message_link(job: Job) -> str | None:
+    """A jump link to the message showing the job (the video once delivered, else the reply)."""
+    message_id = job.delivered_message_id or job.reply_message_id
+    if job.guild_id is None or message_id is None:
+        return None
+    return f"https://discord.com/channels/{job.guild_id}/{job.channel_id}/{message_id}"
+
+
+# What a provider answers when the video a remix starts from is gone: the local renderer and
+# OpenAI say 404 for a deleted video and 400 for expired assets or a video that isn't completed.
+# The client names errors without a provider code by their class, hence "NotFound"/"BadRequest".
+_SOURCE_GONE_CODES = frozenset(
+    {"NotFound", "not_found", "video_not_found", "video_expired", "expired", "invalid_video_status"}
+)
+REMIX_SOURCE_GONE = "The provider no longer has the source video, so it can't be remixed."
+
+
+def remix_source_gone(job: Job) -> bool:
+    """The provider refused a remix because its source video expired or was deleted there.
+
+    Only a remix refused at submission counts (it never got a provider id of its own); a 400 counts
+    only when the provider said the source expired, so other refusals keep their own wording."""
+    if job.status is not JobStatus.FAILED or not job.remixed_from_video_id or job.provider_video_id:
+        return False
+    if job.error_code in _SOURCE_GONE_CODES:
+        return True
+    return job.error_code == "BadRequest" and "expired" in (job.error_message or "").lower()
+
+
+def failure_text(job: Job) -> str:
+    """Why a failed job failed, in plain words."""
+    if remix_source_gone(job):
+        return REMIX_SOURCE_GONE
+    return job.error_message or "Unknown error."
+
+
+def lineage_text(job: Job, source: Job | None) -> str:
+    """The "Remix of" value: a link to the source's message when it can be found."""
+    if source is not None:
+        snippet = discord.utils.escape_markdown(_clip(" ".join(source.prompt.split()), 100))
+        link = message_link(source)
+        name = f"[Job #{source.id}]({link})" if link else f"Job #{source.id}"
+        return f"{name}: {snippet}"
+    if job.source_job_id is not None:
+        return f"Job #{job.source_job_id}"
+    return f"`{_clip(job.remixed_from_video_id or '', 60)}`"
+
+
+def job_embed(
+    job: Job, *, now: float, expected_seconds: float = 60.0, source: Job | None = None
+) -> discord.Embed:
     """The card a job's reply shows, from submission to the result.
 
     Elapsed time and ETA are Discord timestamps (``<t:…:R>``), which every client counts live, so
-    the bot edits only when the status, the progress or the estimate really changes.
+    the bot edits only when the status, the progress or the estimate really changes. ``source`` is
+    the job a remix was made from (``job.source_job_id``), for the "Remix of" link.
     """
     colour = COLOURS.get(job.status, discord.Colour.blurple())
     embed = discord.Embed(
@@ -61,8 +112,8 @@ def job_embed(job: Job, *, now: float, expected_seconds: float = 60.0) -> discor
     embed.add_field(name="Requested by", value=f"<@{job.user_id}>", inline=True)
     embed.add_field(name="Cost", value=f"{job.cost} credit{'s' if job.cost != 1 else ''}", inline=True)
     embed.add_field(name="Status", value=job.status.label, inline=True)
-    if job.remixed_from_video_id:
-        embed.add_field(name="Remix of", value=f"`{_clip(job.remixed_from_video_id, 60)}`", inline=False)
+    if job.remixed_from_video_id or job.source_job_id is not None:
+        embed.add_field(name="Remix of", value=lineage_text(job, source), inline=False)
     if not job.is_final:
         embed.add_field(name="Progress", value=progress_bar(job.progress), inline=False)
         started = int(job.created_at)
@@ -75,9 +126,7 @@ def job_embed(job: Job, *, now: float, expected_seconds: float = 60.0) -> discor
         took = (job.finished_at or now) - job.created_at
         embed.add_field(name="Time", value=f"Took {_duration(took)}", inline=False)
     elif job.status is JobStatus.FAILED:
-        embed.add_field(
-            name="What happened", value=_clip(job.error_message or "Unknown error.", 1000), inline=False
-        )
+        embed.add_field(name="What happened", value=_clip(failure_text(job), 1000), inline=False)
         embed.add_field(name="Credits", value="Nothing was charged for this video.", inline=False)
     elif job.status is JobStatus.CANCELLED:
         embed.add_field(name="Credits", value="Nothing was charged for this video.", inline=False)

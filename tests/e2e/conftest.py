@@ -166,7 +166,14 @@ def provider_saw_prompt(renderer: LocalRenderer, prompt: str) -> bool:
 
 
 def mp4_uploads(fake: FakeDiscord, since: int = 0) -> list[tuple[RecordedRequest, bytes]]:
-    return [(r, f.data) for r in fake.requests[since:] for f in r.files if f.filename.endswith(".mp4")]
+    """MP4 files Discord accepted (refused attempts, e.g. a 403 or 429, don't count)."""
+    return [
+        (r, f.data)
+        for r in fake.requests[since:]
+        if 200 <= r.status < 300
+        for f in r.files
+        if f.filename.endswith(".mp4")
+    ]
 
 
 def embed_of(message: StoredMessage) -> dict[str, Any]:

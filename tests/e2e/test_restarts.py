@@ -86,4 +86,3 @@ async def test_sigterm_shuts_down_gracefully_and_the_job_resumes(
     await bot.start(expect_sync=False)
     await handle.original_message(timeout=60, predicate=is_final(READY))
     assert len(mp4_uploads(fake)) == 1
-

@@ -1,0 +1,412 @@
+"""Buttons on job messages, the ``/videos`` pager and the remix form.
+
+Every button is a ``DynamicItem``: its state (the job number, or the owner and page of a list) lives
+in its ``custom_id``, and the classes are registered once with ``bot.add_dynamic_items``, so buttons
+on messages posted before a restart keep working. Button callbacks only parse the ``custom_id`` and
+hand over to the history cog (``JobButtonHandler``), which loads the job and checks who is asking:
+nothing here trusts that the person pressing a button is the person it was shown to.
+
+Views that carry dynamic items are made with ``timeout=None``: when a view times out, discord.py
+removes its items' templates from the dispatcher, which would silently unregister the buttons of
+every other message too.
+
+The rendering helpers (``details_embed``, ``videos_embed``) and the ownership rule
+(``job_action_refusal``) are pure, for unit tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from enum import StrEnum
+from typing import Any, Protocol, Self, runtime_checkable
+
+import discord
+
+from bot.client import respond_ephemeral
+from bot.core.errors import UserError
+from bot.core.jobs import ChargeState, Job, JobStatus
+from bot.ui.embeds import failure_text, lineage_text, message_link, remix_source_gone
+
+log = logging.getLogger(__name__)
+
+HISTORY_COG = "History"
+"""The name the cog implementing ``JobButtonHandler`` is registered under."""
+
+REMIX_FORM_PREFIX = "videobot:remix-form:"
+PROMPT_INPUT_MAX = 4000  # Discord's limit for a text input in a modal
+DETAILS_PROMPT_LIMIT = 4000  # longer prompts are attached as a text file (embeds hold 6,000 chars)
+_LINE_PROMPT = 60
+
+
+class JobAction(StrEnum):
+    REMIX = "remix"
+    AGAIN = "again"
+    DETAILS = "details"
+    CANCEL = "cancel"
+
+
+# The provider's video is complete from DOWNLOADING on; the card shows the result a moment before
+# the job is recorded as COMPLETED, and a quick press must not be refused.
+_PROVIDER_FINISHED = frozenset({JobStatus.DOWNLOADING, JobStatus.UPLOADING, JobStatus.COMPLETED})
+
+_WHAT_OTHERS_CANNOT = {
+    JobAction.REMIX: "remix it. Use `/remix` on one of your own videos.",
+    JobAction.AGAIN: "make it again. Use `/video` to make your own.",
+    JobAction.DETAILS: "see its details.",
+    JobAction.CANCEL: "cancel it.",
+}
+
+
+def job_action_refusal(action: JobAction, job: Job, *, actor_id: int, is_moderator: bool) -> str | None:
+    """Why ``actor_id`` may not do ``action`` to ``job`` right now, or None when they may.
+
+    Every job button belongs to the member who asked for the video; a moderator may use them too
+    (to cancel a runaway job, or look into one). The job's state is checked after ownership, so a
+    stranger is told the job isn't theirs rather than something about its state."""
+    if actor_id != job.user_id and not is_moderator:
+        return f"This is <@{job.user_id}>'s video: only they or a moderator can {_WHAT_OTHERS_CANNOT[action]}"
+    if action is JobAction.REMIX:
+        if job.status not in _PROVIDER_FINISHED:
+            return f"Only finished videos can be remixed; job #{job.id} is {job.status.label.lower()}."
+        if not job.provider_video_id:
+            return f"Job #{job.id} has no video at the provider to remix."
+    elif action is JobAction.AGAIN:
+        if remix_source_gone(job):
+            return "The provider no longer has the source video, so this remix can't be made again."
+    elif action is JobAction.CANCEL and job.is_final:
+        return f"Job #{job.id} has already finished ({job.status.label.lower()}); nothing to cancel."
+    return None
+
+
+@runtime_checkable
+class JobButtonHandler(Protocol):
+    """What the buttons and the remix form do; implemented by the history cog. Each method answers
+    the interaction, and raises ``UserError`` for a refusal it hasn't answered yet."""
+
+    async def open_remix_form(self, interaction: discord.Interaction[Any], job_id: int) -> None: ...
+
+    async def start_remix(self, interaction: discord.Interaction[Any], job_id: int, prompt: str) -> None: ...
+
+    async def make_again(self, interaction: discord.Interaction[Any], job_id: int) -> None: ...
+
+    async def show_details(self, interaction: discord.Interaction[Any], job_id: int) -> None: ...
+
+    async def cancel_job(self, interaction: discord.Interaction[Any], job_id: int) -> None: ...
+
+    async def show_videos_page(
+        self, interaction: discord.Interaction[Any], owner_id: int, page: int
+    ) -> None: ...
+
+
+async def _answer(
+    interaction: discord.Interaction[Any],
+    what: str,
+    action: Callable[[JobButtonHandler], Awaitable[None]],
+) -> None:
+    """Run a button's action; a refusal is shown ephemerally, anything unexpected gets an apology
+    with a reference for the log. discord.py would only log errors, leaving the member with
+    "This interaction failed"."""
+    try:
+        handler = interaction.client.get_cog(HISTORY_COG)
+        if not isinstance(handler, JobButtonHandler):
+            raise UserError("The bot is still starting up. Try again in a moment.")
+        await action(handler)
+    except UserError as exc:
+        await respond_ephemeral(interaction, exc.user_message)
+    except Exception:
+        reference = uuid.uuid4().hex[:8]
+        log.exception("%s failed (ref %s)", what, reference)
+        await respond_ephemeral(
+            interaction,
+            f"Something went wrong on the bot's side. Nothing was charged. (reference `{reference}`)",
+        )
+
+
+# -- job buttons ---------------------------------------------------------------------------------
+
+
+class RemixButton(
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=r"videobot:remix:(?P<job_id>[0-9]+)"
+):
+    def __init__(self, job_id: int) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Remix",
+                emoji="🎨",
+                style=discord.ButtonStyle.primary,
+                custom_id=f"videobot:remix:{job_id}",
+            )
+        )
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> Self:
+        return cls(int(match["job_id"]))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await _answer(interaction, "remix button", lambda h: h.open_remix_form(interaction, self.job_id))
+
+
+class AgainButton(
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=r"videobot:again:(?P<job_id>[0-9]+)"
+):
+    def __init__(self, job_id: int) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Again",
+                emoji="🔁",
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"videobot:again:{job_id}",
+            )
+        )
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> Self:
+        return cls(int(match["job_id"]))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await _answer(interaction, "again button", lambda h: h.make_again(interaction, self.job_id))
+
+
+class DetailsButton(
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
+    template=r"videobot:details:(?P<job_id>[0-9]+)",
+):
+    def __init__(self, job_id: int) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Details",
+                emoji="ℹ️",
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"videobot:details:{job_id}",
+            )
+        )
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> Self:
+        return cls(int(match["job_id"]))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await _answer(interaction, "details button", lambda h: h.show_details(interaction, self.job_id))
+
+
+class CancelButton(
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=r"videobot:cancel:(?P<job_id>[0-9]+)"
+):
+    def __init__(self, job_id: int) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Cancel", style=discord.ButtonStyle.danger, custom_id=f"videobot:cancel:{job_id}"
+            )
+        )
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> Self:
+        return cls(int(match["job_id"]))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await _answer(interaction, "cancel button", lambda h: h.cancel_job(interaction, self.job_id))
+
+
+class JobButtons:
+    """The buttons a job's message shows (``JobViews`` for the presenter): Cancel while it runs;
+    Remix, Again and Details once it is ready; Again and Details after a failure; none once
+    cancelled."""
+
+    def progress_view(self, job: Job) -> discord.ui.View | None:
+        view = discord.ui.View(timeout=None)
+        view.add_item(CancelButton(job.id))
+        return view
+
+    def result_view(self, job: Job) -> discord.ui.View | None:
+        items: list[discord.ui.Item[Any]] = []
+        if job.status is JobStatus.COMPLETED:
+            if job.provider_video_id:
+                items.append(RemixButton(job.id))
+            items.append(AgainButton(job.id))
+        elif job.status is JobStatus.FAILED:
+            if not remix_source_gone(job):  # it would only fail the same way
+                items.append(AgainButton(job.id))
+        else:
+            return None
+        items.append(DetailsButton(job.id))
+        view = discord.ui.View(timeout=None)
+        for item in items:
+            view.add_item(item)
+        return view
+
+
+# -- the remix form ------------------------------------------------------------------------------
+
+
+class RemixForm(discord.ui.Modal):
+    """Asks for the remix's prompt. Its ``custom_id`` is unique per opening (discord.py keys open
+    forms by it), and the job is checked again on submit: the form proves nothing about who sent it.
+
+    A form that is open while the bot restarts can't be submitted (discord.py keeps open forms in
+    memory only); the member presses Remix again."""
+
+    prompt: discord.ui.TextInput[RemixForm] = discord.ui.TextInput(
+        label="New prompt",
+        style=discord.TextStyle.paragraph,
+        placeholder="What the remix should show, e.g. “the same scene at night, in heavy rain”",
+        min_length=1,
+        max_length=PROMPT_INPUT_MAX,
+        custom_id="prompt",
+    )
+
+    def __init__(self, job_id: int, opened_by_interaction: int) -> None:
+        super().__init__(
+            title=f"Remix video #{job_id}"[:45],
+            custom_id=f"{REMIX_FORM_PREFIX}{job_id}:{opened_by_interaction}",
+            timeout=30 * 60,  # forget forms nobody submits
+        )
+        self.job_id = job_id
+
+    async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
+        prompt = self.prompt.value
+        await _answer(interaction, "remix form", lambda h: h.start_remix(interaction, self.job_id, prompt))
+
+
+# -- /videos -------------------------------------------------------------------------------------
+
+
+class VideosPageButton(
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
+    template=r"videobot:videos:(?P<owner_id>[0-9]+):(?P<page>[0-9]+)",
+):
+    """Previous / Next on a ``/videos`` list. The owner is in the ``custom_id`` so that only the
+    member who asked can page, even after a restart."""
+
+    def __init__(self, owner_id: int, page: int, *, label: str = "Page", disabled: bool = False) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=label,
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"videobot:videos:{owner_id}:{page}",
+                disabled=disabled,
+            )
+        )
+        self.owner_id = owner_id
+        self.page = page
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> Self:
+        return cls(int(match["owner_id"]), int(match["page"]))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await _answer(
+            interaction, "videos page", lambda h: h.show_videos_page(interaction, self.owner_id, self.page)
+        )
+
+
+def videos_page_view(owner_id: int, page: int, pages: int) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(VideosPageButton(owner_id, page - 1, label="◀ Previous", disabled=page <= 1))
+    view.add_item(VideosPageButton(owner_id, page + 1, label="Next ▶", disabled=page >= pages))
+    return view
+
+
+DYNAMIC_ITEMS = (RemixButton, AgainButton, DetailsButton, CancelButton, VideosPageButton)
+"""Register with ``bot.add_dynamic_items(*DYNAMIC_ITEMS)`` at start-up."""
+
+
+# -- pure rendering ------------------------------------------------------------------------------
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def cost_text(job: Job) -> str:
+    credits = f"{job.cost} credit{'s' if job.cost != 1 else ''}"
+    if job.charge_state is ChargeState.REFUNDED:
+        return f"{credits}, not charged"
+    if job.charge_state is ChargeState.RESERVED:
+        return f"{credits} reserved"
+    return credits
+
+
+def videos_line(job: Job) -> str:
+    prompt = discord.utils.escape_markdown(_clip(job.prompt, _LINE_PROMPT))
+    parts = [f"`#{job.id}` {job.status.label}", cost_text(job), prompt]
+    if job.source_job_id is not None:
+        parts.append(f"remix of #{job.source_job_id}")
+    link = message_link(job)
+    if link:
+        parts.append(f"[open]({link})")
+    return " · ".join(parts)
+
+
+def videos_embed(jobs: Sequence[Job], *, page: int, pages: int, total: int) -> discord.Embed:
+    embed = discord.Embed(
+        title=f"Your videos · page {page} of {pages} · {total} in all", colour=discord.Colour.blurple()
+    )
+    embed.description = "\n".join(videos_line(job) for job in jobs)
+    embed.set_footer(text="Remix one with /remix or the Remix button under the video.")
+    return embed
+
+
+def details_embed(job: Job, source: Job | None = None) -> discord.Embed:
+    """Everything known about a job, for its owner or a moderator: the full prompt (attach it as a
+    file when it exceeds ``DETAILS_PROMPT_LIMIT``), settings, provider id, cost and timings."""
+    prompt = job.prompt
+    if len(prompt) > DETAILS_PROMPT_LIMIT:
+        prompt = prompt[: DETAILS_PROMPT_LIMIT - 40] + "… (the full prompt is attached)"
+    embed = discord.Embed(title=f"Job #{job.id}", description=prompt, url=message_link(job))
+    embed.add_field(name="Status", value=job.status.label, inline=True)
+    embed.add_field(name="Requested by", value=f"<@{job.user_id}>", inline=True)
+    embed.add_field(name="Cost", value=f"{cost_text(job)} (~${job.usd:.2f})", inline=True)
+    embed.add_field(name="Model", value=f"`{job.model}`", inline=True)
+    embed.add_field(name="Size", value=job.size, inline=True)
+    embed.add_field(name="Duration", value=f"{job.seconds} s", inline=True)
+    embed.add_field(
+        name="Provider video id",
+        value=f"`{job.provider_video_id}`" if job.provider_video_id else "not sent to the provider",
+        inline=False,
+    )
+    if job.remixed_from_video_id or job.source_job_id is not None:
+        embed.add_field(
+            name="Remix of",
+            value=f"{lineage_text(job, source)}\nProvider video `{job.remixed_from_video_id}`",
+            inline=False,
+        )
+    if job.reference_image_path:
+        embed.add_field(name="Starting image", value="yes, fitted to the size", inline=True)
+    embed.add_field(name="Timings", value="\n".join(_timings(job)), inline=False)
+    if job.status is JobStatus.FAILED:
+        embed.add_field(name="What happened", value=_clip(failure_text(job), 1000), inline=False)
+    return embed
+
+
+def _timings(job: Job) -> list[str]:
+    steps = [
+        ("Requested", job.created_at),
+        ("Sent to the provider", job.submitted_at),
+        ("Generating from", job.started_at),
+        ("Generated", job.generated_at),
+        ("Finished", job.finished_at),
+    ]
+    lines = [f"{name}: <t:{int(at)}:f>" for name, at in steps if at is not None]
+    if job.finished_at is not None:
+        took = max(0, int(job.finished_at - job.created_at))
+        minutes, secs = divmod(took, 60)
+        lines.append(f"Took {minutes} min {secs} s" if minutes else f"Took {secs} s")
+    return lines

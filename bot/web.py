@@ -1,0 +1,379 @@
+"""The bot's own HTTP server: provider webhooks (``POST /webhooks/videos``) and ``GET /healthz``.
+
+It runs when ``HTTP_PORT`` is set. The webhook route exists only when ``WEBHOOK_SECRET`` is set too:
+an unsigned endpoint would let anyone make the bot poll the provider, so without a secret the route is
+not mounted (404) and the bot says at start-up that webhooks are off.
+
+Webhooks make status push-driven: on ``video.completed`` / ``video.failed`` the tracker refreshes that
+one video at once instead of waiting for its next sweep. They are a hint, never the source of truth:
+the tracker still reads the status from the provider, so a forged, lost or repeated event can at worst
+cost one status request, never a wrong delivery.
+
+Verification follows Standard Webhooks (``webhook-id``, ``webhook-timestamp``, ``webhook-signature``;
+HMAC-SHA256 over ``"{id}.{timestamp}.{body}"``) with the ``standardwebhooks`` package. Answers:
+
+====================================================  =======================================
+missing or malformed ``webhook-*`` headers            400
+timestamp more than 5 minutes old or in the future    400 (a resend with the same timestamp won't help)
+no valid signature (tampered body, wrong secret)      401
+body over ``MAX_WEBHOOK_BODY_BYTES``                  413
+signed, but not a JSON event object                   400
+a ``webhook-id`` already accepted (a replay/resend)   200 ``{"status": "duplicate"}``, not re-processed
+an event type the bot doesn't use                     200 ``{"status": "ignored"}``
+``video.completed`` / ``video.failed``                200 ``{"status": "accepted"}``
+====================================================  =======================================
+
+Replays get a 2xx rather than a 409 on purpose: Standard Webhooks senders retry every non-2xx answer,
+and the usual reason for seeing an id twice is a sender that never got our first answer. A 2xx makes
+it stop; a 409 would make it retry until it gives up.
+
+Adding a route (e.g. signed download links for oversize videos): pass ``extra_routes`` to
+:func:`serve_http`, or call :meth:`BotHTTPServer.add_routes` before :meth:`BotHTTPServer.start`
+(aiohttp freezes the router when the server starts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from aiohttp import web
+from pydantic import SecretStr
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
+
+from bot.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from bot.client import VideoBot
+    from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_PATH: Final = "/webhooks/videos"
+HEALTH_PATH: Final = "/healthz"
+# A video event is ~200 bytes; 64 KiB leaves room for providers that add fields, and keeps a
+# flood of junk from costing more than a read of that size per request.
+MAX_WEBHOOK_BODY_BYTES: Final = 64 * 1024
+# Standard Webhooks' (and the standardwebhooks package's) tolerance for the signed timestamp.
+TIMESTAMP_TOLERANCE_SECONDS: Final = 5 * 60
+# Ids are remembered for longer than the tolerance: an older resend is refused by its timestamp.
+REPLAY_WINDOW_SECONDS: Final = TIMESTAMP_TOLERANCE_SECONDS + 60
+MAX_REMEMBERED_EVENT_IDS: Final = 10_000
+HEALTH_CHECK_TIMEOUT_SECONDS: Final = 2.0
+VIDEO_EVENT_TYPES: Final = frozenset({"video.completed", "video.failed"})
+
+_REQUIRED_HEADERS: Final = ("webhook-id", "webhook-timestamp", "webhook-signature")
+
+
+class RecentEventIds:
+    """``webhook-id``s accepted within the replay window, bounded in number.
+
+    When more than ``capacity`` distinct ids arrive within the window the oldest are forgotten early;
+    a replay of one of those is then processed again, which costs one status request and nothing
+    else (the tracker re-reads the status from the provider)."""
+
+    def __init__(
+        self,
+        *,
+        window_seconds: float = REPLAY_WINDOW_SECONDS,
+        capacity: int = MAX_REMEMBERED_EVENT_IDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.window_seconds = window_seconds
+        self.capacity = capacity
+        self._clock = clock
+        self._expiry_by_id: OrderedDict[str, float] = OrderedDict()  # insertion order = expiry order
+
+    def __len__(self) -> int:
+        return len(self._expiry_by_id)
+
+    def seen(self, event_id: str) -> bool:
+        self._forget_expired()
+        return event_id in self._expiry_by_id
+
+    def remember(self, event_id: str) -> None:
+        self._forget_expired()
+        self._expiry_by_id[event_id] = self._clock() + self.window_seconds
+        self._expiry_by_id.move_to_end(event_id)
+        while len(self._expiry_by_id) > self.capacity:
+            self._expiry_by_id.popitem(last=False)
+
+    def _forget_expired(self) -> None:
+        now = self._clock()
+        while self._expiry_by_id:
+            oldest_id, expires_at = next(iter(self._expiry_by_id.items()))
+            if expires_at > now:
+                return
+            del self._expiry_by_id[oldest_id]
+
+
+class VideoWebhookReceiver:
+    """Verifies provider webhooks and hands video events to ``on_video_event(video_id, event_type)``."""
+
+    def __init__(
+        self,
+        secret: SecretStr,
+        on_video_event: Callable[[str, str], None],
+        *,
+        max_body_bytes: int = MAX_WEBHOOK_BODY_BYTES,
+        recent_ids: RecentEventIds | None = None,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self._verifier = _verifier_for(secret)
+        self._on_video_event = on_video_event
+        self.max_body_bytes = max_body_bytes
+        self.recent_ids = recent_ids or RecentEventIds()
+        self._now = now  # wall clock: the signed timestamp is compared with it
+        self.accepted = 0
+        self.rejected = 0
+
+    def __repr__(self) -> str:  # the verifier holds the secret's key bytes; never show them
+        return f"VideoWebhookReceiver(accepted={self.accepted}, rejected={self.rejected})"
+
+    async def handle(self, request: web.Request) -> web.Response:
+        headers = {name: request.headers.get(name, "") for name in _REQUIRED_HEADERS}
+        missing = [name for name, value in headers.items() if not value]
+        if missing:
+            return self._reject(request, 400, f"missing {', '.join(missing)} header(s)")
+        event_id = headers["webhook-id"]
+        try:
+            sent_at = float(headers["webhook-timestamp"])
+        except ValueError:
+            sent_at = math.nan
+        if not math.isfinite(sent_at):
+            return self._reject(request, 400, "webhook-timestamp is not a number of seconds")
+        if abs(self._now() - sent_at) > TIMESTAMP_TOLERANCE_SECONDS:
+            return self._reject(request, 400, "webhook-timestamp is outside the 5-minute tolerance")
+
+        body = await _read_capped(request, self.max_body_bytes)
+        if body is None:
+            return self._reject(request, 413, f"body over {self.max_body_bytes} bytes")
+        try:
+            # Verifies the signature only: the package checks the timestamp against its own clock
+            # too, which agrees with the check above.
+            self._verifier.verify(body, headers, json_parse=False)
+        except (WebhookVerificationError, ValueError):
+            # ValueError: a malformed signature list or a body that isn't UTF-8 — unsigned either way.
+            return self._reject(request, 401, "no valid signature")
+
+        if self.recent_ids.seen(event_id):
+            log.debug("webhook %s already processed; answering 200 without doing it again", event_id)
+            return web.json_response({"status": "duplicate"})
+        try:
+            event = json.loads(body)
+        except ValueError:
+            return self._reject(request, 400, "the body is not JSON")
+        if not isinstance(event, dict):
+            return self._reject(request, 400, "the body is not a JSON object")
+        event_type = event.get("type")
+        if event_type not in VIDEO_EVENT_TYPES:
+            self.recent_ids.remember(event_id)
+            log.debug("webhook %s: ignoring event type %r", event_id, event_type)
+            return web.json_response({"status": "ignored"})
+        data = event.get("data")
+        video_id = data.get("id") if isinstance(data, dict) else None
+        if not isinstance(video_id, str) or not video_id:
+            return self._reject(request, 400, f"{event_type} event without data.id")
+        self.recent_ids.remember(event_id)
+        self.accepted += 1
+        log.info("webhook %s: %s for video %s", event_id, event_type, _short(video_id))
+        # The type matters: the tracker downloads on "completed" and asks the provider why on "failed".
+        self._on_video_event(video_id, event_type)
+        return web.json_response({"status": "accepted"})
+
+    def _reject(self, request: web.Request, status: int, reason: str) -> web.Response:
+        self.rejected += 1
+        log.warning("webhook from %s refused (HTTP %d): %s", request.remote, status, reason)
+        return web.json_response({"error": reason}, status=status)
+
+
+def _verifier_for(secret: SecretStr) -> Webhook:
+    try:
+        return Webhook(secret.get_secret_value().strip())
+    except Exception:
+        # Never chain or echo the error: it may quote the secret.
+        raise ConfigError(
+            "WEBHOOK_SECRET is not a Standard Webhooks secret: it must be 'whsec_' followed by base64, "
+            "exactly as the provider shows it."
+        ) from None
+
+
+async def _read_capped(request: web.Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it is known to exceed ``limit`` (without reading the rest)."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _short(video_id: str) -> str:
+    # Some gateways use opaque ids of hundreds of characters; the log needs only enough to grep.
+    return video_id if len(video_id) <= 64 else f"{video_id[:61]}..."
+
+
+# --------------------------------------------------------------------------- health
+
+
+@dataclass(frozen=True)
+class HealthChecks:
+    """What ``/healthz`` asks. Each check answers quickly; a check that raises counts as failing."""
+
+    database: Callable[[], Awaitable[bool]]
+    gateway: Callable[[], bool]
+    tracker: Callable[[], bool]
+
+
+async def check_health(checks: HealthChecks) -> dict[str, Any]:
+    try:
+        async with asyncio.timeout(HEALTH_CHECK_TIMEOUT_SECONDS):
+            database = bool(await checks.database())
+    except Exception as exc:
+        log.warning("health check: the database did not answer (%s)", type(exc).__name__)
+        database = False
+    gateway = _safely(checks.gateway)
+    tracker = _safely(checks.tracker)
+    healthy = database and gateway and tracker
+    return {
+        "status": "ok" if healthy else "degraded",
+        "database": database,
+        "gateway": gateway,
+        "tracker": tracker,
+    }
+
+
+def _safely(check: Callable[[], bool]) -> bool:
+    try:
+        return bool(check())
+    except Exception:
+        log.exception("health check failed")
+        return False
+
+
+def health_checks_for(bot: VideoBot) -> HealthChecks:
+    def gateway_connected() -> bool:
+        # is_ready stays set across reconnects, so also require an open websocket right now.
+        ws = bot.ws
+        return bot.is_ready() and not bot.is_closed() and ws is not None and ws.open
+
+    return HealthChecks(database=bot.store.ping, gateway=gateway_connected, tracker=lambda: bot.tracker.alive)
+
+
+# --------------------------------------------------------------------------- server
+
+
+class BotHTTPServer:
+    """An aiohttp server with ``/healthz`` and, given a receiver, ``POST /webhooks/videos``.
+
+    ``port=0`` picks a free port (tests); :attr:`port` then reports the real one."""
+
+    def __init__(
+        self,
+        health: HealthChecks,
+        webhooks: VideoWebhookReceiver | None = None,
+        *,
+        host: str = "0.0.0.0",
+        port: int = 0,
+    ) -> None:
+        self.health = health
+        self.webhooks = webhooks
+        self.host = host
+        self._requested_port = port
+        self._port: int | None = None
+        # client_max_size bounds every route's body; the webhook route has its own, smaller cap.
+        self.app = web.Application(client_max_size=1024 * 1024)
+        self.app.router.add_get(HEALTH_PATH, self._healthz)
+        if webhooks is not None:
+            self.app.router.add_post(WEBHOOK_PATH, webhooks.handle)
+        self._runner: web.AppRunner | None = None
+
+    def add_routes(self, routes: Iterable[web.AbstractRouteDef]) -> None:
+        """Mount more routes; only before :meth:`start`."""
+        if self._runner is not None:
+            raise RuntimeError("add routes before the HTTP server starts")
+        self.app.add_routes(list(routes))
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("the HTTP server is not running")
+        return self._port
+
+    async def start(self) -> None:
+        # access_log=None: /healthz probes and webhooks would drown the bot's own log; the webhook
+        # handler logs what matters (accepted events at INFO, refusals at WARNING).
+        runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.host, self._requested_port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise ConfigError(
+                f"HTTP_PORT {self._requested_port}: cannot listen on {self.host} ({exc.strerror or exc}); "
+                "pick a free port or unset HTTP_PORT."
+            ) from None
+        self._runner = runner
+        self._port = int(runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+            self._port = None
+
+    async def __aenter__(self) -> BotHTTPServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        report = await check_health(self.health)
+        return web.json_response(report, status=200 if report["status"] == "ok" else 503)
+
+
+@contextlib.asynccontextmanager
+async def serve_http(
+    settings: Settings, bot: VideoBot, *, extra_routes: Iterable[web.AbstractRouteDef] = ()
+) -> AsyncIterator[BotHTTPServer | None]:
+    """Run the bot's HTTP server for the duration of the block when ``HTTP_PORT`` is set (else
+    yield None). Webhooks are on only with ``WEBHOOK_SECRET``."""
+    if settings.http_port is None:
+        if settings.webhook_secret is not None:
+            log.warning(
+                "WEBHOOK_SECRET is set but HTTP_PORT is not: no server to receive webhooks (polling only)"
+            )
+        else:
+            log.info("HTTP_PORT is not set: no HTTP server; webhooks and /healthz are off (polling only)")
+        yield None
+        return
+    receiver = None
+    if settings.webhook_secret is not None:
+        receiver = VideoWebhookReceiver(settings.webhook_secret, bot.tracker.notify_video_event)
+    server = BotHTTPServer(health_checks_for(bot), receiver, port=settings.http_port)
+    server.add_routes(extra_routes)
+    async with server:
+        if receiver is None:
+            log.info(
+                "HTTP server on port %d (%s); webhooks are off: set WEBHOOK_SECRET to receive them",
+                server.port,
+                HEALTH_PATH,
+            )
+        else:
+            log.info("HTTP server on port %d (%s, POST %s)", server.port, HEALTH_PATH, WEBHOOK_PATH)
+        yield server

@@ -26,6 +26,7 @@ from bot.catalog import Catalog
 from bot.core.errors import UndeliverableError
 from bot.core.jobs import Job, JobStatus
 from bot.media import MediaError, reencode_to_fit
+from bot.ratelimit import TokenBucket
 from bot.store.sqlite import Store
 from bot.ui.embeds import job_embed
 
@@ -64,6 +65,7 @@ class DiscordPresenter:
         catalog: Catalog,
         *,
         edit_interval: float = 3.0,
+        channel_edits_per_minute: int = 36,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
@@ -75,6 +77,10 @@ class DiscordPresenter:
         self.edits_sent = 0
         self.views: JobViews | None = None
         self._reencode_slots = asyncio.Semaphore(1)  # CPU-bound; two cores are shared with the loop
+        # Discord allows about 5 message writes per 5 s per channel. Progress edits share a smaller
+        # budget (3 per 5 s by default) so that final deliveries, which skip the queue, always fit.
+        self.channel_edits_per_minute = channel_edits_per_minute
+        self._channel_budgets: dict[int, TokenBucket] = {}
 
     async def render(self, job: Job) -> discord.Embed:
         """The job's card. Async because a remix's card links to its source job's message."""
@@ -94,10 +100,19 @@ class DiscordPresenter:
         if state.task is None or state.task.done():
             state.task = asyncio.create_task(self._flush(state), name=f"progress-edit-{job.id}")
 
+    def _channel_budget(self, channel_id: int) -> TokenBucket:
+        budget = self._channel_budgets.get(channel_id)
+        if budget is None:
+            budget = self._channel_budgets[channel_id] = TokenBucket(
+                self.channel_edits_per_minute, burst=max(1, self.channel_edits_per_minute // 12)
+            )
+        return budget
+
     async def _flush(self, state: _EditState) -> None:
         wait = state.last_edit_at + self.edit_interval - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)  # rate shaping: one edit per interval per message
+        await self._channel_budget(state.latest.channel_id).acquire()
         job = state.latest
         if job.reply_message_id is None:
             # The tracker can see a job a moment before /video has recorded its reply; the reply
@@ -131,6 +146,7 @@ class DiscordPresenter:
         final = await self.store.get_job(job.id) or job
         delivered = _as_delivered(final, self._clock())
         limit = final.upload_limit or DEFAULT_UPLOAD_LIMIT
+        self._channel_budget(final.channel_id).take_if_available()  # deliveries never wait for progress
         for _attempt in range(2):
             upload, note = await self._fit_upload(media, limit)
             embed = await self.render(delivered)

@@ -24,6 +24,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from tenacity.wait import wait_exponential_jitter
 
 from bot.core.failpoints import crash_point
+from bot.ratelimit import TokenBucket
 from bot.videoapi.errors import (
     AuthenticationError,
     BadRequest,
@@ -36,7 +37,6 @@ from bot.videoapi.errors import (
     VideoAPIError,
 )
 from bot.videoapi.models import Video, VideoList, code_from_text
-from bot.videoapi.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.videoapi.ratelimit import TokenBucket
+from bot.ratelimit import TokenBucket
 
 
 class ManualClock:

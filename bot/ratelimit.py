@@ -1,4 +1,4 @@
-"""A token bucket for the provider's request budget.
+"""A token bucket: the provider's request budget and the per-channel Discord edit budget.
 
 Small provider tiers allow tens of requests per minute; going over earns 429s for every member at
 once. Every request the client sends takes a token: the sustained rate never exceeds
@@ -40,3 +40,11 @@ class TokenBucket:
                 await asyncio.sleep(wait)  # rate shaping: exactly until the next token exists
                 self._refill()
             self._tokens -= 1
+
+    def take_if_available(self) -> bool:
+        """Take a token without waiting (for work that must not queue behind the budget)."""
+        self._refill()
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        return False

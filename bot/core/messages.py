@@ -22,6 +22,7 @@ _BY_CODE = {
     ),
     "deadline_exceeded": "The provider took too long to make this video, so the bot gave up.",
     "expired": "The provider deleted the video before the bot could fetch it.",
+    "video_expired": "The provider deleted the video before the bot could fetch it.",
     "cancelled": "The provider cancelled this video.",
     "canceled": "The provider cancelled this video.",
 }

@@ -128,18 +128,19 @@ class VideoCog(commands.Cog):
         try:
             if prepare is not None:
                 request = await prepare(request)
-            job = await self.bot.jobs.submit(request, member_roles=roles)
+            # Recording the reply with the job (one transaction) means the tracker, which may pick
+            # the job up at once, always edits this message rather than posting another.
+            job = await self.bot.jobs.submit(
+                replace(request, reply_message_id=placeholder_id), member_roles=roles
+            )
         except UserError as exc:
             # The public "thinking…" placeholder goes away; the refusal is for the member's eyes only.
             await interaction.delete_original_response()
             await interaction.followup.send(exc.user_message, ephemeral=True, allowed_mentions=NO_MENTIONS)
             return None
         if placeholder_id is not None:
-            # The tracker's periodic sweep may pick the job up at once (a refused remix fails within
-            # one provider round trip). Recording the reply now makes it edit this message rather
-            # than post another, and letting the presenter show the first card puts it in the same
-            # per-job queue as the tracker's edits, so it can't land after (and hide) a failure.
-            job = await self.bot.store.update_job(job.id, reply_message_id=placeholder_id)
+            # Letting the presenter show the first card puts it in the same per-job queue as the
+            # tracker's edits, so it can't land after (and hide) a quick failure.
             await self.bot.presenter.job_changed(job)
             self.bot.jobs.wake_tracker()
             return job

@@ -69,6 +69,7 @@ class JobRequest:
     interaction_token: str | None = None
     token_expires_at: float | None = None
     upload_limit: int | None = None
+    reply_message_id: int | None = None  # known at insert when Discord returned it with the ack
 
 
 @dataclass(frozen=True)

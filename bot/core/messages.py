@@ -29,6 +29,21 @@ _BY_CODE = {
 
 NO_CHARGE = "No credits were charged."
 
+REMIX_SOURCE_GONE_CODE = "remix_source_gone"
+REMIX_SOURCE_GONE = "The provider no longer has the source video, so it can't be remixed."
+# What providers answer when a remix's source is gone: the local renderer and OpenAI say 404 for a
+# deleted video and 400 for expired assets or a video that is no longer completed.
+_SOURCE_GONE_CODES = frozenset(
+    {"not_found", "video_not_found", "video_expired", "expired", "invalid_video_status"}
+)
+
+
+def remix_source_gone(exc: VideoAPIError) -> bool:
+    """Did the provider refuse a remix because its source video expired or was deleted?"""
+    if isinstance(exc, NotFound) or exc.code in _SOURCE_GONE_CODES:
+        return True
+    return isinstance(exc, BadRequest) and "expired" in exc.message.lower()
+
 
 def explain_code(code: str | None, provider_message: str | None = None) -> str:
     """The member-facing sentence for a failed job, with the provider's own words when it gave some."""

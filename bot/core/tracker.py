@@ -23,7 +23,13 @@ from typing import Any, Protocol
 from bot.core.errors import UndeliverableError
 from bot.core.failpoints import crash_point
 from bot.core.jobs import WITH_PROVIDER, ChargeState, Job, JobStatus
-from bot.core.messages import explain_code, explain_provider_error
+from bot.core.messages import (
+    REMIX_SOURCE_GONE,
+    REMIX_SOURCE_GONE_CODE,
+    explain_code,
+    explain_provider_error,
+    remix_source_gone,
+)
 from bot.store.sqlite import CreditsStore, Store
 from bot.videoapi.client import VideoAPIClient
 from bot.videoapi.errors import BadRequest, NotFound, UnsupportedEndpoint, VideoAPIError
@@ -277,7 +283,10 @@ class JobTracker:
                     input_reference_type="image/png",
                 )
         except VideoAPIError as exc:
-            await self._fail(current, exc.code or type(exc).__name__, explain_provider_error(exc))
+            if current.remixed_from_video_id and remix_source_gone(exc):
+                await self._fail(current, REMIX_SOURCE_GONE_CODE, REMIX_SOURCE_GONE)
+            else:
+                await self._fail(current, exc.code or type(exc).__name__, explain_provider_error(exc))
             return
         crash_point("after_create_before_store")
         updated = await self.store.transition(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import discord
 
 from bot.core.jobs import Job, JobStatus
+from bot.core.messages import REMIX_SOURCE_GONE_CODE
 
 BAR_WIDTH = 20
 _PROMPT_LIMIT = 1000  # embed descriptions allow 4096; keep progress cards compact
@@ -51,32 +52,9 @@ def message_link(job: Job) -> str | None:
     return f"https://discord.com/channels/{job.guild_id}/{job.channel_id}/{message_id}"
 
 
-# What a provider answers when the video a remix starts from is gone: the local renderer and
-# OpenAI say 404 for a deleted video and 400 for expired assets or a video that isn't completed.
-# The client names errors without a provider code by their class, hence "NotFound"/"BadRequest".
-_SOURCE_GONE_CODES = frozenset(
-    {"NotFound", "not_found", "video_not_found", "video_expired", "expired", "invalid_video_status"}
-)
-REMIX_SOURCE_GONE = "The provider no longer has the source video, so it can't be remixed."
-
-
 def remix_source_gone(job: Job) -> bool:
-    """The provider refused a remix because its source video expired or was deleted there.
-
-    Only a remix refused at submission counts (it never got a provider id of its own); a 400 counts
-    only when the provider said the source expired, so other refusals keep their own wording."""
-    if job.status is not JobStatus.FAILED or not job.remixed_from_video_id or job.provider_video_id:
-        return False
-    if job.error_code in _SOURCE_GONE_CODES:
-        return True
-    return job.error_code == "BadRequest" and "expired" in (job.error_message or "").lower()
-
-
-def failure_text(job: Job) -> str:
-    """Why a failed job failed, in plain words."""
-    if remix_source_gone(job):
-        return REMIX_SOURCE_GONE
-    return job.error_message or "Unknown error."
+    """The provider refused this remix because its source video is gone (so Again would too)."""
+    return job.status is JobStatus.FAILED and job.error_code == REMIX_SOURCE_GONE_CODE
 
 
 def lineage_text(job: Job, source: Job | None) -> str:
@@ -126,7 +104,9 @@ def job_embed(
         took = (job.finished_at or now) - job.created_at
         embed.add_field(name="Time", value=f"Took {_duration(took)}", inline=False)
     elif job.status is JobStatus.FAILED:
-        embed.add_field(name="What happened", value=_clip(failure_text(job), 1000), inline=False)
+        embed.add_field(
+            name="What happened", value=_clip(job.error_message or "Unknown error.", 1000), inline=False
+        )
         embed.add_field(name="Credits", value="Nothing was charged for this video.", inline=False)
     elif job.status is JobStatus.CANCELLED:
         embed.add_field(name="Credits", value="Nothing was charged for this video.", inline=False)

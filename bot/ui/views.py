@@ -28,7 +28,7 @@ import discord
 from bot.client import respond_ephemeral
 from bot.core.errors import UserError
 from bot.core.jobs import ChargeState, Job, JobStatus
-from bot.ui.embeds import failure_text, lineage_text, message_link, remix_source_gone
+from bot.ui.embeds import lineage_text, message_link, remix_source_gone
 
 log = logging.getLogger(__name__)
 
@@ -392,7 +392,9 @@ def details_embed(job: Job, source: Job | None = None) -> discord.Embed:
         embed.add_field(name="Starting image", value="yes, fitted to the size", inline=True)
     embed.add_field(name="Timings", value="\n".join(_timings(job)), inline=False)
     if job.status is JobStatus.FAILED:
-        embed.add_field(name="What happened", value=_clip(failure_text(job), 1000), inline=False)
+        embed.add_field(
+            name="What happened", value=_clip(job.error_message or "Unknown error.", 1000), inline=False
+        )
     return embed
 
 

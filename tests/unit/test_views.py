@@ -12,9 +12,11 @@ import discord
 import pytest
 
 from bot.core.jobs import ChargeState, Job, JobRequest, JobStatus
+from bot.core.messages import REMIX_SOURCE_GONE, REMIX_SOURCE_GONE_CODE
+from bot.core.messages import remix_source_gone as core_remix_source_gone
 from bot.store.history import HistoryStore
 from bot.store.sqlite import Store
-from bot.ui.embeds import REMIX_SOURCE_GONE, failure_text, job_embed, message_link, remix_source_gone
+from bot.ui.embeds import job_embed, message_link, remix_source_gone
 from bot.ui.views import (
     DYNAMIC_ITEMS,
     AgainButton,
@@ -30,6 +32,7 @@ from bot.ui.views import (
     videos_line,
     videos_page_view,
 )
+from bot.videoapi.errors import BadRequest, NotFound, VideoAPIError
 from tests.unit.test_embeds import NOW, make_job
 
 OWNER = 3  # make_job's user_id
@@ -148,7 +151,7 @@ def test_state_refusals_come_after_ownership() -> None:
     assert "only they or a moderator" in str(
         job_action_refusal(JobAction.CANCEL, done, actor_id=STRANGER, is_moderator=False)
     )
-    gone = refused_remix("NotFound", "The video provider no longer has this video: not found")
+    gone = refused_remix(REMIX_SOURCE_GONE_CODE, REMIX_SOURCE_GONE)
     assert "can't be made again" in str(
         job_action_refusal(JobAction.AGAIN, gone, actor_id=OWNER, is_moderator=False)
     )
@@ -167,8 +170,10 @@ def test_buttons_follow_the_job_state() -> None:
     assert labels(buttons.result_view(completed())) == ["Remix", "Again", "Details"]
     failed = make_job(status=JobStatus.FAILED, error_message="The provider is busy.")
     assert labels(buttons.result_view(failed)) == ["Again", "Details"]
-    gone = refused_remix("BadRequest", "The video provider refused the request: assets have expired")
+    gone = refused_remix(REMIX_SOURCE_GONE_CODE, REMIX_SOURCE_GONE)
     assert labels(buttons.result_view(gone)) == ["Details"]
+    other_refusal = refused_remix("BadRequest", "The video provider refused the request: prompt too long")
+    assert labels(buttons.result_view(other_refusal)) == ["Again", "Details"]
     assert buttons.result_view(make_job(status=JobStatus.CANCELLED)) is None
     view = buttons.result_view(completed(id=42))
     assert view is not None and view.timeout is None
@@ -190,24 +195,26 @@ def test_remix_card_links_to_the_source_message() -> None:
 
 
 @pytest.mark.parametrize(
-    ("code", "message", "gone"),
+    ("error", "gone"),
     [
-        ("NotFound", "The video provider no longer has this video: Video with id 'x' not found.", True),
-        ("BadRequest", "The video provider refused the request: The assets of video 'x' have expired", True),
-        ("invalid_video_status", "The video provider refused the request: video is deleted", True),
-        ("BadRequest", "The video provider refused the request: prompt too long", False),
-        ("moderation_blocked", "The video provider's safety system declined this prompt.", False),
+        (NotFound("Video with id 'x' not found.", status=404), True),
+        (BadRequest("The assets of video 'x' have expired", status=400), True),
+        (BadRequest("video is deleted", status=400, code="invalid_video_status"), True),
+        (BadRequest("prompt too long", status=400), False),
+        (BadRequest("blocked", status=400, code="moderation_blocked"), False),
     ],
 )
-def test_a_refused_remix_of_a_gone_source_reads_plainly(code: str, message: str, gone: bool) -> None:
-    job = refused_remix(code, message)
-    assert remix_source_gone(job) is gone
-    assert failure_text(job) == (REMIX_SOURCE_GONE if gone else message)
+def test_a_provider_refusal_is_classified_as_source_gone_or_not(error: VideoAPIError, gone: bool) -> None:
+    assert core_remix_source_gone(error) is gone
+
+
+def test_a_refused_remix_of_a_gone_source_reads_plainly() -> None:
+    job = refused_remix(REMIX_SOURCE_GONE_CODE, REMIX_SOURCE_GONE)
+    assert remix_source_gone(job)
     card = {f.name: f.value for f in job_embed(job, now=NOW).fields}
-    assert card["What happened"] == failure_text(job)
+    assert card["What happened"] == REMIX_SOURCE_GONE
     assert "Nothing was charged" in card["Credits"]
-    # A remix that failed later, at the provider, is not about the source.
-    assert not remix_source_gone(replace(job, provider_video_id="video_2"))
+    assert not remix_source_gone(replace(job, error_code="BadRequest"))
 
 
 # -- details and the /videos list -----------------------------------------------------------------

@@ -98,6 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # discord.py logs webhook URLs (which embed interaction tokens) at DEBUG: never let them through.
+    logging.getLogger("discord.webhook").setLevel(max(logging.INFO, logging.getLogger().level))
     handlers = {
         "run": run_bot,
         "generate": generate,

@@ -1,13 +1,12 @@
 """The bot's own HTTP server: provider webhooks (``POST /webhooks/videos``) and ``GET /healthz``.
 
 It runs when ``HTTP_PORT`` is set. The webhook route exists only when ``WEBHOOK_SECRET`` is set too:
-an unsigned endpoint would let anyone make the bot poll the provider, so without a secret the route is
-not mounted (404) and the bot says at start-up that webhooks are off.
+an unsigned endpoint would let anyone tell the bot that videos are finished, so without a secret the
+route is not mounted (404) and the bot says at start-up that webhooks are off.
 
-Webhooks make status push-driven: on ``video.completed`` / ``video.failed`` the tracker refreshes that
-one video at once instead of waiting for its next sweep. They are a hint, never the source of truth:
-the tracker still reads the status from the provider, so a forged, lost or repeated event can at worst
-cost one status request, never a wrong delivery.
+Webhooks make status push-driven: on ``video.completed`` / ``video.failed`` the tracker acts on that
+one video at once instead of waiting for its next sweep (see ``JobTracker.notify_video_event``). Only
+verified events reach the tracker, and each ``webhook-id`` at most once within the replay window.
 
 Verification follows Standard Webhooks (``webhook-id``, ``webhook-timestamp``, ``webhook-signature``;
 HMAC-SHA256 over ``"{id}.{timestamp}.{body}"``) with the ``standardwebhooks`` package. Answers:
@@ -77,9 +76,10 @@ _REQUIRED_HEADERS: Final = ("webhook-id", "webhook-timestamp", "webhook-signatur
 class RecentEventIds:
     """``webhook-id``s accepted within the replay window, bounded in number.
 
-    When more than ``capacity`` distinct ids arrive within the window the oldest are forgotten early;
-    a replay of one of those is then processed again, which costs one status request and nothing
-    else (the tracker re-reads the status from the provider)."""
+    When more than ``capacity`` distinct ids arrive within the window the oldest are forgotten early,
+    so memory stays bounded; a replay of one of those is then processed again. That takes a valid
+    signature and 10,000 other events within six minutes, and acting twice on the same outcome is
+    harmless: the tracker's state machine delivers or fails a job once."""
 
     def __init__(
         self,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -66,7 +66,7 @@ class JobRequest:
     source_job_id: int | None = None
     remixed_from_video_id: str | None = None
     application_id: int | None = None
-    interaction_token: str | None = None
+    interaction_token: str | None = field(default=None, repr=False)  # a credential
     token_expires_at: float | None = None
     upload_limit: int | None = None
     reply_message_id: int | None = None  # known at insert when Discord returned it with the ack

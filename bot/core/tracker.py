@@ -31,7 +31,7 @@ from bot.core.messages import (
     remix_source_gone,
 )
 from bot.store.sqlite import CreditsStore, Store
-from bot.videoapi.client import VideoAPIClient
+from bot.videoapi.client import LOST_CREATE_SEARCH_DEPTH, VideoAPIClient, matches_request
 from bot.videoapi.errors import BadRequest, NotFound, UnsupportedEndpoint, VideoAPIError
 from bot.videoapi.models import Video
 
@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 
 _ACTIVE_AT_PROVIDER = (JobStatus.QUEUED, JobStatus.IN_PROGRESS)
 LIST_PAGE_SIZE = 100  # the spec's maximum
+MAX_STEP_FAILURES = 5
+# The provider deadline applies from submission; the whole-job deadline adds time for the queue
+# before submission, the download and the upload.
+DEADLINE_GRACE_SECONDS = 600.0
 
 
 def _estimated_remaining(job: Job, now: float) -> float | None:
@@ -47,6 +51,10 @@ def _estimated_remaining(job: Job, now: float) -> float | None:
         return None
     elapsed = now - job.started_at
     return elapsed * (100 - job.progress) / job.progress
+
+
+class ReferenceMissing(Exception):
+    """The fitted reference image of a job is gone from disk (deleted, or a different DATA_DIR)."""
 
 
 class JobPresenter(Protocol):
@@ -104,6 +112,7 @@ class JobTracker:
         self._pushed: dict[str, str] = {}  # provider video id → webhook event type
         self._next_status_refresh = 0.0
         self._upload_attempted: set[int] = set()  # jobs this process has tried to post
+        self._step_failures: dict[int, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: asyncio.Task[None] | None = None
         self.sweeps = 0
@@ -140,17 +149,21 @@ class JobTracker:
         self._wake.set()
 
     async def run(self) -> None:
-        unfinished = len(await self.store.active_jobs())
-        log.info("job tracker running; resuming %d unfinished job(s)", unfinished)
+        announced = False
         while True:
+            # Clear before sweeping: a wake() that arrives during the sweep must not be lost.
+            self._wake.clear()
             try:
+                if not announced:
+                    unfinished = len(await self.store.active_jobs())
+                    log.info("job tracker running; resuming %d unfinished job(s)", unfinished)
+                    announced = True
                 delay = await self.sweep()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("tracker sweep failed; retrying after %.1fs", self.poll_interval)
                 delay = self.poll_interval
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
 
@@ -158,21 +171,28 @@ class JobTracker:
         """Burst mode: sweep until no job is active (for ``videobot generate`` and tests).
         Callers bound it with ``asyncio.timeout``."""
         while True:
+            self._wake.clear()
             delay = await self.sweep()
             if not await self.store.active_jobs() and not self._tasks:
                 return
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
 
-    def _spawn(self, job_id: int, coro: Coroutine[Any, Any, None]) -> None:
-        self._busy.add(job_id)
+    def _spawn(self, job_id: int, coro: Coroutine[Any, Any, None], *, exclusive: bool = True) -> None:
+        """Run one step of a job in the background. ``exclusive`` steps (submit, deliver) never run
+        twice at once for the same job: that is what keeps delivery exactly-once."""
+        if exclusive:
+            if job_id in self._busy:
+                coro.close()
+                return
+            self._busy.add(job_id)
         task = asyncio.create_task(coro, name=f"job-{job_id}")
         self._tasks.add(task)
 
         def done(t: asyncio.Task[Any]) -> None:
             self._tasks.discard(t)
-            self._busy.discard(job_id)
+            if exclusive:
+                self._busy.discard(job_id)
             if not t.cancelled() and t.exception() is not None:
                 log.error("job %s task failed", job_id, exc_info=t.exception())
             self.wake()  # whatever it changed may need the next step now
@@ -186,6 +206,7 @@ class JobTracker:
         self.sweeps += 1
         now = self.last_sweep_at = self._clock()
         jobs = [job for job in await self.store.active_jobs() if job.id not in self._busy]
+        jobs = [job for job in jobs if not await self._past_deadline(job, now)]
         at_provider: list[Job] = []
         for job in jobs:
             if job.status in (JobStatus.PENDING, JobStatus.SUBMITTING):
@@ -243,12 +264,37 @@ class JobTracker:
         return waiting
 
     async def _guarded(self, job: Job, step: str, action: Callable[[], Awaitable[None]]) -> None:
+        """Run a step; an unexpected error is logged and the step retried on a later sweep, up to
+        ``MAX_STEP_FAILURES`` times, after which the job fails (refunded) instead of looping."""
         try:
             await action()
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("job %s: %s failed; it will be retried on the next sweep", job.id, step)
+            failures = self._step_failures[job.id] = self._step_failures.get(job.id, 0) + 1
+            if failures < MAX_STEP_FAILURES:
+                log.exception("job %s: %s failed (%d); retrying on a later sweep", job.id, step, failures)
+                return
+            log.exception("job %s: %s failed %d times; giving up", job.id, step, failures)
+            await self._fail(
+                job,
+                "internal_error",
+                "The bot ran into a problem it couldn't get past while making this video.",
+            )
+
+    async def _past_deadline(self, job: Job, now: float) -> bool:
+        """Fail (and refund) any job still unfinished long after it was accepted, whatever step it
+        is stuck in, so no member's credits or concurrency slot stay blocked forever."""
+        if now - job.created_at <= self.deadline_seconds + DEADLINE_GRACE_SECONDS:
+            return False
+        minutes = self.deadline_seconds / 60
+        await self._fail(
+            job,
+            "deadline_exceeded",
+            f"The video wasn't ready after {minutes:.0f} minutes, so the bot gave up.",
+        )
+        self.cancel_at_provider(job)
+        return True
 
     # -- submit --------------------------------------------------------------------------------
 
@@ -273,15 +319,22 @@ class JobTracker:
             if current.remixed_from_video_id:
                 video = await self.api.remix(current.remixed_from_video_id, current.prompt)
             else:
-                reference = Path(current.reference_image_path) if current.reference_image_path else None
+                reference = await self._reference_bytes(current)
                 video = await self.api.create(
                     prompt=current.prompt,
                     model=current.model,
                     size=current.size,
                     seconds=current.seconds,
-                    input_reference=reference.read_bytes() if reference else None,
+                    input_reference=reference,
                     input_reference_type="image/png",
                 )
+        except ReferenceMissing:
+            await self._fail(
+                current,
+                "reference_missing",
+                "The starting image was no longer on the bot's disk, so the video was not sent. Try again.",
+            )
+            return
         except VideoAPIError as exc:
             if current.remixed_from_video_id and remix_source_gone(exc):
                 await self._fail(current, REMIX_SOURCE_GONE_CODE, REMIX_SOURCE_GONE)
@@ -303,9 +356,17 @@ class JobTracker:
             return
         await self._apply(updated, video)
 
+    async def _reference_bytes(self, job: Job) -> bytes | None:
+        if not job.reference_image_path:
+            return None
+        try:
+            return await asyncio.to_thread(Path(job.reference_image_path).read_bytes)
+        except OSError as exc:
+            raise ReferenceMissing(job.reference_image_path) from exc
+
     async def _adopt_lost_submission(self, job: Job) -> bool:
         try:
-            page = await self.api.list(limit=50, order="desc")
+            page = await self.api.list(limit=LOST_CREATE_SEARCH_DEPTH, order="desc")
         except UnsupportedEndpoint:
             await self._fail(
                 job,
@@ -314,18 +375,21 @@ class JobTracker:
                 "arrived, so it was not sent twice. Nothing was charged; please try again.",
             )
             return True
-        for video in page.data:
-            if video.prompt == job.prompt and (video.created_at or 0) >= int(job.created_at) - 5:
-                known = await self.store.transition(
-                    job.id,
-                    expect=(JobStatus.SUBMITTING,),
-                    provider_video_id=video.id,
-                    status=JobStatus.QUEUED,
-                    submitted_at=self._clock(),
-                )
-                if known is not None:
-                    await self._apply(known, video)
-                return True
+        fields = {"prompt": job.prompt, "model": job.model, "size": job.size, "seconds": str(job.seconds)}
+        candidates = [video for video in page.data if matches_request(video, fields, since=job.created_at)]
+        owned = await self.store.known_provider_ids(video.id for video in candidates)
+        video = next((v for v in candidates if v.id not in owned), None)
+        if video is not None:
+            known = await self.store.transition(
+                job.id,
+                expect=(JobStatus.SUBMITTING,),
+                provider_video_id=video.id,
+                status=JobStatus.QUEUED,
+                submitted_at=self._clock(),
+            )
+            if known is not None:
+                await self._apply(known, video)
+            return True
         return False
 
     # -- refresh -------------------------------------------------------------------------------
@@ -378,6 +442,8 @@ class JobTracker:
             )
             if updated is not None:
                 await self.presenter.job_changed(updated)
+                # From a sweep this starts the download now; from inside this job's submit step
+                # the job is busy, and the sweep its completion triggers starts it instead.
                 self._spawn(updated.id, self._deliver(updated))
             return
         if video.is_terminal:
@@ -463,6 +529,7 @@ class JobTracker:
             delivered_message_id=message_id,
             finished_at=self._clock(),
         )
+        self._forget(job.id)
         if delivered is not None:
             await self.credits.audit(
                 "job.delivered",
@@ -495,6 +562,7 @@ class JobTracker:
             error_message=message,
             finished_at=self._clock(),
         )
+        self._forget(job.id)
         if failed is not None:
             log.info("job %s failed: %s", job.id, code)
             await self.credits.audit(
@@ -507,6 +575,10 @@ class JobTracker:
             )
             await self.presenter.job_failed(failed)
 
+    def _forget(self, job_id: int) -> None:
+        self._upload_attempted.discard(job_id)
+        self._step_failures.pop(job_id, None)
+
     def cancel_at_provider(self, job: Job) -> None:
         """A cancelled job may still be running at the provider: delete it there (best effort)."""
         if job.provider_video_id:
@@ -518,4 +590,4 @@ class JobTracker:
                 except VideoAPIError as exc:
                     log.info("job %s: provider delete failed (%s); it will expire there", job.id, exc)
 
-            self._spawn(job.id, delete())
+            self._spawn(job.id, delete(), exclusive=False)

@@ -155,12 +155,14 @@ class Store:
         async with self._conn.execute(sql, _FINAL) as cur:
             return [_job_from_row(row) for row in await cur.fetchall()]
 
-    async def jobs_for_user(self, guild_id: int | None, user_id: int, *, limit: int = 10) -> list[Job]:
-        async with self._conn.execute(
-            "SELECT * FROM jobs WHERE guild_id IS ? AND user_id = ? ORDER BY id DESC LIMIT ?",
-            (guild_id, user_id, limit),
-        ) as cur:
-            return [_job_from_row(row) for row in await cur.fetchall()]
+    async def known_provider_ids(self, video_ids: Iterable[str]) -> set[str]:
+        """Which of these provider video ids already belong to a job."""
+        ids = list(video_ids)
+        if not ids:
+            return set()
+        sql = f"SELECT provider_video_id FROM jobs WHERE provider_video_id IN ({', '.join('?' for _ in ids)})"
+        async with self._conn.execute(sql, ids) as cur:
+            return {str(row[0]) for row in await cur.fetchall()}
 
     async def update_job(self, job_id: int, **changes: Any) -> Job:
         """Set columns of one job and return it as stored."""

@@ -8,15 +8,17 @@ endpoint before it is sent again.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email.utils
 import json
 import logging
 import os
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, BinaryIO, Literal, TypeVar
 
 import aiohttp
 from pydantic import BaseModel, SecretStr, ValidationError
@@ -331,7 +333,7 @@ class VideoAPIClient:
         self, fields: Mapping[str, str], *, since: float, cause: VideoAPIError
     ) -> Video | None:
         try:
-            page = await self.list(limit=20, order="desc")
+            page = await self.list(limit=LOST_CREATE_SEARCH_DEPTH, order="desc")
         except UnsupportedEndpoint:
             raise SubmitUncertain(
                 "the provider may or may not have started this video, and it has no list endpoint to check; "
@@ -344,19 +346,10 @@ class VideoAPIClient:
                 f"the provider may or may not have started this video, and checking failed: {exc.message}",
                 status=cause.status,
             ) from None
-        for video in page.data:
-            if (
-                video.prompt == fields["prompt"]
-                and (video.model in (None, fields["model"]))
-                and (video.size in (None, fields["size"]))
-                and (video.seconds in (None, fields["seconds"]))
-                and (video.created_at is None or video.created_at >= int(since) - 5)
-            ):
-                return video
-        return None
+        return next((video for video in page.data if matches_request(video, fields, since=since)), None)
 
     async def retrieve(self, video_id: str) -> Video:
-        return self._parse(Video, await self._request("GET", f"/videos/{video_id}"))
+        return self._parse(Video, await self._request("GET", f"/videos/{_quoted(video_id)}"))
 
     async def list(self, *, limit: int = 100, after: str | None = None, order: str = "desc") -> VideoList:
         """One page of ``GET /videos``. Raises ``UnsupportedEndpoint`` when the provider lacks it."""
@@ -374,14 +367,14 @@ class VideoAPIClient:
         return self._parse(VideoList, body)
 
     async def delete(self, video_id: str) -> bool:
-        body = await self._request("DELETE", f"/videos/{video_id}")
+        body = await self._request("DELETE", f"/videos/{_quoted(video_id)}")
         return bool(isinstance(body, dict) and body.get("deleted", True))
 
     async def remix(self, video_id: str, prompt: str) -> Video:
         """``POST /videos/{id}/remix``. Only retried when the request certainly was not processed
         (the list can't tell a lost remix from another job with the same prompt)."""
         body, _ = await self._with_retries(
-            lambda: self._attempt("POST", f"/videos/{video_id}/remix", json_body={"prompt": prompt}),
+            lambda: self._attempt("POST", f"/videos/{_quoted(video_id)}/remix", json_body={"prompt": prompt}),
             retry_processed=False,
         )
         return self._parse(Video, body)
@@ -398,7 +391,7 @@ class VideoAPIClient:
         self.request_counts["GET content"] = self.request_counts.get("GET content", 0) + 1
         try:
             async with self.session.get(
-                f"{self.base_url}/videos/{video_id}/content", params={"variant": variant}
+                f"{self.base_url}/videos/{_quoted(video_id)}/content", params={"variant": variant}
             ) as resp:
                 if resp.status >= 400:
                     error = _error_from_response(resp.status, await resp.read(), resp.headers)
@@ -406,13 +399,17 @@ class VideoAPIClient:
                         raise _Retryable(error, maybe_processed=False)
                     raise error
                 size = 0
-                with partial.open("wb") as out:
+                out = await asyncio.to_thread(partial.open, "wb")
+                try:
                     async for chunk in resp.content.iter_chunked(_CHUNK):
-                        out.write(chunk)
+                        # File writes and fsync happen in a worker thread: a slow disk must not
+                        # stall the gateway heartbeat or interaction acknowledgements.
+                        await asyncio.to_thread(out.write, chunk)
                         size += len(chunk)
                         crash_point("during_download")
-                    out.flush()
-                    os.fsync(out.fileno())
+                    await asyncio.to_thread(_flush_to_disk, out)
+                finally:
+                    out.close()
         except (aiohttp.ClientError, TimeoutError) as exc:
             partial.unlink(missing_ok=True)
             raise _Retryable(
@@ -432,6 +429,31 @@ class VideoAPIClient:
             raise ConnectionFailed(
                 f"the Videos API returned an unexpected body: {exc.error_count()} problems"
             ) from None
+
+
+LOST_CREATE_SEARCH_DEPTH = 50  # recent videos searched for a create whose answer was lost
+
+
+def matches_request(video: Video, fields: Mapping[str, str], *, since: float) -> bool:
+    """Could ``video`` be the job created by a request with these fields, sent at ``since``?
+    Fields a provider leaves out don't disqualify; a few seconds of clock skew are allowed."""
+    return (
+        video.prompt == fields["prompt"]
+        and video.model in (None, fields["model"])
+        and video.size in (None, fields["size"])
+        and video.seconds in (None, fields["seconds"])
+        and (video.created_at is None or video.created_at >= int(since) - 5)
+    )
+
+
+def _flush_to_disk(out: BinaryIO) -> None:
+    out.flush()
+    os.fsync(out.fileno())
+
+
+def _quoted(video_id: str) -> str:
+    """Provider ids are opaque (some are 200+ characters): never let one change the path."""
+    return urllib.parse.quote(video_id, safe="")
 
 
 def _endpoint_name(path: str) -> str:

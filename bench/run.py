@@ -9,7 +9,7 @@ this process; the bot under test is a separate process, so its memory and CPU ar
   ``video.completed`` / ``video.failed`` events to ``/webhooks/videos``;
 - ``naive_baseline``: ``bench/naive_bot.py`` (real discord.py too), which polls every job every second
   and edits its reply on every poll, as in the provider documentation's example;
-- ``big_downloads`` (``--big-downloads``): the bot with webhooks and 20 of the jobs making ~24 MB files
+- ``big_downloads`` (``--big-downloads``): the bot with webhooks and 20 of the jobs making ~22 MB files
   that finish together, downloaded 20 at a time (``MAX_CONCURRENT_DELIVERIES=20``).
 
 ``--members`` members spread over ``--channels`` channels each run ``/video`` once, at an even pace over
@@ -72,7 +72,8 @@ RENDER_FPS: Final = 4
 # re-encoded and the scenario measures downloads and uploads only.
 BIG_TARGET_BITRATE: Final = 19_000_000
 BIG_JOBS: Final = 20
-BOOSTED_UPLOAD_LIMIT: Final = 25 * 1024 * 1024  # a level-2 boosted server, so 24 MB files can be uploaded
+# A level-2 boosted server's limit, so the ~22 MB files are uploaded as they are (no re-encode).
+BOOSTED_UPLOAD_LIMIT: Final = 25 * 1024 * 1024
 CHANNEL_MESSAGE_LIMIT: Final = (5, 5.0)  # Discord: 5 message creates/edits per 5 s per channel
 WEBHOOK_MESSAGE_LIMIT: Final = (5, 5.0)  # the same budget per interaction token
 # The bot's tuning knobs whose defaults the bench runs with (reported, never overridden; the request
@@ -166,7 +167,7 @@ class ProviderLog:
     generation_seconds: float
     by_endpoint: Counter[str] = field(default_factory=Counter)
     videos_by_prompt: dict[str, VideoRecord] = field(default_factory=dict)
-    content_started_at: list[float] = field(default_factory=list)
+    content_started_at: dict[str, float] = field(default_factory=dict)  # video id → first download
     watchers: set[asyncio.Task[None]] = field(default_factory=set)
 
     def completed_at(self, prompt: str) -> float | None:
@@ -198,7 +199,8 @@ def install_provider_log(renderer: LocalRenderer, provider_log: ProviderLog) -> 
         endpoint = endpoint_of(request.method, request.path)
         provider_log.by_endpoint[endpoint] += 1
         if endpoint == "content":
-            provider_log.content_started_at.append(received_at)
+            video_id = request.path.removeprefix("/v1/videos/").removesuffix("/content")
+            provider_log.content_started_at.setdefault(video_id, received_at)
         response = await handler(request)
         if endpoint == "create" and isinstance(response, web.Response) and response.status == 200:
             assert isinstance(response.body, bytes)
@@ -589,6 +591,12 @@ def measure(
         "cpu_ms_per_job": None if cpu_during_jobs is None else round(cpu_during_jobs * 1000 / count, 1),
     }
     if mode == "big_downloads":
+        big_download_starts = [
+            provider_log.content_started_at[video.video_id]
+            for job in jobs[: workload.big_jobs]
+            if (video := provider_log.videos_by_prompt.get(job.prompt)) is not None
+            and video.video_id in provider_log.content_started_at
+        ]
         upload_sizes = sorted(
             (
                 f.size
@@ -603,7 +611,7 @@ def measure(
             "files": workload.big_jobs,
             "uploads_of_20_mb_or_more": sum(1 for size in upload_sizes if size >= 20_000_000),
             "largest_upload_mb": round(upload_sizes[0] / 1e6, 1) if upload_sizes else None,
-            "max_downloads_started_within_2s": max_started_within(provider_log.content_started_at, 2.0),
+            "big_downloads_started_within_2s": max_started_within(big_download_starts, 2.0),
         }
     return result
 
@@ -803,7 +811,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--big-downloads",
         action="store_true",
-        help=f"also run the bot with {BIG_JOBS} of the jobs making ~24 MB files that finish together",
+        help=f"also run the bot with {BIG_JOBS} of the jobs making ~22 MB files that finish together",
     )
     parser.add_argument(
         "--big-downloads-generation-seconds",

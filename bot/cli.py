@@ -129,7 +129,7 @@ def _describe_validation(exc: ValidationError) -> str:
 async def video_api(settings: Settings, *, max_attempts: int = 5) -> AsyncIterator[VideoAPIClient]:
     """The Videos API client; with ``VIDEO_API_BASE_URL=local`` the built-in renderer runs in-process."""
     async with contextlib.AsyncExitStack() as stack:
-        base_url, key = settings.video_api_base_url, settings.video_api_key
+        base_url, key = settings.video_api_base_url, settings.api_key
         if settings.uses_local_api:
             from bot.videoapi.local import LocalRenderer, LocalRendererConfig
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -15,6 +16,8 @@ from discord.ext import commands
 
 from bot.catalog import Catalog
 from bot.core.errors import UserError
+from bot.core.jobs import Job
+from bot.core.messages import cancel_refusal
 from bot.core.service import JobService
 from bot.core.tracker import JobTracker
 from bot.settings import Settings
@@ -72,6 +75,7 @@ class VideoBot(commands.Bot):
             deadline_seconds=settings.job_deadline_minutes * 60,
         )
         self.jobs = JobService(store, on_new_job=self.tracker.wake)
+        self._background: set[asyncio.Task[None]] = set()
         self.tree.error(self.on_app_command_error)
 
     async def setup_hook(self) -> None:
@@ -92,7 +96,23 @@ class VideoBot(commands.Bot):
 
     async def close(self) -> None:
         await self.tracker.stop()
+        await self.presenter.close()
+        for task in list(self._background):
+            task.cancel()
         await super().close()
+
+    async def cancel_job(self, job: Job, *, actor_id: int) -> Job:
+        """Cancel and refund a job, delete it at the provider, and show the final card. The card is
+        edited in the background: the caller must answer its interaction within 3 seconds."""
+        cancelled = await self.jobs.cancel(job.id, actor_id=actor_id)
+        if cancelled is None:
+            current = await self.store.get_job(job.id) or job
+            raise UserError(cancel_refusal(current))
+        self.tracker.cancel_at_provider(cancelled)
+        task = asyncio.create_task(self.presenter.job_failed(cancelled), name=f"show-cancel-{job.id}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return cancelled
 
     def command_tree_hash(self) -> str:
         payload = sorted(
@@ -127,7 +147,10 @@ class VideoBot(commands.Bot):
         else:
             reference = uuid.uuid4().hex[:8]
             log.error("command failed (ref %s)", reference, exc_info=original)
-            text = f"Something went wrong on the bot's side. Nothing was charged. (reference `{reference}`)"
+            text = (
+                f"Something went wrong on the bot's side (reference `{reference}`). "
+                "You are only ever charged for videos you receive."
+            )
         await respond_ephemeral(interaction, text)
 
 

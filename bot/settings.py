@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.core.errors import ConfigError
@@ -23,9 +23,8 @@ class Settings(BaseSettings):
     discord_api_base_url: str = "https://discord.com/api/v10"
     discord_gateway_url: str = "wss://gateway.discord.gg/"
     video_api_base_url: str = "https://api.openai.com/v1"
-    video_api_key: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("VIDEO_API_KEY", "OPENAI_API_KEY")
-    )
+    video_api_key: SecretStr | None = None
+    openai_api_key: SecretStr | None = None
     models_file: Path | None = None
     database_url: str = "sqlite:///data/videobot.db"
     data_dir: Path = Path("data")
@@ -44,11 +43,24 @@ class Settings(BaseSettings):
     local_generation_seconds: float = Field(default=8.0, ge=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    @field_validator("models_file", "http_port", "public_base_url", "webhook_secret", mode="before")
+    @field_validator(
+        "models_file",
+        "http_port",
+        "public_base_url",
+        "webhook_secret",
+        "video_api_key",
+        "openai_api_key",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         # `.env.example` lists every variable; an empty `HTTP_PORT=` means "not set", not "invalid".
         return None if value == "" else value
+
+    @property
+    def api_key(self) -> SecretStr | None:
+        """``VIDEO_API_KEY``, or ``OPENAI_API_KEY`` when that is unset or blank."""
+        return self.video_api_key or self.openai_api_key
 
     @property
     def uses_local_api(self) -> bool:

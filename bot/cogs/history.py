@@ -165,17 +165,13 @@ class HistoryCog(commands.Cog, name=HISTORY_COG):
     async def cancel_job(self, interaction: discord.Interaction[Any], job_id: int) -> None:
         """Like ``/videomod cancel``: stop and refund, delete at the provider, show the final card."""
         job = await self._job_for(interaction, job_id, JobAction.CANCEL)
-        cancelled = await self.bot.jobs.cancel(job.id, actor_id=interaction.user.id)
-        if cancelled is None:
-            raise UserError(f"Job #{job.id} has already finished; nothing to cancel.")
-        self.bot.tracker.cancel_at_provider(cancelled)
+        cancelled = await self.bot.cancel_job(job, actor_id=interaction.user.id)
         whose = "" if cancelled.user_id == interaction.user.id else f" of <@{cancelled.user_id}>"
         await interaction.response.send_message(
             f"Cancelled job #{cancelled.id}{whose}; {cancelled.cost} credits refunded.",
             ephemeral=True,
             allowed_mentions=NO_MENTIONS,
         )
-        await self.bot.presenter.job_failed(cancelled)
 
     async def show_videos_page(self, interaction: discord.Interaction[Any], owner_id: int, page: int) -> None:
         if interaction.user.id != owner_id:

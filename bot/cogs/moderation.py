@@ -224,13 +224,7 @@ class ModeratorGroup(app_commands.Group):
         found = await self.bot.store.get_job(job)
         if found is None or found.guild_id != guild_id:
             raise UserError(f"There is no job #{job} in this server. `/videomod jobs` lists them.")
-        cancelled = await self.bot.jobs.cancel(job, actor_id=interaction.user.id)
-        if cancelled is None:
-            raise UserError(
-                f"Job #{job} has already finished ({found.status.label.lower()}); nothing to cancel."
-            )
-        self.bot.tracker.cancel_at_provider(cancelled)
-        await self.bot.presenter.job_failed(cancelled)
+        cancelled = await self.bot.cancel_job(found, actor_id=interaction.user.id)
         await self._reply(
             interaction, f"Cancelled job #{job} of <@{cancelled.user_id}>; {cancelled.cost} credits refunded."
         )

@@ -7,6 +7,7 @@ a factory and registered on the tree by the cog rather than declared at class le
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -125,17 +126,24 @@ class VideoCog(commands.Cog):
 
         acknowledged = await interaction.response.defer(thinking=True)
         placeholder_id = acknowledged.message_id if acknowledged is not None else None
+        prepared = request
         try:
             if prepare is not None:
-                request = await prepare(request)
+                prepared = await prepare(request)
             # Recording the reply with the job (one transaction) means the tracker, which may pick
             # the job up at once, always edits this message rather than posting another.
             job = await self.bot.jobs.submit(
-                replace(request, reply_message_id=placeholder_id), member_roles=roles
+                replace(prepared, reply_message_id=placeholder_id), member_roles=roles
             )
-        except UserError as exc:
-            # The public "thinking…" placeholder goes away; the refusal is for the member's eyes only.
-            await interaction.delete_original_response()
+        except Exception as exc:
+            # Nothing was reserved: take down the public "thinking…" placeholder and the fitted
+            # image; a refusal is then shown to the member only (other errors by the tree handler).
+            if prepared.reference_image_path:
+                Path(prepared.reference_image_path).unlink(missing_ok=True)
+            with contextlib.suppress(discord.HTTPException):
+                await interaction.delete_original_response()
+            if not isinstance(exc, UserError):
+                raise
             await interaction.followup.send(exc.user_message, ephemeral=True, allowed_mentions=NO_MENTIONS)
             return None
         if placeholder_id is not None:

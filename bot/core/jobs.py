@@ -28,6 +28,9 @@ class JobStatus(StrEnum):
 
 FINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 WITH_PROVIDER = frozenset({JobStatus.QUEUED, JobStatus.IN_PROGRESS})
+ACTIVE_STATUSES = tuple(s for s in JobStatus if s not in FINAL_STATUSES)
+# Once the provider has finished, the video exists and is paid for: it is delivered, not cancelled.
+CANCELLABLE_STATUSES = (JobStatus.PENDING, JobStatus.SUBMITTING, JobStatus.QUEUED, JobStatus.IN_PROGRESS)
 
 _LABELS = {
     JobStatus.PENDING: "Waiting to start",
@@ -115,6 +118,10 @@ class Job:
     @property
     def is_final(self) -> bool:
         return self.status.is_final
+
+    @property
+    def cancellable(self) -> bool:
+        return self.status in CANCELLABLE_STATUSES
 
     @property
     def width(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bot.core.jobs import Job, JobStatus
 from bot.videoapi.errors import (
     AuthenticationError,
     BadRequest,
@@ -79,3 +80,10 @@ def explain_provider_error(exc: VideoAPIError) -> str:
 def _clip(text: str | None, limit: int = 300) -> str:
     text = " ".join((text or "").split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def cancel_refusal(job: Job) -> str:
+    """Why this job can't be cancelled (it is past the point where cancelling means anything)."""
+    if job.status in (JobStatus.DOWNLOADING, JobStatus.UPLOADING):
+        return f"Job #{job.id} is already made and is being posted; it can't be cancelled now."
+    return f"Job #{job.id} has already finished ({job.status.label.lower()}); nothing to cancel."

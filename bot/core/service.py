@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 import aiosqlite
 
 from bot.core.errors import UserError
-from bot.core.jobs import ChargeState, Job, JobRequest, JobStatus
+from bot.core.jobs import CANCELLABLE_STATUSES, ChargeState, Job, JobRequest, JobStatus
 from bot.core.quotas import Balance, GuildPolicy, check_request, effective_limits, period_bounds
 from bot.store.sqlite import CreditsStore, Store
 
@@ -118,15 +118,15 @@ class JobService:
         return job
 
     async def cancel(self, job_id: int, *, actor_id: int) -> Job | None:
-        """Cancel an active job and refund it. Returns None when it had already finished.
+        """Cancel a job that the provider has not finished, and refund it. Returns None when it is
+        past that point (finished, or its video is already being posted).
 
         Cancelling always refunds: the tracker deletes the job at the provider, and a member should
         not pay for a video they never receive.
         """
-        active = tuple(s for s in JobStatus if not s.is_final)
         job = await self.store.transition(
             job_id,
-            expect=active,
+            expect=CANCELLABLE_STATUSES,
             status=JobStatus.CANCELLED,
             charge_state=ChargeState.REFUNDED,
             finished_at=self._clock(),

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from bot.core.errors import UndeliverableError
 from bot.core.failpoints import crash_point
-from bot.core.jobs import WITH_PROVIDER, ChargeState, Job, JobStatus
+from bot.core.jobs import ACTIVE_STATUSES, WITH_PROVIDER, ChargeState, Job, JobStatus
 from bot.core.messages import (
     REMIX_SOURCE_GONE,
     REMIX_SOURCE_GONE_CODE,
@@ -37,7 +37,6 @@ from bot.videoapi.models import Video
 
 log = logging.getLogger(__name__)
 
-_ACTIVE_AT_PROVIDER = (JobStatus.QUEUED, JobStatus.IN_PROGRESS)
 LIST_PAGE_SIZE = 100  # the spec's maximum
 MAX_STEP_FAILURES = 5
 # The provider deadline applies from submission; the whole-job deadline adds time for the queue
@@ -434,7 +433,7 @@ class JobTracker:
         if video.status == "completed":
             updated = await self.store.transition(
                 job.id,
-                expect=_ACTIVE_AT_PROVIDER,
+                expect=WITH_PROVIDER,
                 status=JobStatus.DOWNLOADING,
                 progress=100,
                 provider_status=video.status,
@@ -468,7 +467,7 @@ class JobTracker:
         changes: dict[str, Any] = {"status": status, "progress": progress, "provider_status": video.status}
         if status is JobStatus.IN_PROGRESS and job.started_at is None:
             changes["started_at"] = now
-        updated = await self.store.transition(job.id, expect=_ACTIVE_AT_PROVIDER, **changes)
+        updated = await self.store.transition(job.id, expect=WITH_PROVIDER, **changes)
         if updated is not None:
             await self.presenter.job_changed(updated)
 
@@ -552,10 +551,9 @@ class JobTracker:
             policy = await self.credits.policy(job.guild_id)
             if policy.charge_moderation_blocked:
                 charge = ChargeState.CHARGED
-        active = tuple(s for s in JobStatus if not s.is_final)
         failed = await self.store.transition(
             job.id,
-            expect=active,
+            expect=ACTIVE_STATUSES,
             status=JobStatus.FAILED,
             charge_state=charge,
             error_code=code,

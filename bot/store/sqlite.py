@@ -19,11 +19,11 @@ from typing import Any
 
 import aiosqlite
 
-from bot.core.jobs import ChargeState, Job, JobRequest, JobStatus
+from bot.core.jobs import FINAL_STATUSES, ChargeState, Job, JobRequest, JobStatus
 from bot.core.quotas import GuildPolicy, RoleOverride, Usage
 
 _JOB_COLUMNS = tuple(f.name for f in fields(Job))
-_FINAL = tuple(s.value for s in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED))
+_FINAL = tuple(s.value for s in FINAL_STATUSES)
 
 
 def _migrations() -> list[tuple[int, str, str]]:

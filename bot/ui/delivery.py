@@ -109,29 +109,39 @@ class DiscordPresenter:
         return budget
 
     async def _flush(self, state: _EditState) -> None:
-        wait = state.last_edit_at + self.edit_interval - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)  # rate shaping: one edit per interval per message
-        await self._channel_budget(state.latest.channel_id).acquire()
-        job = state.latest
-        if job.reply_message_id is None:
-            # The tracker can see a job a moment before /video has recorded its reply; the reply
-            # already shows the card, so wait for it rather than posting a second one.
-            stored = await self.store.get_job(job.id)
-            if stored is None or stored.reply_message_id is None:
-                return
-            job = state.latest = stored
-        embed = await self.render(job)
-        key = json.dumps(embed.to_dict(), sort_keys=True)
-        if key == state.last_key:
-            return
+        """Show the latest state of one job, at most once per ``edit_interval``, until no newer
+        state arrived during the edit. The store is the truth: a final state is shown by its own
+        path (delivery, failure, cancel), never by a progress edit that was waiting its turn."""
         try:
-            await self._edit_reply(job, embed=embed, view=self.view_for(job))
+            while True:
+                wait = state.last_edit_at + self.edit_interval - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)  # rate shaping: one edit per interval per message
+                await self._channel_budget(state.latest.channel_id).acquire()
+                seen = state.latest
+                job = await self.store.get_job(seen.id)
+                # No reply recorded yet: /video shows the first card itself.
+                if job is None or job.is_final or job.reply_message_id is None:
+                    return
+                embed = await self.render(job)
+                key = json.dumps(embed.to_dict(), sort_keys=True)
+                if key != state.last_key:
+                    await self._edit_reply(job, embed=embed, view=self.view_for(job))
+                    state.last_key = key
+                    state.last_edit_at = time.monotonic()
+                if state.latest is seen:
+                    return
         except discord.HTTPException as exc:
-            log.warning("job %s: progress edit failed: %s", job.id, exc)
-            return
-        state.last_key = key
-        state.last_edit_at = time.monotonic()
+            log.warning("job %s: progress edit failed: %s", state.latest.id, exc)
+        except Exception:
+            log.exception("job %s: progress edit failed", state.latest.id)
+
+    async def close(self) -> None:
+        """Stop pending progress edits (the bot is shutting down; the tracker resumes them)."""
+        tasks = [state.task for state in self._states.values() if state.task and not state.task.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _settle(self, job_id: int) -> None:
         """Stop progress edits of a job whose final state is about to be shown."""
@@ -144,6 +154,8 @@ class DiscordPresenter:
     async def deliver(self, job: Job, media: Path) -> int | None:
         await self._settle(job.id)
         final = await self.store.get_job(job.id) or job
+        if final.status is not JobStatus.UPLOADING:
+            return None  # cancelled or failed meanwhile: post nothing
         delivered = _as_delivered(final, self._clock())
         limit = final.upload_limit or DEFAULT_UPLOAD_LIMIT
         self._channel_budget(final.channel_id).take_if_available()  # deliveries never wait for progress
@@ -153,13 +165,16 @@ class DiscordPresenter:
             if note:
                 embed.add_field(name="Note", value=note, inline=False)
             try:
-                return await self._edit_reply(
+                message_id = await self._edit_reply(
                     delivered,
                     embed=embed,
                     upload=Upload(upload, video_filename(final)),
                     view=self.view_for(delivered),
                     dm_fallback=True,
                 )
+                if upload != media:
+                    upload.unlink(missing_ok=True)  # the original stays in DATA_DIR for re-delivery
+                return message_id
             except discord.HTTPException as exc:
                 if exc.status != 413 and exc.code != _FILE_TOO_LARGE:
                     raise

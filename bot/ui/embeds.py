@@ -40,6 +40,12 @@ def estimate_finish(job: Job, now: float, expected_seconds: float) -> int | None
     return int(eta // 5 * 5)
 
 
+def display_prompt(prompt: str, limit: int) -> str:
+    """A member's prompt as shown on the bot's public card: Markdown escaped (no masked links,
+    headings or spoilers smuggled onto the bot's message), clipped to ``limit``."""
+    return _clip(discord.utils.escape_markdown(prompt), limit)
+
+
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -81,7 +87,7 @@ def job_embed(
     colour = COLOURS.get(job.status, discord.Colour.blurple())
     embed = discord.Embed(
         title=_title(job),
-        description=_clip(job.prompt, _PROMPT_LIMIT),
+        description=display_prompt(job.prompt, _PROMPT_LIMIT),
         colour=colour,
     )
     embed.add_field(name="Model", value=f"`{job.model}`", inline=True)

@@ -28,6 +28,7 @@ import discord
 from bot.client import respond_ephemeral
 from bot.core.errors import UserError
 from bot.core.jobs import ChargeState, Job, JobStatus
+from bot.core.messages import cancel_refusal
 from bot.ui.embeds import lineage_text, message_link, remix_source_gone
 
 log = logging.getLogger(__name__)
@@ -76,8 +77,8 @@ def job_action_refusal(action: JobAction, job: Job, *, actor_id: int, is_moderat
     elif action is JobAction.AGAIN:
         if remix_source_gone(job):
             return "The provider no longer has the source video, so this remix can't be made again."
-    elif action is JobAction.CANCEL and job.is_final:
-        return f"Job #{job.id} has already finished ({job.status.label.lower()}); nothing to cancel."
+    elif action is JobAction.CANCEL and not job.cancellable:
+        return cancel_refusal(job)
     return None
 
 
@@ -228,6 +229,8 @@ class JobButtons:
     cancelled."""
 
     def progress_view(self, job: Job) -> discord.ui.View | None:
+        if not job.cancellable:
+            return None  # the video is being posted: nothing left to cancel
         view = discord.ui.View(timeout=None)
         view.add_item(CancelButton(job.id))
         return view

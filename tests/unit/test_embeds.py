@@ -114,6 +114,11 @@ def test_completed_card() -> None:
     assert fields(embed)["Time"] == "Took 1 min 0 s"
 
 
+def test_prompt_markdown_is_shown_literally() -> None:
+    embed = job_embed(make_job(prompt="[free nitro](https://evil.example) **now**"), now=NOW)
+    assert embed.description == r"\[free nitro](https://evil.example) \*\*now\*\*"
+
+
 def test_long_prompt_is_clipped() -> None:
     embed = job_embed(make_job(prompt="x" * 5000), now=NOW)
     assert embed.description is not None and len(embed.description) == 1000

@@ -156,6 +156,7 @@ async def video_api(settings: Settings, *, max_attempts: int = 5) -> AsyncIterat
 
 async def run_bot(settings: Settings, args: argparse.Namespace) -> int:
     from bot.client import VideoBot, point_discord_at
+    from bot.media_links import MediaLinks
     from bot.web import serve_http
 
     token = settings.require_token()
@@ -164,13 +165,18 @@ async def run_bot(settings: Settings, args: argparse.Namespace) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     async with Store.open(settings.database_path) as store, video_api(settings) as api:
         bot = VideoBot(settings=settings, store=store, api=api, catalog=catalog)
+        links = None
+        if settings.public_base_url and settings.http_port is not None:
+            # Videos too large for Discord even after re-encoding are linked, served by our server.
+            links = await MediaLinks.load(store, settings.public_base_url)
+            bot.presenter.media_links = links
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stopping.set)
         # The HTTP server (webhooks, /healthz) starts before the gateway and stops before the bot closes.
-        async with bot, serve_http(settings, bot):
+        async with bot, serve_http(settings, bot, extra_routes=links.routes() if links else ()):
             runner = asyncio.create_task(bot.start(token.get_secret_value()), name="discord")
             stopper = asyncio.create_task(stopping.wait(), name="signal")
             done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)

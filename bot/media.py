@@ -405,6 +405,7 @@ class MediaError(Exception):
 _MIN_BITS_PER_PIXEL = 0.04
 _MIN_SIDE = 240
 _MUX_HEADROOM = 0.94  # container overhead and rate-control overshoot
+_MIN_BIT_RATE = 150_000  # below this even a small picture is unwatchable: link it instead
 
 
 def reencode_to_fit(src: Path, dst: Path, max_bytes: int) -> VideoInfo:
@@ -419,6 +420,11 @@ def reencode_to_fit(src: Path, dst: Path, max_bytes: int) -> VideoInfo:
     info = probe_video(src)
     duration = max(info.duration, 0.1)
     budget = max_bytes * 8 * _MUX_HEADROOM / duration
+    if budget < _MIN_BIT_RATE:
+        raise MediaError(
+            f"The video could not be made smaller than {_mebibytes(max_bytes)} and still be watchable "
+            f"(that leaves {budget / 1000:.0f} kbit/s for {duration:.0f} s of video)."
+        )
     fps = info.frames / duration if info.frames else 24.0
     for _attempt in range(4):
         width, height = _scaled_for(info.width, info.height, budget, fps)

@@ -496,9 +496,13 @@ class JobTracker:
                 return
             try:
                 await self.api.download(job.provider_video_id, path)
-            except (NotFound, BadRequest) as exc:
-                await self._fail(job, exc.code or "download_failed", explain_provider_error(exc))
-                return
+            except VideoAPIError as exc:
+                if await self._still_generating(job):
+                    return
+                if isinstance(exc, NotFound | BadRequest):
+                    await self._fail(job, exc.code or "download_failed", explain_provider_error(exc))
+                    return
+                raise
             updated = await self.store.transition(
                 job.id,
                 expect=(JobStatus.DOWNLOADING, JobStatus.UPLOADING),
@@ -538,6 +542,21 @@ class JobTracker:
                 job_id=job.id,
                 details={"cost": job.cost, "message_id": message_id},
             )
+
+    async def _still_generating(self, job: Job) -> bool:
+        """A download was refused: was the completion announced (by a webhook) ahead of the provider's
+        own state? Then the job goes back to waiting instead of failing."""
+        if not job.provider_video_id:
+            return False
+        try:
+            video = await self.api.retrieve(job.provider_video_id)
+        except VideoAPIError:
+            return False
+        if video.is_terminal:
+            return False
+        status = JobStatus.IN_PROGRESS if video.status == "in_progress" else JobStatus.QUEUED
+        back = await self.store.transition(job.id, expect=(JobStatus.DOWNLOADING,), status=status, progress=0)
+        return back is not None
 
     # -- failure -------------------------------------------------------------------------------
 

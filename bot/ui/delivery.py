@@ -25,7 +25,8 @@ import discord
 from bot.catalog import Catalog
 from bot.core.errors import UndeliverableError
 from bot.core.jobs import Job, JobStatus
-from bot.media import MediaError, reencode_to_fit
+from bot.media import MediaError, make_thumbnail, reencode_to_fit
+from bot.media_links import MediaLinks
 from bot.ratelimit import TokenBucket
 from bot.store.sqlite import Store
 from bot.ui.embeds import job_embed
@@ -76,6 +77,7 @@ class DiscordPresenter:
         self._states: dict[int, _EditState] = {}
         self.edits_sent = 0
         self.views: JobViews | None = None
+        self.media_links: MediaLinks | None = None  # set when PUBLIC_BASE_URL and HTTP_PORT are
         self._reencode_slots = asyncio.Semaphore(1)  # CPU-bound; two cores are shared with the loop
         # Discord allows about 5 message writes per 5 s per channel. Progress edits share a smaller
         # budget (3 per 5 s by default) so that final deliveries, which skip the queue, always fit.
@@ -160,7 +162,12 @@ class DiscordPresenter:
         limit = final.upload_limit or DEFAULT_UPLOAD_LIMIT
         self._channel_budget(final.channel_id).take_if_available()  # deliveries never wait for progress
         for _attempt in range(2):
-            upload, note = await self._fit_upload(media, limit)
+            try:
+                upload, note = await self._fit_upload(media, limit)
+            except UndeliverableError:
+                if self.media_links is None:
+                    raise
+                return await self._deliver_link(delivered, media, limit)
             embed = await self.render(delivered)
             if note:
                 embed.add_field(name="Note", value=note, inline=False)
@@ -182,6 +189,28 @@ class DiscordPresenter:
                 log.info("job %s: upload of %d bytes refused as too large", job.id, upload.stat().st_size)
                 limit = int(upload.stat().st_size * 0.9)
         raise UndeliverableError("Discord kept refusing the video as too large for this server.")
+
+    async def _deliver_link(self, job: Job, media: Path, limit: int) -> int:
+        """The video can't be made to fit: post its thumbnail and a signed, expiring link."""
+        assert self.media_links is not None
+        url, expires = self.media_links.url_for(job.id, video_filename(job))
+        thumbnail = media.with_name(thumbnail_filename(job))
+        await asyncio.to_thread(make_thumbnail, media, thumbnail)
+        embed = await self.render(job)
+        embed.add_field(
+            name="Watch",
+            value=f"[Download the video]({url}) (link expires <t:{expires}:R>). It is "
+            f"{media.stat().st_size / MIB:.1f} MiB, too large for this server's {limit / MIB:.0f} MiB uploads.",
+            inline=False,
+        )
+        embed.set_image(url=f"attachment://{thumbnail.name}")
+        return await self._edit_reply(
+            job,
+            embed=embed,
+            upload=Upload(thumbnail, thumbnail.name),
+            view=self.view_for(job),
+            dm_fallback=True,
+        )
 
     async def _fit_upload(self, media: Path, limit: int) -> tuple[Path, str | None]:
         """The file to upload and a note for the card: the original when it fits, else a copy
@@ -222,7 +251,8 @@ class DiscordPresenter:
             message = await channel.fetch_message(job.reply_message_id)
         except discord.HTTPException:
             return None
-        if any(a.filename == video_filename(job) for a in message.attachments):
+        posted = {video_filename(job), thumbnail_filename(job)}  # the video, or its link's thumbnail
+        if any(a.filename in posted for a in message.attachments):
             return message.id
         return None
 
@@ -337,6 +367,10 @@ class DiscordPresenter:
 
 def video_filename(job: Job) -> str:
     return f"video-{job.id}.mp4"
+
+
+def thumbnail_filename(job: Job) -> str:
+    return f"video-{job.id}.thumb.webp"
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,15 @@ errors, a channel the bot can no longer post in, and a video over the upload lim
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from bot.media import probe_video
 from bot.videoapi.local import LocalRenderer
-from tests.e2e.conftest import BotProcess, embed_of, is_final, mp4_uploads
+from tests.e2e.conftest import BotProcess, embed_of, field_value, is_final, mp4_uploads
 from tests.fakes.discord_server import (
     ROUTE_CHANNEL_MESSAGE,
     ROUTE_CHANNEL_MESSAGES,
@@ -136,3 +138,35 @@ async def test_a_video_over_the_upload_limit_is_reencoded_to_fit(
     assert (width, height) == (720, 1280)
     assert duration == pytest.approx(4.0, abs=0.2)
     assert "re-encoded" in str(embed_of(final)).lower()
+
+
+async def test_a_video_that_cannot_fit_is_linked_with_a_signed_expiring_url(
+    bot: BotProcess, fake: FakeDiscord, renderer: LocalRenderer
+) -> None:
+    # Too small for a watchable 12 s video even re-encoded (about 60 kbit/s), big enough for a thumbnail.
+    fake.attachment_size_limit = 100_000
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    bot.env.update({"HTTP_PORT": str(port), "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"})
+    await bot.start()
+    handle = await fake.invoke_command("video", {"prompt": "too big for this server", "seconds": 12})
+    final = await handle.original_message(timeout=120, predicate=is_final(READY))
+    embed = embed_of(final)
+    watch = field_value(embed, "Watch") or ""
+    url = watch.split("](", 1)[1].split(")", 1)[0]
+    assert url.startswith(f"http://127.0.0.1:{port}/media/")
+    assert [a.filename for a in final.attachments] == ["video-1.thumb.webp"]
+    assert mp4_uploads(fake) == []
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url) as response:
+            assert response.status == 200 and response.content_type == "video/mp4"
+            body = await response.read()
+        tampered = url.replace("/media/1/", "/media/2/")
+        async with session.get(tampered) as response:
+            assert response.status == 404
+    path = Path(bot.workdir) / "linked.mp4"
+    path.write_bytes(body)
+    assert probe_video(path).duration == pytest.approx(12.0, abs=0.2)
+    quota = await (await fake.invoke_command("quota")).wait_response()
+    assert "**48** credits left" in quota.json["data"]["content"]  # delivered by link, so charged

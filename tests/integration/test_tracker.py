@@ -210,3 +210,35 @@ async def test_without_a_list_endpoint_single_lookups_are_used(
         assert api.request_counts.get("GET videos", 0) == 0
         assert api.request_counts.get("GET videos/{id}", 0) >= 2
     assert len(presenter.delivered) == 2
+
+
+async def test_a_completion_event_ahead_of_the_provider_goes_back_to_waiting(
+    store: Store, tmp_path: Path
+) -> None:
+    config = LocalRendererConfig(generation_seconds=4.0, queue_seconds=0.1, fps=8, poll_after_ms=50)
+    async with LocalRenderer(config) as server, VideoAPIClient(server.base_url, backoff_initial=0.01) as api:
+        service = JobService(store)
+        job = await service.submit(request("announced too early"))
+        presenter = RecordingPresenter()
+        tracker = JobTracker(
+            store, api, presenter, tmp_path, poll_interval=0.2, push_mode=True, safety_interval=0.3
+        )
+        video = await api.create(prompt=job.prompt, model="sora-2", size="720x1280", seconds=4)
+        stored = await store.update_job(job.id, status=JobStatus.QUEUED, provider_video_id=video.id)
+        assert stored.provider_video_id is not None
+        # A premature event, and the provider refuses the download because it isn't finished.
+        server.faults.add(
+            status=404, method="GET", path_prefix=f"/v1/videos/{stored.provider_video_id}/content"
+        )
+        tracker.notify_video_event(stored.provider_video_id, "video.completed")
+        await tracker.sweep()
+        async with asyncio.timeout(60):
+            await tracker.run_until_idle()
+        await tracker.stop()
+    assert job.id in presenter.delivered and presenter.failed == {}
+    statuses = [status for job_id, status, _ in presenter.changes if job_id == job.id]
+    first_download = statuses.index("downloading")
+    # The refused download sent the job back to waiting; it was fetched once really finished.
+    assert "in_progress" in statuses[first_download:] or "queued" in statuses[first_download:]
+    assert statuses[-1] == "downloading"
+    assert server.faults.pending == 0

@@ -315,6 +315,21 @@ async def check(settings: Settings, args: argparse.Namespace) -> int:
         report(True, "model catalog", f"{catalog.source}: {names}")
     except CatalogError as exc:
         report(False, "model catalog", str(exc))
+    if settings.webhook_secret is not None:
+        from bot.web import verifier_for
+
+        try:
+            verifier_for(settings.webhook_secret)
+            where = f"on port {settings.http_port}" if settings.http_port else "but HTTP_PORT is not set"
+            report(settings.http_port is not None, "webhooks", f"WEBHOOK_SECRET is valid; receiving {where}")
+        except ConfigError as exc:
+            report(False, "webhooks", str(exc))
+    if settings.public_base_url and settings.http_port is None:
+        report(
+            False,
+            "download links",
+            "PUBLIC_BASE_URL is set but HTTP_PORT is not: nothing would serve the links",
+        )
     try:
         path = settings.database_path
         async with Store.open(path) as store:

@@ -34,6 +34,7 @@ Adding a route (e.g. signed download links for oversize videos): pass ``extra_ro
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -128,7 +129,7 @@ class VideoWebhookReceiver:
         recent_ids: RecentEventIds | None = None,
         now: Callable[[], float] = time.time,
     ) -> None:
-        self._verifier = _verifier_for(secret)
+        self._verifier = verifier_for(secret)
         self._on_video_event = on_video_event
         self.max_body_bytes = max_body_bytes
         self.recent_ids = recent_ids or RecentEventIds()
@@ -196,9 +197,13 @@ class VideoWebhookReceiver:
         return web.json_response({"error": reason}, status=status)
 
 
-def _verifier_for(secret: SecretStr) -> Webhook:
+def verifier_for(secret: SecretStr) -> Webhook:
+    value = secret.get_secret_value().strip()
     try:
-        return Webhook(secret.get_secret_value().strip())
+        # standardwebhooks decodes leniently (it skips characters that aren't base64); a typo in
+        # the secret would then only show as every delivery failing, so check it strictly here.
+        base64.b64decode(value.removeprefix("whsec_"), validate=True)
+        return Webhook(value)
     except Exception:
         # Never chain or echo the error: it may quote the secret.
         raise ConfigError(

@@ -238,6 +238,7 @@ class ModeratorGroup(app_commands.Group):
         cooldown="Seconds between one member's requests",
         guild_cap="Credits the whole server may spend per period (0 = no cap)",
         moderator_role="A role that may use /videomod besides Manage Server",
+        clear_moderator_role="Remove the moderator role (only Manage Server then)",
         charge_moderation_blocked="Charge for prompts the provider's moderation blocked",
         channels="Channels where /video works, e.g. #videos #art (or `all`)",
         models="Allowed models, comma-separated (or `all`)",
@@ -254,6 +255,7 @@ class ModeratorGroup(app_commands.Group):
         cooldown: app_commands.Range[int, 0, 86_400] | None = None,
         guild_cap: app_commands.Range[int, 0, 100_000_000] | None = None,
         moderator_role: discord.Role | None = None,
+        clear_moderator_role: bool = False,
         charge_moderation_blocked: bool | None = None,
         channels: str | None = None,
         models: str | None = None,
@@ -278,6 +280,8 @@ class ModeratorGroup(app_commands.Group):
             changes["guild_cap"] = guild_cap or None
         if moderator_role is not None:
             changes["moderator_role_id"] = moderator_role.id
+        if clear_moderator_role:
+            changes["moderator_role_id"] = None
         if charge_moderation_blocked is not None:
             changes["charge_moderation_blocked"] = charge_moderation_blocked
         if channels is not None:

@@ -131,10 +131,13 @@ async def test_check_reports_each_part_and_never_prints_secrets(tmp_path: Path) 
             "DISCORD_TOKEN": "wrong-secret-token",
             "MODELS_FILE": str(models),
             "VIDEO_API_BASE_URL": "http://127.0.0.1:9/v1",
+            "WEBHOOK_SECRET": "not-a-whsec-secret",
+            "HTTP_PORT": "8080",
         }
         code, out, _ = await run_async("check", cwd=tmp_path, env=env)
         assert code == 1
         assert "[FAIL] Discord" in out and "refused DISCORD_TOKEN" in out
         assert "[FAIL] model catalog" in out and "`seconds` must be a list" in out
         assert "[FAIL] Videos API" in out and "cannot connect" in out
-        assert "wrong-secret-token" not in out
+        assert "[FAIL] webhooks" in out and "not a Standard Webhooks secret" in out
+        assert "wrong-secret-token" not in out and "not-a-whsec-secret" not in out

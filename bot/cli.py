@@ -248,17 +248,13 @@ async def generate(settings: Settings, args: argparse.Namespace) -> int:
             tracker = JobTracker(store, api, presenter, workdir, poll_interval=settings.poll_interval_seconds)
             service = JobService(store)
             job = await service.submit(
-                JobRequest(
+                JobRequest.priced(
+                    quote,
+                    prompt=prompt,
                     guild_id=None,
                     channel_id=0,
                     user_id=0,
                     user_name="terminal",
-                    prompt=prompt,
-                    model=quote.model,
-                    size=quote.size,
-                    seconds=quote.seconds,
-                    cost=quote.credits,
-                    usd=quote.usd,
                     reference_image_path=reference,
                 )
             )

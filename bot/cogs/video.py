@@ -192,17 +192,13 @@ def job_request(
     """A priced request from a member's interaction; the job's reply is this interaction's response."""
     if interaction.channel_id is None:
         raise UserError("Use this command in a server channel.")
-    return JobRequest(
+    return JobRequest.priced(
+        quote,
+        prompt=prompt,
         guild_id=interaction.guild_id,
         channel_id=interaction.channel_id,
         user_id=interaction.user.id,
         user_name=interaction.user.display_name,
-        prompt=prompt,
-        model=quote.model,
-        size=quote.size,
-        seconds=quote.seconds,
-        cost=quote.credits,
-        usd=quote.usd,
         reference_image_path=reference_image_path,
         source_job_id=source_job_id,
         remixed_from_video_id=remixed_from_video_id,

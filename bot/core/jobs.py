@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bot.catalog import Quote
 
 
 class JobStatus(StrEnum):
@@ -73,6 +77,19 @@ class JobRequest:
     token_expires_at: float | None = None
     upload_limit: int | None = None
     reply_message_id: int | None = None  # known at insert when Discord returned it with the ack
+
+    @classmethod
+    def priced(cls, quote: Quote, *, prompt: str, **fields: Any) -> JobRequest:
+        """A request for what ``quote`` validated and priced; ``fields`` say who and where."""
+        return cls(
+            prompt=prompt,
+            model=quote.model,
+            size=quote.size,
+            seconds=quote.seconds,
+            cost=quote.credits,
+            usd=quote.usd,
+            **fields,
+        )
 
 
 @dataclass(frozen=True)

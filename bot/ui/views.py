@@ -21,7 +21,7 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from enum import StrEnum
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 import discord
 
@@ -122,23 +122,32 @@ async def _answer(
         log.exception("%s failed (ref %s)", what, reference)
         await respond_ephemeral(
             interaction,
-            f"Something went wrong on the bot's side. Nothing was charged. (reference `{reference}`)",
+            f"Something went wrong on the bot's side (reference `{reference}`). "
+            "You are only ever charged for videos you receive.",
         )
 
 
 # -- job buttons ---------------------------------------------------------------------------------
 
 
-class RemixButton(
-    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=r"videobot:remix:(?P<job_id>[0-9]+)"
+class _JobButton(
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=r"videobot:job:(?P<job_id>[0-9]+)"
 ):
+    """A button that acts on one job; its ``custom_id`` carries the job id, so it keeps working
+    after a restart. Subclasses name the action, the look and the handler method."""
+
+    ACTION: ClassVar[str]
+    LABEL: ClassVar[str]
+    EMOJI: ClassVar[str | None] = None
+    STYLE: ClassVar[discord.ButtonStyle] = discord.ButtonStyle.secondary
+
     def __init__(self, job_id: int) -> None:
         super().__init__(
             discord.ui.Button(
-                label="Remix",
-                emoji="🎨",
-                style=discord.ButtonStyle.primary,
-                custom_id=f"videobot:remix:{job_id}",
+                label=self.LABEL,
+                emoji=self.EMOJI,
+                style=self.STYLE,
+                custom_id=f"videobot:{self.ACTION}:{job_id}",
             )
         )
         self.job_id = job_id
@@ -150,77 +159,38 @@ class RemixButton(
         return cls(int(match["job_id"]))
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        await _answer(interaction, "remix button", lambda h: h.open_remix_form(interaction, self.job_id))
+        await _answer(interaction, f"{self.ACTION} button", lambda h: self.act(h, interaction))
+
+    async def act(self, handler: JobButtonHandler, interaction: discord.Interaction[Any]) -> None:
+        raise NotImplementedError
 
 
-class AgainButton(
-    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=r"videobot:again:(?P<job_id>[0-9]+)"
-):
-    def __init__(self, job_id: int) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label="Again",
-                emoji="🔁",
-                style=discord.ButtonStyle.secondary,
-                custom_id=f"videobot:again:{job_id}",
-            )
-        )
-        self.job_id = job_id
+class RemixButton(_JobButton, template=r"videobot:remix:(?P<job_id>[0-9]+)"):
+    ACTION, LABEL, EMOJI, STYLE = "remix", "Remix", "🎨", discord.ButtonStyle.primary
 
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
-    ) -> Self:
-        return cls(int(match["job_id"]))
-
-    async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        await _answer(interaction, "again button", lambda h: h.make_again(interaction, self.job_id))
+    async def act(self, handler: JobButtonHandler, interaction: discord.Interaction[Any]) -> None:
+        await handler.open_remix_form(interaction, self.job_id)
 
 
-class DetailsButton(
-    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
-    template=r"videobot:details:(?P<job_id>[0-9]+)",
-):
-    def __init__(self, job_id: int) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label="Details",
-                emoji="ℹ️",
-                style=discord.ButtonStyle.secondary,
-                custom_id=f"videobot:details:{job_id}",
-            )
-        )
-        self.job_id = job_id
+class AgainButton(_JobButton, template=r"videobot:again:(?P<job_id>[0-9]+)"):
+    ACTION, LABEL, EMOJI = "again", "Again", "🔁"
 
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
-    ) -> Self:
-        return cls(int(match["job_id"]))
-
-    async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        await _answer(interaction, "details button", lambda h: h.show_details(interaction, self.job_id))
+    async def act(self, handler: JobButtonHandler, interaction: discord.Interaction[Any]) -> None:
+        await handler.make_again(interaction, self.job_id)
 
 
-class CancelButton(
-    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=r"videobot:cancel:(?P<job_id>[0-9]+)"
-):
-    def __init__(self, job_id: int) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label="Cancel", style=discord.ButtonStyle.danger, custom_id=f"videobot:cancel:{job_id}"
-            )
-        )
-        self.job_id = job_id
+class DetailsButton(_JobButton, template=r"videobot:details:(?P<job_id>[0-9]+)"):
+    ACTION, LABEL, EMOJI = "details", "Details", "ℹ️"
 
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
-    ) -> Self:
-        return cls(int(match["job_id"]))
+    async def act(self, handler: JobButtonHandler, interaction: discord.Interaction[Any]) -> None:
+        await handler.show_details(interaction, self.job_id)
 
-    async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        await _answer(interaction, "cancel button", lambda h: h.cancel_job(interaction, self.job_id))
+
+class CancelButton(_JobButton, template=r"videobot:cancel:(?P<job_id>[0-9]+)"):
+    ACTION, LABEL, STYLE = "cancel", "Cancel", discord.ButtonStyle.danger
+
+    async def act(self, handler: JobButtonHandler, interaction: discord.Interaction[Any]) -> None:
+        await handler.cancel_job(interaction, self.job_id)
 
 
 class JobButtons:

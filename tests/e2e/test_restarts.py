@@ -63,9 +63,13 @@ async def test_sigkill_mid_generation_then_restart_delivers_once(
     assert bot.proc is not None
     bot.proc.kill()
     assert await wait_exit(bot) == -signal.SIGKILL
+    mark = fake.mark()
     await bot.start(expect_sync=False)
     await handle.original_message(timeout=60, predicate=is_final(READY))
     assert len(mp4_uploads(fake)) == 1
+    # Same command definitions: the restart did not spend Discord's sync rate limit.
+    assert not any(r.method == "PUT" and "commands" in (r.route or "") for r in fake.requests[mark:])
+    assert "application commands unchanged; not syncing" in bot.log()
     assert provider_saw_prompt(renderer, "killed while generating")
     assert sum(1 for r in renderer.requests if r.method == "POST") == 1
     assert await credits_left(fake) == "**56** credits left of 60 (server default)"
@@ -83,6 +87,10 @@ async def test_sigterm_shuts_down_gracefully_and_the_job_resumes(
     assert code == 0
     assert time.monotonic() - started < 10
     assert "shutting down" in bot.log()
+    mark = fake.mark()
     await bot.start(expect_sync=False)
     await handle.original_message(timeout=60, predicate=is_final(READY))
     assert len(mp4_uploads(fake)) == 1
+    # Same command definitions: the restart did not spend Discord's sync rate limit.
+    assert not any(r.method == "PUT" and "commands" in (r.route or "") for r in fake.requests[mark:])
+    assert "application commands unchanged; not syncing" in bot.log()

@@ -242,3 +242,29 @@ async def test_a_completion_event_ahead_of_the_provider_goes_back_to_waiting(
     assert "in_progress" in statuses[first_download:] or "queued" in statuses[first_download:]
     assert statuses[-1] == "downloading"
     assert server.faults.pending == 0
+
+
+async def test_a_guild_can_choose_to_charge_for_moderation_blocks(
+    store: Store, renderer: LocalRenderer, tmp_path: Path
+) -> None:
+    from bot.core.quotas import GuildPolicy
+    from bot.store.sqlite import CreditsStore
+
+    async with store.transaction() as conn:
+        await CreditsStore(store).set_policy(
+            1, GuildPolicy(cooldown_seconds=0, max_concurrent=10, charge_moderation_blocked=True), conn
+        )
+    service = JobService(store)
+    blocked = await service.submit(request("something forbidden"))
+    presenter = RecordingPresenter()
+    async with VideoAPIClient(renderer.base_url) as api:
+        tracker = tracker_for(store, api, presenter, tmp_path)
+        async with asyncio.timeout(60):
+            await tracker.run_until_idle()
+    stored = await store.get_job(blocked.id)
+    assert stored is not None and (stored.status, stored.charge_state) == (
+        JobStatus.FAILED,
+        ChargeState.CHARGED,
+    )
+    balance, _ = await service.balance(1, 3)
+    assert (balance.usage.used, balance.usage.reserved) == (4, 0)

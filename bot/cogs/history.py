@@ -20,6 +20,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.cogs.common import guild_id_of
 from bot.cogs.moderation import check_moderator
 from bot.cogs.video import job_request
 from bot.core.errors import UserError
@@ -44,12 +45,6 @@ if TYPE_CHECKING:
 
 VIDEOS_PAGE_SIZE = 10
 _CHOICE_NAME_MAX = 100  # Discord's limit for an autocomplete choice's name
-
-
-def _guild_id(interaction: discord.Interaction[Any]) -> int:
-    if interaction.guild_id is None:
-        raise UserError("This works in servers only, not in direct messages.")
-    return interaction.guild_id
 
 
 def choice_name(job: Job) -> str:
@@ -100,7 +95,7 @@ class HistoryCog(commands.Cog, name=HISTORY_COG):
     @app_commands.guild_only()
     async def videos_command(self, interaction: discord.Interaction[Any]) -> None:
         owner_id = interaction.user.id
-        page = await self._videos_page(_guild_id(interaction), owner_id, 1)
+        page = await self._videos_page(guild_id_of(interaction), owner_id, 1)
         if page is None:
             await interaction.response.send_message(
                 "You haven't asked for any videos in this server yet. Try `/video`.",
@@ -178,7 +173,7 @@ class HistoryCog(commands.Cog, name=HISTORY_COG):
             raise UserError(
                 "Only the member who opened this list can page through it. `/videos` shows yours."
             )
-        found = await self._videos_page(_guild_id(interaction), owner_id, page)
+        found = await self._videos_page(guild_id_of(interaction), owner_id, page)
         if found is None:
             raise UserError("You have no videos in this server any more.")
         embed, view = found
@@ -188,7 +183,7 @@ class HistoryCog(commands.Cog, name=HISTORY_COG):
 
     async def _job_for(self, interaction: discord.Interaction[Any], job_id: int, action: JobAction) -> Job:
         """The job, if the member may do ``action`` to it; else a ``UserError`` saying why not."""
-        guild_id = _guild_id(interaction)
+        guild_id = guild_id_of(interaction)
         job = await self.bot.store.get_job(job_id)
         if job is None or job.guild_id != guild_id:
             hint = (

@@ -17,6 +17,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.cogs.common import guild_id_of, role_ids
 from bot.core.errors import UserError
 from bot.core.jobs import FINAL_STATUSES, Job, JobStatus
 from bot.core.quotas import Balance, GuildPolicy, RoleOverride, period_bounds, zone
@@ -28,16 +29,6 @@ if TYPE_CHECKING:
 PAGE_SIZE = 10
 _ID = re.compile(r"\d{15,21}")
 _CLEAR_WORDS = {"all", "any", "none", "clear", "*"}
-
-
-def _guild_id(interaction: discord.Interaction[Any]) -> int:
-    if interaction.guild_id is None:
-        raise UserError("This command works in servers only.")
-    return interaction.guild_id
-
-
-def _roles(member: discord.abc.User) -> list[int]:
-    return [r.id for r in member.roles] if isinstance(member, discord.Member) else []
 
 
 def balance_lines(balance: Balance) -> list[str]:
@@ -82,13 +73,13 @@ async def check_moderator(bot: VideoBot, interaction: discord.Interaction[Any]) 
 
     Used by ``/videomod`` and by the job buttons (cancel, remix, again, details), so both agree on
     who a moderator is."""
-    guild_id = _guild_id(interaction)
+    guild_id = guild_id_of(interaction)
     user = interaction.user
     policy = await bot.jobs.credits.policy(guild_id)
     needs = "the Manage Server permission" + (" or the moderator role" if policy.moderator_role_id else "")
     if isinstance(user, discord.Member) and user.guild_permissions.manage_guild:
         return ModeratorCheck(True, needs)
-    if policy.moderator_role_id is not None and policy.moderator_role_id in _roles(user):
+    if policy.moderator_role_id is not None and policy.moderator_role_id in role_ids(user):
         return ModeratorCheck(True, needs)
     return ModeratorCheck(False, needs)
 
@@ -130,7 +121,7 @@ class ModeratorGroup(app_commands.Group):
     @app_commands.command(name="quota", description="Show a member's credits")
     @app_commands.describe(user="The member")
     async def quota(self, interaction: discord.Interaction[Any], user: discord.Member) -> None:
-        balance, _ = await self.bot.jobs.balance(_guild_id(interaction), user.id, _roles(user))
+        balance, _ = await self.bot.jobs.balance(guild_id_of(interaction), user.id, role_ids(user))
         await self._reply(interaction, f"Credits of {user.mention}:\n" + "\n".join(balance_lines(balance)))
 
     @app_commands.command(name="setquota", description="Set a member's allowance per period")
@@ -143,11 +134,11 @@ class ModeratorGroup(app_commands.Group):
         user: discord.Member,
         credits: app_commands.Range[int, 0, 1_000_000] | None = None,
     ) -> None:
-        guild_id = _guild_id(interaction)
+        guild_id = guild_id_of(interaction)
         async with self.bot.store.transaction() as conn:
             await self.bot.jobs.credits.set_member_allowance(guild_id, user.id, credits, conn)
         await self._audit(interaction, "quota.set", target=user.id, credits=credits)
-        balance, _ = await self.bot.jobs.balance(guild_id, user.id, _roles(user))
+        balance, _ = await self.bot.jobs.balance(guild_id, user.id, role_ids(user))
         what = f"set to {credits} credits" if credits is not None else "back to the default"
         await self._reply(
             interaction, f"Allowance of {user.mention} {what}.\n" + "\n".join(balance_lines(balance))
@@ -161,11 +152,11 @@ class ModeratorGroup(app_commands.Group):
         user: discord.Member,
         credits: app_commands.Range[int, 1, 1_000_000],
     ) -> None:
-        guild_id = _guild_id(interaction)
+        guild_id = guild_id_of(interaction)
         async with self.bot.store.transaction() as conn:
             await self.bot.jobs.credits.add_grant(guild_id, user.id, credits, interaction.user.id, conn)
         await self._audit(interaction, "quota.grant", target=user.id, credits=credits)
-        balance, _ = await self.bot.jobs.balance(guild_id, user.id, _roles(user))
+        balance, _ = await self.bot.jobs.balance(guild_id, user.id, role_ids(user))
         await self._reply(
             interaction, f"Granted {credits} credits to {user.mention}.\n" + "\n".join(balance_lines(balance))
         )
@@ -173,11 +164,11 @@ class ModeratorGroup(app_commands.Group):
     @app_commands.command(name="resetquota", description="Forget what a member used this period")
     @app_commands.describe(user="The member")
     async def resetquota(self, interaction: discord.Interaction[Any], user: discord.Member) -> None:
-        guild_id = _guild_id(interaction)
+        guild_id = guild_id_of(interaction)
         async with self.bot.store.transaction() as conn:
             await self.bot.jobs.credits.reset_member(guild_id, user.id, conn)
         await self._audit(interaction, "quota.reset", target=user.id)
-        balance, _ = await self.bot.jobs.balance(guild_id, user.id, _roles(user))
+        balance, _ = await self.bot.jobs.balance(guild_id, user.id, role_ids(user))
         await self._reply(
             interaction, f"Usage of {user.mention} reset.\n" + "\n".join(balance_lines(balance))
         )
@@ -199,7 +190,7 @@ class ModeratorGroup(app_commands.Group):
         elif status is not None:
             statuses = [status]
         found, total = await self.bot.jobs.credits.jobs_page(
-            _guild_id(interaction),
+            guild_id_of(interaction),
             user_id=user.id if user else None,
             statuses=statuses,
             limit=PAGE_SIZE,
@@ -220,7 +211,7 @@ class ModeratorGroup(app_commands.Group):
     @app_commands.command(name="cancel", description="Cancel a job and refund its credits")
     @app_commands.describe(job="The job number (shown as Job #N on its card)")
     async def cancel(self, interaction: discord.Interaction[Any], job: int) -> None:
-        guild_id = _guild_id(interaction)
+        guild_id = guild_id_of(interaction)
         found = await self.bot.store.get_job(job)
         if found is None or found.guild_id != guild_id:
             raise UserError(f"There is no job #{job} in this server. `/videomod jobs` lists them.")
@@ -262,7 +253,7 @@ class ModeratorGroup(app_commands.Group):
         sizes: str | None = None,
         seconds: str | None = None,
     ) -> None:
-        guild_id = _guild_id(interaction)
+        guild_id = guild_id_of(interaction)
         catalog = self.bot.catalog
         changes: dict[str, Any] = {}
         if allowance is not None:
@@ -339,7 +330,7 @@ class ModeratorGroup(app_commands.Group):
         allowance: app_commands.Range[int, 0, 1_000_000] | None = None,
         max_concurrent: app_commands.Range[int, 1, 50] | None = None,
     ) -> None:
-        guild_id = _guild_id(interaction)
+        guild_id = guild_id_of(interaction)
         async with self.bot.store.transaction() as conn:
             await self.bot.jobs.credits.set_role_override(
                 guild_id, RoleOverride(role.id, allowance, max_concurrent), conn
@@ -360,7 +351,7 @@ class ModeratorGroup(app_commands.Group):
     async def usage(
         self, interaction: discord.Interaction[Any], period: Literal["day", "week", "month"] | None = None
     ) -> None:
-        guild_id = _guild_id(interaction)
+        guild_id = guild_id_of(interaction)
         policy = await self.bot.jobs.credits.policy(guild_id)
         chosen = period or policy.period
         start, end = period_bounds(chosen, policy.timezone, self.bot.jobs._clock())
@@ -496,8 +487,8 @@ class CreditsCog(commands.Cog):
     @app_commands.command(name="quota", description="Your video credits: left, reserved, and when they reset")
     @app_commands.guild_only()
     async def quota(self, interaction: discord.Interaction[Any]) -> None:
-        guild_id = _guild_id(interaction)
-        balance, _ = await self.bot.jobs.balance(guild_id, interaction.user.id, _roles(interaction.user))
+        guild_id = guild_id_of(interaction)
+        balance, _ = await self.bot.jobs.balance(guild_id, interaction.user.id, role_ids(interaction.user))
         lines = balance_lines(balance)
         active, _ = await self.bot.jobs.credits.jobs_page(
             guild_id,

@@ -21,6 +21,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.catalog import Quote
+from bot.cogs.common import role_ids
 from bot.core.errors import UserError
 from bot.core.jobs import Job, JobRequest
 from bot.core.service import MAX_PROMPT_CHARS, clean_prompt
@@ -121,7 +122,7 @@ class VideoCog(commands.Cog):
         if request.guild_id is None:
             # guild_only() only hides the command in DMs; a client can still send it, so check here.
             raise UserError("This command works in servers only, not in direct messages.")
-        roles = member_role_ids(interaction)
+        roles = role_ids(interaction.user)
         await self.bot.jobs.precheck(request, member_roles=roles)
 
         acknowledged = await interaction.response.defer(thinking=True)
@@ -207,11 +208,6 @@ def job_request(
         token_expires_at=interaction.created_at.timestamp() + INTERACTION_TOKEN_TTL,
         upload_limit=interaction.filesize_limit,
     )
-
-
-def member_role_ids(interaction: discord.Interaction[Any]) -> list[int]:
-    user = interaction.user
-    return [role.id for role in user.roles] if isinstance(user, discord.Member) else []
 
 
 def _write_file(path: Path, data: bytes) -> None:

@@ -148,5 +148,12 @@ class Job:
     def height(self) -> int:
         return int(self.size.split("x")[1])
 
+    def seconds_left(self, now: float) -> float | None:
+        """How long until the provider should finish, from its progress so far (None until it has
+        reported enough progress to extrapolate)."""
+        if self.status is not JobStatus.IN_PROGRESS or self.started_at is None or self.progress < 3:
+            return None
+        return max(0.0, now - self.started_at) * (100 - self.progress) / self.progress
+
     def token_usable(self, now: float, margin: float = 30.0) -> bool:
         return bool(self.interaction_token and self.token_expires_at and now < self.token_expires_at - margin)

@@ -44,14 +44,6 @@ MAX_STEP_FAILURES = 5
 DEADLINE_GRACE_SECONDS = 600.0
 
 
-def _estimated_remaining(job: Job, now: float) -> float | None:
-    """Seconds until the job should finish, from its progress so far (None: no basis yet)."""
-    if job.status is not JobStatus.IN_PROGRESS or job.started_at is None or job.progress < 5:
-        return None
-    elapsed = now - job.started_at
-    return elapsed * (100 - job.progress) / job.progress
-
-
 class ReferenceMissing(Exception):
     """The fitted reference image of a job is gone from disk (deleted, or a different DATA_DIR)."""
 
@@ -238,7 +230,7 @@ class JobTracker:
         if all(job.status is JobStatus.QUEUED for job in jobs):
             interval *= 2
         for job in jobs:
-            remaining = _estimated_remaining(job, now)
+            remaining = job.seconds_left(now)
             if remaining is not None:
                 interval = min(interval, max(remaining, self.min_poll_interval))
         suggested = self.api.last_poll_after

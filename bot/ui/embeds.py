@@ -30,11 +30,9 @@ def estimate_finish(job: Job, now: float, expected_seconds: float) -> int | None
     typical generation time."""
     if job.is_final:
         return None
-    start = job.started_at or job.submitted_at or job.created_at
-    elapsed = max(0.0, now - start)
-    if job.progress >= 3 and job.started_at:
-        remaining = elapsed * (100 - job.progress) / job.progress
-    else:
+    remaining = job.seconds_left(now)
+    if remaining is None:
+        elapsed = max(0.0, now - (job.started_at or job.submitted_at or job.created_at))
         remaining = max(5.0, expected_seconds - elapsed)
     eta = now + remaining
     return int(eta // 5 * 5)

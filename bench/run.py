@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -710,14 +711,9 @@ async def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str,
         ("naive_baseline", workload),
     ]
     if args.big_downloads:
-        big = Workload(
-            members=args.members,
-            channels=args.channels,
+        big = dataclasses.replace(
+            workload,
             generation_seconds=args.big_downloads_generation_seconds,
-            arrival_seconds=args.arrival_seconds,
-            provider_latency_ms=args.provider_latency_ms,
-            poll_after_ms=args.poll_after_ms,
-            provider_requests_per_minute=args.provider_rpm,
             big_jobs=min(BIG_JOBS, args.members),
         )
         runs.append(("big_downloads", big))

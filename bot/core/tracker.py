@@ -333,6 +333,10 @@ class JobTracker:
                 await self._fail(current, exc.code or type(exc).__name__, explain_provider_error(exc))
             return
         crash_point("after_create_before_store")
+        await self._accepted(job, video)
+
+    async def _accepted(self, job: Job, video: Video) -> None:
+        """Record that the provider has ``video`` for this job (sent now, or found after a restart)."""
         updated = await self.store.transition(
             job.id,
             expect=(JobStatus.SUBMITTING,),
@@ -371,15 +375,7 @@ class JobTracker:
         owned = await self.store.known_provider_ids(video.id for video in candidates)
         video = next((v for v in candidates if v.id not in owned), None)
         if video is not None:
-            known = await self.store.transition(
-                job.id,
-                expect=(JobStatus.SUBMITTING,),
-                provider_video_id=video.id,
-                status=JobStatus.QUEUED,
-                submitted_at=self._clock(),
-            )
-            if known is not None:
-                await self._apply(known, video)
+            await self._accepted(job, video)
             return True
         return False
 

@@ -100,7 +100,7 @@ def main() -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr
     )
-    # Point discord.py at the fake Discord (what bot.client.point_discord_at does for the real bot).
+    # Point discord.py at the fake Discord (what bot.discord.bot.point_discord_at does for the real bot).
     discord.http.Route.BASE = os.environ["DISCORD_API_BASE_URL"].rstrip("/")
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(os.environ["DISCORD_GATEWAY_URL"])
     bot = NaiveBot(os.environ["VIDEO_API_BASE_URL"], float(os.environ.get("NAIVE_POLL_SECONDS", "1")))

@@ -49,8 +49,8 @@ if str(REPO) not in sys.path:  # `python bench/run.py` puts bench/, not the repo
 from aiohttp import web  # noqa: E402
 from aiohttp.typedefs import Handler  # noqa: E402
 
+from bot.localapi.renderer import LocalRenderer, LocalRendererConfig  # noqa: E402
 from bot.settings import Settings  # noqa: E402
-from bot.videoapi.local import LocalRenderer, LocalRendererConfig  # noqa: E402
 from tests.fakes.discord_server import (  # noqa: E402
     ROUTE_CALLBACK,
     FakeDiscord,

@@ -17,16 +17,16 @@ import aiohttp
 import discord
 from pydantic import SecretStr, ValidationError
 
-from bot.catalog import Catalog, load_catalog
-from bot.core.errors import CatalogError, ConfigError, UserError
-from bot.core.jobs import Job, JobRequest
-from bot.core.service import JobService, clean_prompt
-from bot.core.tracker import JobTracker
+from bot.adapters.sqlite.store import Store
+from bot.adapters.videoapi.client import VideoAPIClient
+from bot.discord.embeds import progress_bar
+from bot.domain.catalog import Catalog, load_catalog
+from bot.domain.errors import CatalogError, ConfigError, UserError
+from bot.domain.jobs import Job, JobRequest
+from bot.domain.provider_errors import AuthenticationError, UnsupportedEndpoint, VideoAPIError
+from bot.services.jobs import JobService, clean_prompt
+from bot.services.tracker import JobTracker
 from bot.settings import Settings
-from bot.store.sqlite import Store
-from bot.ui.embeds import progress_bar
-from bot.videoapi.client import VideoAPIClient
-from bot.videoapi.errors import AuthenticationError, UnsupportedEndpoint, VideoAPIError
 
 log = logging.getLogger("videobot")
 
@@ -131,7 +131,7 @@ async def video_api(settings: Settings, *, max_attempts: int = 5) -> AsyncIterat
     async with contextlib.AsyncExitStack() as stack:
         base_url, key = settings.video_api_base_url, settings.api_key
         if settings.uses_local_api:
-            from bot.videoapi.local import LocalRenderer, LocalRendererConfig
+            from bot.localapi.renderer import LocalRenderer, LocalRendererConfig
 
             renderer = await stack.enter_async_context(
                 LocalRenderer(
@@ -155,9 +155,9 @@ async def video_api(settings: Settings, *, max_attempts: int = 5) -> AsyncIterat
 
 
 async def run_bot(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.client import VideoBot, point_discord_at
-    from bot.media_links import MediaLinks
-    from bot.web import serve_http
+    from bot.adapters.http.links import MediaLinks
+    from bot.adapters.http.server import serve_http
+    from bot.discord.bot import VideoBot, point_discord_at
 
     token = settings.require_token()
     catalog = load_catalog(settings.models_file)
@@ -224,7 +224,7 @@ class TerminalPresenter:
 
 
 async def generate(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.media import ImageError, fit_image, sniff_image
+    from bot.adapters.media import ImageError, fit_image, sniff_image
 
     catalog: Catalog = load_catalog(settings.models_file)
     quote = catalog.quote(args.model, args.size, args.seconds)
@@ -279,7 +279,7 @@ async def generate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def serve_local_api(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.videoapi.local import LocalRendererConfig, serve_forever
+    from bot.localapi.renderer import LocalRendererConfig, serve_forever
 
     generation = (
         args.generation_seconds if args.generation_seconds is not None else settings.local_generation_seconds
@@ -312,7 +312,7 @@ async def check(settings: Settings, args: argparse.Namespace) -> int:
     except CatalogError as exc:
         report(False, "model catalog", str(exc))
     if settings.webhook_secret is not None:
-        from bot.web import verifier_for
+        from bot.adapters.http.server import verifier_for
 
         try:
             verifier_for(settings.webhook_secret)

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bot.core.errors import ConfigError
+from bot.domain.errors import ConfigError
 
 LOCAL_API = "local"
 

@@ -1,4 +1,4 @@
-"""Contract checks against the OpenAI Videos API spec (``shared/contracts/openai-videos-openapi.yaml``).
+"""Contract checks against the OpenAI Videos API spec (``tests/contracts/openai-videos-openapi.yaml``).
 
 ``validate_request`` checks what a client sends; ``validate_response`` checks what a server returns.
 Both raise ``ContractViolation`` (an ``AssertionError``) describing every mismatch.
@@ -20,8 +20,8 @@ What is checked, and how:
   plus ``image/jpeg`` for ``variant=spritesheet``, which OpenAI serves but the spec does not list;
   the body must not be empty.
 
-The spec file sits next to the repository clone (``<dir>/<clone>/`` and ``<dir>/shared/``), both
-in this workspace and in CI.
+The spec is a copy kept inside the repository (``tests/contracts/``, with its source and commit in
+the README beside it), so the suite needs nothing outside the clone.
 """
 
 from __future__ import annotations
@@ -45,8 +45,7 @@ from openapi_core.validation.request.validators import (
     V31RequestSecurityValidator,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SPEC_PATH = REPO_ROOT.parent / "shared" / "contracts" / "openai-videos-openapi.yaml"
+SPEC_PATH = Path(__file__).resolve().parent / "contracts" / "openai-videos-openapi.yaml"
 
 # The spec's server is https://api.openai.com/v1; requests are re-addressed there so that
 # openapi-core matches them whatever host and base path they were really sent to.

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bot.videoapi.local import LocalRenderer, LocalRendererConfig
+from bot.localapi.renderer import LocalRenderer, LocalRendererConfig
 from tests.fakes.discord_server import FakeDiscord, RecordedRequest, StoredMessage
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ from typing import Any
 
 from PIL import Image
 
-from bot.videoapi.local import LocalRenderer
+from bot.localapi.renderer import LocalRenderer
 from tests.e2e.conftest import BotProcess
 from tests.fakes.discord_server import FakeDiscord, InteractionHandle
 

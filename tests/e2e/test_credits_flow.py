@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.videoapi.local import LocalRenderer
+from bot.localapi.renderer import LocalRenderer
 from tests.e2e.conftest import BotProcess, embed_of, eventually, is_final, provider_saw_prompt
 from tests.fakes.discord_server import FakeDiscord
 

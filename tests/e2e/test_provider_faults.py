@@ -3,7 +3,7 @@ bodies, and an asset that expired before it was fetched."""
 
 from __future__ import annotations
 
-from bot.videoapi.local import LocalRenderer
+from bot.localapi.renderer import LocalRenderer
 from tests.e2e.conftest import BotProcess, embed_of, field_value, is_final, mp4_uploads
 from tests.fakes.discord_server import FakeDiscord
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import aiohttp
 
-from bot.core.jobs import ChargeState, JobRequest, JobStatus
-from bot.store.sqlite import Store
-from bot.videoapi.local import LocalRenderer
+from bot.adapters.sqlite.store import Store
+from bot.domain.jobs import ChargeState, JobRequest, JobStatus
+from bot.localapi.renderer import LocalRenderer
 from tests.e2e.conftest import (
     BotProcess,
     embed_of,

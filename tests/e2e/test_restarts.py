@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from bot.videoapi.local import LocalRenderer
+from bot.localapi.renderer import LocalRenderer
 from tests.e2e.conftest import BotProcess, is_final, mp4_uploads, provider_saw_prompt
 from tests.fakes.discord_server import FakeDiscord
 

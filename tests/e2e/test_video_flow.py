@@ -9,8 +9,8 @@ import av
 import pytest
 from PIL import Image
 
-from bot.media import probe_video
-from bot.videoapi.local import LocalRenderer
+from bot.adapters.media import probe_video
+from bot.localapi.renderer import LocalRenderer
 from tests.e2e.conftest import BotProcess, embed_of, field_value, is_final, mp4_uploads
 from tests.fakes.discord_server import FakeDiscord
 

@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.videoapi.local import LocalRenderer
+from bot.localapi.renderer import LocalRenderer
 from tests.e2e.conftest import BotProcess, embed_of, field_value, is_final, mp4_uploads, renderer_config
 from tests.fakes.discord_server import FakeDiscord
 

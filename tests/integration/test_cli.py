@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.media import probe_video
+from bot.adapters.media import probe_video
 from tests.fakes.discord_server import FakeDiscord
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.core.errors import UserError
-from bot.core.jobs import ChargeState, JobRequest, JobStatus
-from bot.core.quotas import GuildPolicy, RoleOverride, period_bounds
-from bot.core.service import JobService
-from bot.store.sqlite import Store
+from bot.adapters.sqlite.store import Store
+from bot.domain.credits import GuildPolicy, RoleOverride, period_bounds
+from bot.domain.errors import UserError
+from bot.domain.jobs import ChargeState, JobRequest, JobStatus
+from bot.services.jobs import JobService
 
 GUILD, USER = 100, 200
 MONDAY_NOON = 1_795_780_800.0  # 2026-11-30 12:00 UTC, a Monday

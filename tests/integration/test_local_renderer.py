@@ -23,8 +23,8 @@ from multidict import CIMultiDictProxy
 from PIL import Image
 from standardwebhooks import Webhook
 
-from bot.media import probe_video
-from bot.videoapi.local import LocalRenderer, LocalRendererConfig, RecordedFile, serve_forever
+from bot.adapters.media import probe_video
+from bot.localapi.renderer import LocalRenderer, LocalRendererConfig, RecordedFile, serve_forever
 from tests.contract import ContractViolation, validate_request, validate_response
 
 # Fast enough for tests, slow enough that every status can be observed. The smallest size the spec
@@ -680,7 +680,7 @@ class _ListeningLogCatcher(logging.Handler):
 
 async def test_serve_forever_serves_until_cancelled(session: aiohttp.ClientSession) -> None:
     catcher = _ListeningLogCatcher()
-    logger = logging.getLogger("bot.videoapi.local")
+    logger = logging.getLogger("bot.localapi.renderer")
     logger.addHandler(catcher)
     previous_level = logger.level
     logger.setLevel(logging.INFO)

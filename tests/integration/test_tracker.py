@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from bot.core.jobs import ChargeState, Job, JobRequest, JobStatus
-from bot.core.service import JobService
-from bot.core.tracker import JobTracker
-from bot.media import probe_video
-from bot.store.sqlite import Store
-from bot.videoapi.client import VideoAPIClient
-from bot.videoapi.local import LocalRenderer, LocalRendererConfig
+from bot.adapters.media import probe_video
+from bot.adapters.sqlite.store import Store
+from bot.adapters.videoapi.client import VideoAPIClient
+from bot.domain.jobs import ChargeState, Job, JobRequest, JobStatus
+from bot.localapi.renderer import LocalRenderer, LocalRendererConfig
+from bot.services.jobs import JobService
+from bot.services.tracker import JobTracker
 
 
 @dataclass
@@ -69,8 +69,8 @@ async def renderer(tmp_path: Path) -> AsyncIterator[LocalRenderer]:
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
     async with Store.open(tmp_path / "bot.db") as db:
         async with db.transaction() as conn:
-            from bot.core.quotas import GuildPolicy
-            from bot.store.sqlite import CreditsStore
+            from bot.adapters.sqlite.store import CreditsStore
+            from bot.domain.credits import GuildPolicy
 
             await CreditsStore(db).set_policy(1, GuildPolicy(cooldown_seconds=0, max_concurrent=10), conn)
         yield db
@@ -247,8 +247,8 @@ async def test_a_completion_event_ahead_of_the_provider_goes_back_to_waiting(
 async def test_a_guild_can_choose_to_charge_for_moderation_blocks(
     store: Store, renderer: LocalRenderer, tmp_path: Path
 ) -> None:
-    from bot.core.quotas import GuildPolicy
-    from bot.store.sqlite import CreditsStore
+    from bot.adapters.sqlite.store import CreditsStore
+    from bot.domain.credits import GuildPolicy
 
     async with store.transaction() as conn:
         await CreditsStore(store).set_policy(

@@ -18,11 +18,17 @@ from aiohttp import web
 from PIL import Image
 from pydantic import SecretStr
 
-from bot.media import probe_video
-from bot.videoapi.client import VideoAPIClient
-from bot.videoapi.errors import AuthenticationError, BadRequest, NotFound, SubmitUncertain, VideoAPIError
-from bot.videoapi.local import LocalRenderer, LocalRendererConfig
-from bot.videoapi.models import Video
+from bot.adapters.media import probe_video
+from bot.adapters.videoapi.client import VideoAPIClient
+from bot.domain.provider import Video
+from bot.domain.provider_errors import (
+    AuthenticationError,
+    BadRequest,
+    NotFound,
+    SubmitUncertain,
+    VideoAPIError,
+)
+from bot.localapi.renderer import LocalRenderer, LocalRendererConfig
 from tests.contract import validate_request, validate_response
 
 FAST = {"generation_seconds": 0.6, "queue_seconds": 0.1, "fps": 8, "poll_after_ms": 50}

@@ -16,8 +16,7 @@ import pytest
 from pydantic import SecretStr
 from standardwebhooks import Webhook
 
-from bot.core.errors import ConfigError
-from bot.web import (
+from bot.adapters.http.server import (
     MAX_WEBHOOK_BODY_BYTES,
     WEBHOOK_PATH,
     BotHTTPServer,
@@ -25,6 +24,7 @@ from bot.web import (
     RecentEventIds,
     VideoWebhookReceiver,
 )
+from bot.domain.errors import ConfigError
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.catalog import default_catalog, load_catalog
-from bot.core.errors import CatalogError, UserError
+from bot.domain.catalog import default_catalog, load_catalog
+from bot.domain.errors import CatalogError, UserError
 
 
 def test_defaults_fill_in_and_price_the_cheapest_video() -> None:

@@ -4,8 +4,8 @@ from dataclasses import replace
 
 import pytest
 
-from bot.core.jobs import ChargeState, Job, JobStatus
-from bot.ui.embeds import estimate_finish, job_embed, progress_bar
+from bot.discord.embeds import estimate_finish, job_embed, progress_bar
+from bot.domain.jobs import ChargeState, Job, JobStatus
 
 NOW = 1_800_000_000.0
 

@@ -9,7 +9,7 @@ import av
 import pytest
 from PIL import Image
 
-from bot.media import (
+from bot.adapters.media import (
     ImageError,
     MediaError,
     VideoInfo,

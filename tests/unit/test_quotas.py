@@ -5,8 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.core.errors import UserError
-from bot.core.quotas import (
+from bot.domain.credits import (
     Balance,
     GuildPolicy,
     Limits,
@@ -16,6 +15,7 @@ from bot.core.quotas import (
     effective_limits,
     period_bounds,
 )
+from bot.domain.errors import UserError
 
 UTC = ZoneInfo("UTC")
 

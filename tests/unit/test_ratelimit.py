@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.ratelimit import TokenBucket
+from bot.services.ratelimit import TokenBucket
 
 
 class ManualClock:

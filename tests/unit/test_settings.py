@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.core.errors import ConfigError
+from bot.domain.errors import ConfigError
 from bot.settings import Settings, sqlite_path
 
 

@@ -4,8 +4,8 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
-from bot.core.jobs import ChargeState, JobRequest, JobStatus
-from bot.store.sqlite import Store
+from bot.adapters.sqlite.store import Store
+from bot.domain.jobs import ChargeState, JobRequest, JobStatus
 
 
 def request(**changes: object) -> JobRequest:

@@ -11,13 +11,10 @@ from typing import Any
 import discord
 import pytest
 
-from bot.core.jobs import ChargeState, Job, JobRequest, JobStatus
-from bot.core.messages import REMIX_SOURCE_GONE, REMIX_SOURCE_GONE_CODE
-from bot.core.messages import remix_source_gone as core_remix_source_gone
-from bot.store.history import HistoryStore
-from bot.store.sqlite import Store
-from bot.ui.embeds import job_embed, message_link, remix_source_gone
-from bot.ui.views import (
+from bot.adapters.sqlite.history import HistoryStore
+from bot.adapters.sqlite.store import Store
+from bot.discord.embeds import job_embed, message_link, remix_source_gone
+from bot.discord.views import (
     DYNAMIC_ITEMS,
     AgainButton,
     CancelButton,
@@ -32,7 +29,10 @@ from bot.ui.views import (
     videos_line,
     videos_page_view,
 )
-from bot.videoapi.errors import BadRequest, NotFound, VideoAPIError
+from bot.domain.jobs import ChargeState, Job, JobRequest, JobStatus
+from bot.domain.messages import REMIX_SOURCE_GONE, REMIX_SOURCE_GONE_CODE
+from bot.domain.messages import remix_source_gone as core_remix_source_gone
+from bot.domain.provider_errors import BadRequest, NotFound, VideoAPIError
 from tests.unit.test_embeds import NOW, make_job
 
 OWNER = 3  # make_job's user_id

@@ -40,7 +40,7 @@ from multidict import CIMultiDictProxy, MultiDictProxy
 from PIL import Image
 from standardwebhooks import Webhook
 
-from bot.media import ImageError, make_spritesheet, make_thumbnail, render_video, sniff_image
+from bot.adapters.media import ImageError, make_spritesheet, make_thumbnail, render_video, sniff_image
 
 log = logging.getLogger(__name__)
 

@@ -20,16 +20,16 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.catalog import Quote
-from bot.cogs.common import role_ids
-from bot.core.errors import UserError
-from bot.core.jobs import Job, JobRequest
-from bot.core.service import MAX_PROMPT_CHARS, clean_prompt
-from bot.media import ImageError, fit_image, sniff_image
-from bot.ui.delivery import NO_MENTIONS
+from bot.adapters.media import ImageError, fit_image, sniff_image
+from bot.discord.common import role_ids
+from bot.discord.presenter import NO_MENTIONS
+from bot.domain.catalog import Quote
+from bot.domain.errors import UserError
+from bot.domain.jobs import Job, JobRequest
+from bot.services.jobs import MAX_PROMPT_CHARS, clean_prompt
 
 if TYPE_CHECKING:
-    from bot.client import VideoBot
+    from bot.discord.bot import VideoBot
 
 log = logging.getLogger(__name__)
 

@@ -20,15 +20,12 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs.common import guild_id_of
-from bot.cogs.moderation import check_moderator
-from bot.cogs.video import job_request
-from bot.core.errors import UserError
-from bot.core.jobs import Job
-from bot.core.service import MAX_PROMPT_CHARS, clean_prompt
-from bot.store.history import MAX_CHOICES, HistoryStore
-from bot.ui.delivery import NO_MENTIONS
-from bot.ui.views import (
+from bot.adapters.sqlite.history import MAX_CHOICES, HistoryStore
+from bot.discord.cogs.moderation import check_moderator
+from bot.discord.cogs.video import job_request
+from bot.discord.common import guild_id_of
+from bot.discord.presenter import NO_MENTIONS
+from bot.discord.views import (
     DETAILS_PROMPT_LIMIT,
     HISTORY_COG,
     JobAction,
@@ -38,10 +35,13 @@ from bot.ui.views import (
     videos_embed,
     videos_page_view,
 )
+from bot.domain.errors import UserError
+from bot.domain.jobs import Job
+from bot.services.jobs import MAX_PROMPT_CHARS, clean_prompt
 
 if TYPE_CHECKING:
-    from bot.client import VideoBot
-    from bot.cogs.video import VideoCog
+    from bot.discord.bot import VideoBot
+    from bot.discord.cogs.video import VideoCog
 
 VIDEOS_PAGE_SIZE = 10
 _CHOICE_NAME_MAX = 100  # Discord's limit for an autocomplete choice's name
@@ -56,7 +56,7 @@ def choice_name(job: Job) -> str:
 
 
 class HistoryCog(commands.Cog, name=HISTORY_COG):
-    """Implements ``bot.ui.views.JobButtonHandler``."""
+    """Implements ``bot.discord.views.JobButtonHandler``."""
 
     def __init__(self, bot: VideoBot, videos: VideoCog) -> None:
         self.bot = bot

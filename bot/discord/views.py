@@ -25,11 +25,11 @@ from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 import discord
 
-from bot.client import respond_ephemeral
-from bot.core.errors import UserError
-from bot.core.jobs import ChargeState, Job, JobStatus
-from bot.core.messages import cancel_refusal
-from bot.ui.embeds import lineage_text, message_link, remix_source_gone
+from bot.discord.bot import respond_ephemeral
+from bot.discord.embeds import lineage_text, message_link, remix_source_gone
+from bot.domain.errors import UserError
+from bot.domain.jobs import ChargeState, Job, JobStatus
+from bot.domain.messages import cancel_refusal
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,8 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
-from bot.core.failpoints import crash_point
-from bot.ratelimit import TokenBucket
-from bot.videoapi.errors import (
+from bot.domain.provider import Video, VideoList, code_from_text
+from bot.domain.provider_errors import (
     AuthenticationError,
     BadRequest,
     ConnectionFailed,
@@ -38,7 +37,8 @@ from bot.videoapi.errors import (
     UnsupportedEndpoint,
     VideoAPIError,
 )
-from bot.videoapi.models import Video, VideoList, code_from_text
+from bot.services.failpoints import crash_point
+from bot.services.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 

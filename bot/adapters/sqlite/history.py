@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import aiosqlite
 
-from bot.core.jobs import Job, JobStatus
-from bot.store.sqlite import Store, _job_from_row
+from bot.adapters.sqlite.store import Store, _job_from_row
+from bot.domain.jobs import Job, JobStatus
 
 MAX_CHOICES = 25  # Discord shows at most 25 autocomplete choices
 

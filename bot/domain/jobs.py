@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bot.catalog import Quote
+    from bot.domain.catalog import Quote
 
 
 class JobStatus(StrEnum):

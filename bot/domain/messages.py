@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bot.core.jobs import Job, JobStatus
-from bot.videoapi.errors import (
+from bot.domain.jobs import Job, JobStatus
+from bot.domain.provider_errors import (
     AuthenticationError,
     BadRequest,
     ConnectionFailed,

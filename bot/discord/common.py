@@ -6,7 +6,7 @@ from typing import Any
 
 import discord
 
-from bot.core.errors import UserError
+from bot.domain.errors import UserError
 
 
 def guild_id_of(interaction: discord.Interaction[Any]) -> int:

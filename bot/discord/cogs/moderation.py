@@ -17,14 +17,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs.common import guild_id_of, role_ids
-from bot.core.errors import UserError
-from bot.core.jobs import FINAL_STATUSES, Job, JobStatus
-from bot.core.quotas import Balance, GuildPolicy, RoleOverride, period_bounds, zone
-from bot.ui.delivery import NO_MENTIONS
+from bot.discord.common import guild_id_of, role_ids
+from bot.discord.presenter import NO_MENTIONS
+from bot.domain.credits import Balance, GuildPolicy, RoleOverride, period_bounds, zone
+from bot.domain.errors import UserError
+from bot.domain.jobs import FINAL_STATUSES, Job, JobStatus
 
 if TYPE_CHECKING:
-    from bot.client import VideoBot
+    from bot.discord.bot import VideoBot
 
 PAGE_SIZE = 10
 _ID = re.compile(r"\d{15,21}")

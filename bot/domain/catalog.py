@@ -11,7 +11,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.core.errors import CatalogError, UserError
+from bot.domain.errors import CatalogError, UserError
 
 _MAX_CHOICES = 25  # Discord's limit on choices for one option
 

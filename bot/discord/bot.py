@@ -14,16 +14,16 @@ import yarl
 from discord import app_commands
 from discord.ext import commands
 
-from bot.catalog import Catalog
-from bot.core.errors import UserError
-from bot.core.jobs import Job
-from bot.core.messages import cancel_refusal
-from bot.core.service import JobService
-from bot.core.tracker import JobTracker
+from bot.adapters.sqlite.store import Store
+from bot.adapters.videoapi.client import VideoAPIClient
+from bot.discord.presenter import NO_MENTIONS, DiscordPresenter
+from bot.domain.catalog import Catalog
+from bot.domain.errors import UserError
+from bot.domain.jobs import Job
+from bot.domain.messages import cancel_refusal
+from bot.services.jobs import JobService
+from bot.services.tracker import JobTracker
 from bot.settings import Settings
-from bot.store.sqlite import Store
-from bot.ui.delivery import NO_MENTIONS, DiscordPresenter
-from bot.videoapi.client import VideoAPIClient
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +79,10 @@ class VideoBot(commands.Bot):
         self.tree.error(self.on_app_command_error)
 
     async def setup_hook(self) -> None:
-        from bot.cogs.history import HistoryCog
-        from bot.cogs.moderation import CreditsCog
-        from bot.cogs.video import VideoCog
-        from bot.ui.views import DYNAMIC_ITEMS, JobButtons
+        from bot.discord.cogs.history import HistoryCog
+        from bot.discord.cogs.moderation import CreditsCog
+        from bot.discord.cogs.video import VideoCog
+        from bot.discord.views import DYNAMIC_ITEMS, JobButtons
 
         video_cog = VideoCog(self)
         await self.add_cog(video_cog)

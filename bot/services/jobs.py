@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterable
 
 import aiosqlite
 
-from bot.core.errors import UserError
-from bot.core.jobs import CANCELLABLE_STATUSES, ChargeState, Job, JobRequest, JobStatus
-from bot.core.quotas import Balance, GuildPolicy, check_request, effective_limits, period_bounds
-from bot.store.sqlite import CreditsStore, Store
+from bot.adapters.sqlite.store import CreditsStore, Store
+from bot.domain.credits import Balance, GuildPolicy, check_request, effective_limits, period_bounds
+from bot.domain.errors import UserError
+from bot.domain.jobs import CANCELLABLE_STATUSES, ChargeState, Job, JobRequest, JobStatus
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import aiosqlite
 
-from bot.core.jobs import FINAL_STATUSES, ChargeState, Job, JobRequest, JobStatus
-from bot.core.quotas import GuildPolicy, RoleOverride, Usage
+from bot.domain.credits import GuildPolicy, RoleOverride, Usage
+from bot.domain.jobs import FINAL_STATUSES, ChargeState, Job, JobRequest, JobStatus
 
 _JOB_COLUMNS = tuple(f.name for f in fields(Job))
 _FINAL = tuple(s.value for s in FINAL_STATUSES)
@@ -28,7 +28,7 @@ _FINAL = tuple(s.value for s in FINAL_STATUSES)
 
 def _migrations() -> list[tuple[int, str, str]]:
     found = []
-    for entry in resources.files("bot.store").joinpath("migrations").iterdir():
+    for entry in resources.files("bot.adapters.sqlite").joinpath("migrations").iterdir():
         name = entry.name
         if name.endswith(".sql") and name[:3].isdigit():
             found.append((int(name[:3]), name, entry.read_text(encoding="utf-8")))

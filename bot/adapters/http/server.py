@@ -50,10 +50,10 @@ from pydantic import SecretStr
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from bot.core.errors import ConfigError
+from bot.domain.errors import ConfigError
 
 if TYPE_CHECKING:
-    from bot.client import VideoBot
+    from bot.discord.bot import VideoBot
     from bot.settings import Settings
 
 log = logging.getLogger(__name__)

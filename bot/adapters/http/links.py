@@ -19,7 +19,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bot.store.sqlite import Store
+from bot.adapters.sqlite.store import Store
 
 log = logging.getLogger(__name__)
 

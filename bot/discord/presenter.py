@@ -22,14 +22,14 @@ from typing import Any, Protocol
 
 import discord
 
-from bot.catalog import Catalog
-from bot.core.errors import UndeliverableError
-from bot.core.jobs import Job, JobStatus
-from bot.media import MediaError, make_thumbnail, reencode_to_fit
-from bot.media_links import MediaLinks
-from bot.ratelimit import TokenBucket
-from bot.store.sqlite import Store
-from bot.ui.embeds import job_embed
+from bot.adapters.http.links import MediaLinks
+from bot.adapters.media import MediaError, make_thumbnail, reencode_to_fit
+from bot.adapters.sqlite.store import Store
+from bot.discord.embeds import job_embed
+from bot.domain.catalog import Catalog
+from bot.domain.errors import UndeliverableError
+from bot.domain.jobs import Job, JobStatus
+from bot.services.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 

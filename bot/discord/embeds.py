@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import discord
 
-from bot.core.jobs import Job, JobStatus
-from bot.core.messages import REMIX_SOURCE_GONE_CODE
+from bot.domain.jobs import Job, JobStatus
+from bot.domain.messages import REMIX_SOURCE_GONE_CODE
 
 BAR_WIDTH = 20
 _PROMPT_LIMIT = 1000  # embed descriptions allow 4096; keep progress cards compact

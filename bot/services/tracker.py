@@ -20,20 +20,20 @@ from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, Protocol
 
-from bot.core.errors import UndeliverableError
-from bot.core.failpoints import crash_point
-from bot.core.jobs import ACTIVE_STATUSES, WITH_PROVIDER, ChargeState, Job, JobStatus
-from bot.core.messages import (
+from bot.adapters.sqlite.store import CreditsStore, Store
+from bot.adapters.videoapi.client import LOST_CREATE_SEARCH_DEPTH, VideoAPIClient, matches_request
+from bot.domain.errors import UndeliverableError
+from bot.domain.jobs import ACTIVE_STATUSES, WITH_PROVIDER, ChargeState, Job, JobStatus
+from bot.domain.messages import (
     REMIX_SOURCE_GONE,
     REMIX_SOURCE_GONE_CODE,
     explain_code,
     explain_provider_error,
     remix_source_gone,
 )
-from bot.store.sqlite import CreditsStore, Store
-from bot.videoapi.client import LOST_CREATE_SEARCH_DEPTH, VideoAPIClient, matches_request
-from bot.videoapi.errors import BadRequest, NotFound, UnsupportedEndpoint, VideoAPIError
-from bot.videoapi.models import Video
+from bot.domain.provider import Video
+from bot.domain.provider_errors import BadRequest, NotFound, UnsupportedEndpoint, VideoAPIError
+from bot.services.failpoints import crash_point
 
 log = logging.getLogger(__name__)
 

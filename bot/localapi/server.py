@@ -36,8 +36,8 @@ _MAX_REQUEST_BYTES: Final = 32 * 1024 * 1024
 class LocalRenderer:
     """The local Videos API server; use as ``async with LocalRenderer(config) as renderer``.
 
-    ``port=0`` picks a free port; ``base_url`` then reports the real one. ``middlewares``: see the
-    module docstring.
+    ``port=0`` picks a free port; ``base_url`` then reports the real one. ``jobs`` holds the jobs
+    (to look at one without HTTP). ``middlewares``: see the module docstring.
     """
 
     def __init__(

@@ -19,12 +19,14 @@ import aiohttp
 import av
 import pytest
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from multidict import CIMultiDictProxy
 from PIL import Image
 from standardwebhooks import Webhook
 
 from bot.adapters.media import probe_video
-from bot.localapi import LocalRendererConfig, serve_forever
+from bot.localapi import LocalRenderer, LocalRendererConfig, serve_forever
+from bot.localapi.protocol import ApiError, request_body
 from tests.contract import ContractViolation, validate_request, validate_response
 from tests.fakes.provider import InstrumentedRenderer, RecordedFile
 
@@ -537,6 +539,42 @@ async def test_api_key_is_required_when_configured(
     assert (
         await CheckedApi(session, renderer, api_key="sk-local-test").request("GET", "/videos")
     ).status == 200
+
+
+# ------------------------------------------------------------------------------ extension point
+
+
+async def test_extension_middlewares_see_every_request_with_its_body_before_auth(
+    clock: ManualClock, session: aiohttp.ClientSession
+) -> None:
+    seen: list[tuple[str, str, Any, int]] = []
+
+    @web.middleware
+    async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+        body = await request_body(request)
+        try:
+            response = await handler(request)
+        except ApiError as error:
+            seen.append((request.method, request.path, body.json, error.status))
+            raise
+        seen.append((request.method, request.path, body.json, response.status))
+        return response
+
+    config = replace(FAST_CONFIG, clock=clock, api_key="sk-local-test")
+    async with LocalRenderer(config, middlewares=[observe]) as renderer:
+        anonymous = await CheckedApi(session, renderer).request(
+            "POST", "/videos", json_body={"prompt": "who am I"}, check_request=False
+        )
+        assert anonymous.status == 401
+        created = await CheckedApi(session, renderer, api_key="sk-local-test").create(prompt="a key")
+    assert seen == [
+        ("POST", "/v1/videos", {"prompt": "who am I"}, 401),
+        ("POST", "/v1/videos", {"seconds": "4", "prompt": "a key"}, 200),
+    ]
+    # The product renderer keeps no request log of its own: a long-running `videobot local-api`
+    # does not grow with its traffic.
+    assert not hasattr(renderer, "requests") and not hasattr(renderer, "faults")
+    assert created["status"] == "queued"
 
 
 # ------------------------------------------------------------------------------ fault injection

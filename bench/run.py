@@ -47,9 +47,9 @@ if str(REPO) not in sys.path:  # `python bench/run.py` puts bench/, not the repo
     sys.path.insert(0, str(REPO))
 
 from aiohttp import web  # noqa: E402
-from aiohttp.typedefs import Handler  # noqa: E402
+from aiohttp.typedefs import Handler, Middleware  # noqa: E402
 
-from bot.localapi.renderer import LocalRenderer, LocalRendererConfig  # noqa: E402
+from bot.localapi import LocalRenderer, LocalRendererConfig  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from tests.fakes.discord_server import (  # noqa: E402
     ROUTE_CALLBACK,
@@ -57,6 +57,7 @@ from tests.fakes.discord_server import (  # noqa: E402
     InteractionHandle,
     RecordedRequest,
 )
+from tests.fakes.provider import wait_rendered  # noqa: E402
 
 Mode = Literal["bot_webhooks_off", "bot_webhooks_on", "naive_baseline", "big_downloads"]
 
@@ -191,8 +192,8 @@ def endpoint_of(method: str, path: str) -> str:
     return {"content": "content", "remix": "remix"}.get(parts[2], f"{method} {parts[2]}")
 
 
-def install_provider_log(renderer: LocalRenderer, provider_log: ProviderLog) -> None:
-    """Add a counting middleware to the renderer's app (before it starts, while the list is open)."""
+def provider_log_middleware(provider_log: ProviderLog, renderer: Callable[[], LocalRenderer]) -> Middleware:
+    """A middleware for the renderer that counts its requests and times each video's render."""
 
     @web.middleware
     async def count(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -208,17 +209,17 @@ def install_provider_log(renderer: LocalRenderer, provider_log: ProviderLog) -> 
             video = json.loads(response.body)
             record = VideoRecord(video_id=video["id"], created_at=received_at)
             provider_log.videos_by_prompt[video["prompt"]] = record
-            watcher = asyncio.create_task(watch_render(renderer, record))
+            watcher = asyncio.create_task(watch_render(renderer(), record))
             provider_log.watchers.add(watcher)
             watcher.add_done_callback(provider_log.watchers.discard)
         return response
 
-    renderer.app.middlewares.append(count)
+    return count
 
 
 async def watch_render(renderer: LocalRenderer, record: VideoRecord) -> None:
     with contextlib.suppress(TimeoutError):
-        await renderer.wait_rendered(record.video_id, timeout=600)
+        await wait_rendered(renderer, record.video_id, timeout=600)
         record.rendered_at = time.time()
 
 
@@ -371,9 +372,8 @@ async def run_mode(mode: Mode, workload: Workload, root: Path, say: Callable[[st
         webhook_url=f"http://127.0.0.1:{http_port}/webhooks/videos" if webhooks else None,
         webhook_secret=secret if webhooks else None,
     )
-    renderer = LocalRenderer(config)
     provider_log = ProviderLog(generation_seconds=workload.generation_seconds)
-    install_provider_log(renderer, provider_log)
+    renderer = LocalRenderer(config, middlewares=[provider_log_middleware(provider_log, lambda: renderer)])
 
     async with fake, renderer:
         env = base_environment(workdir)

@@ -33,7 +33,7 @@ from bot.domain.messages import (
 )
 from bot.domain.provider import Video
 from bot.domain.provider_errors import BadRequest, NotFound, UnsupportedEndpoint, VideoAPIError
-from bot.services.failpoints import crash_point
+from bot.services.failpoints import FailPoint, reached
 
 log = logging.getLogger(__name__)
 
@@ -305,7 +305,7 @@ class JobTracker:
         )
         if current is None:
             return  # cancelled meanwhile
-        crash_point("before_create")
+        reached(FailPoint.BEFORE_CREATE)
         try:
             if current.remixed_from_video_id:
                 video = await self.api.remix(current.remixed_from_video_id, current.prompt)
@@ -332,7 +332,7 @@ class JobTracker:
             else:
                 await self._fail(current, exc.code or type(exc).__name__, explain_provider_error(exc))
             return
-        crash_point("after_create_before_store")
+        reached(FailPoint.AFTER_CREATE_BEFORE_STORE)
         await self._accepted(job, video)
 
     async def _accepted(self, job: Job, video: Video) -> None:
@@ -508,7 +508,7 @@ class JobTracker:
             return
         if message_id is None:
             return  # the presenter explained or will retry; the job stays in UPLOADING
-        crash_point("after_upload_before_record")
+        reached(FailPoint.AFTER_UPLOAD_BEFORE_RECORD)
         await self._mark_delivered(job, message_id)
 
     async def _mark_delivered(self, job: Job, message_id: int) -> None:

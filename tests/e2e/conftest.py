@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from bot.localapi.renderer import LocalRenderer, LocalRendererConfig
+from bot.localapi import LocalRenderer, LocalRendererConfig
 from tests.fakes.discord_server import FakeDiscord, RecordedRequest, StoredMessage
+from tests.fakes.provider import InstrumentedRenderer
 
 REPO = Path(__file__).resolve().parents[2]
 COMMANDS_ROUTE = "/applications/{application_id}/commands"
@@ -66,7 +67,7 @@ class BotProcess:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "bot",
+                "tests.launcher" if "VIDEOBOT_CRASH_AT" in self.env else "bot",
                 "run",
                 cwd=self.workdir,
                 env=self.environment(),
@@ -129,8 +130,8 @@ def renderer_config(tmp_path: Path, **changes: Any) -> LocalRendererConfig:
 
 
 @pytest.fixture
-async def renderer(tmp_path: Path) -> AsyncIterator[LocalRenderer]:
-    async with LocalRenderer(renderer_config(tmp_path)) as server:
+async def renderer(tmp_path: Path) -> AsyncIterator[InstrumentedRenderer]:
+    async with InstrumentedRenderer(renderer_config(tmp_path)) as server:
         yield server
 
 
@@ -159,7 +160,7 @@ async def eventually(check: Callable[[], bool], what: str, timeout: float = 20.0
         raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
 
 
-def provider_saw_prompt(renderer: LocalRenderer, prompt: str) -> bool:
+def provider_saw_prompt(renderer: InstrumentedRenderer, prompt: str) -> bool:
     return any(
         isinstance(r.json_body, dict) and r.json_body.get("prompt") == prompt for r in renderer.requests
     )

@@ -10,9 +10,9 @@ from typing import Any
 
 from PIL import Image
 
-from bot.localapi.renderer import LocalRenderer
 from tests.e2e.conftest import BotProcess
 from tests.fakes.discord_server import FakeDiscord, InteractionHandle
+from tests.fakes.provider import InstrumentedRenderer
 
 
 def image_bytes(fmt: str, size: tuple[int, int] = (300, 300), **save: Any) -> bytes:
@@ -78,7 +78,7 @@ ATTACHMENT_CASES: list[tuple[str, bytes, str, str, str]] = [
 
 
 async def test_every_bad_input_is_refused_plainly_and_costs_nothing(
-    bot: BotProcess, fake: FakeDiscord, renderer: LocalRenderer
+    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
     await bot.start()
     seen: dict[str, str] = {}

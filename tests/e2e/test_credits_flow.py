@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bot.localapi.renderer import LocalRenderer
 from tests.e2e.conftest import BotProcess, embed_of, eventually, is_final, provider_saw_prompt
 from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.provider import InstrumentedRenderer
 
 
 async def reply_text(handle: object) -> str:
@@ -15,7 +15,7 @@ async def reply_text(handle: object) -> str:
 
 
 async def test_moderator_limit_refuses_an_overspend_before_the_provider_sees_it(
-    bot: BotProcess, fake: FakeDiscord, renderer: LocalRenderer
+    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
     await bot.start()
     moderator = int(fake.owner_user["id"])
@@ -59,7 +59,7 @@ async def test_non_moderator_is_refused_in_code(bot: BotProcess, fake: FakeDisco
 
 
 async def test_channel_allowlist_grant_cancel_and_usage(
-    bot: BotProcess, fake: FakeDiscord, renderer: LocalRenderer
+    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
     renderer.config.generation_seconds = 30  # long enough to cancel mid-flight
     await bot.start()

@@ -10,7 +10,6 @@ import aiohttp
 import pytest
 
 from bot.adapters.media import probe_video
-from bot.localapi.renderer import LocalRenderer
 from tests.e2e.conftest import BotProcess, embed_of, field_value, is_final, mp4_uploads
 from tests.fakes.discord_server import (
     ROUTE_CHANNEL_MESSAGE,
@@ -18,6 +17,7 @@ from tests.fakes.discord_server import (
     ROUTE_WEBHOOK_MESSAGE,
     FakeDiscord,
 )
+from tests.fakes.provider import InstrumentedRenderer
 
 READY = "🎬 Your video is ready"
 
@@ -30,7 +30,7 @@ def probe(data: bytes, tmp_path: Path) -> tuple[int, int, float]:
 
 
 async def test_expired_token_switches_to_the_channel_route(
-    bot: BotProcess, fake: FakeDiscord, renderer: LocalRenderer
+    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
     fake.token_ttl_seconds = 1.5  # Discord: 15 minutes; generations can take longer
     renderer.config.generation_seconds = 4
@@ -45,7 +45,7 @@ async def test_expired_token_switches_to_the_channel_route(
 
 
 async def test_deleted_reply_gets_a_new_message(
-    bot: BotProcess, fake: FakeDiscord, renderer: LocalRenderer
+    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
     renderer.config.generation_seconds = 3
     await bot.start()
@@ -61,7 +61,7 @@ async def test_deleted_reply_gets_a_new_message(
 
 
 async def test_rate_limits_and_server_errors_are_retried_without_piling_up(
-    bot: BotProcess, fake: FakeDiscord, renderer: LocalRenderer
+    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
     await bot.start()
     fake.faults.add(method="PATCH", route=ROUTE_WEBHOOK_MESSAGE, status=429, count=2, retry_after=0.2)
@@ -75,7 +75,7 @@ async def test_rate_limits_and_server_errors_are_retried_without_piling_up(
 
 
 async def test_lost_channel_access_delivers_by_direct_message(
-    bot: BotProcess, fake: FakeDiscord, renderer: LocalRenderer
+    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
     fake.token_ttl_seconds = 1.0
     renderer.config.generation_seconds = 3
@@ -97,7 +97,7 @@ async def test_lost_channel_access_delivers_by_direct_message(
 
 
 async def test_nowhere_to_deliver_refunds_and_records(
-    bot: BotProcess, fake: FakeDiscord, renderer: LocalRenderer
+    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
     fake.token_ttl_seconds = 1.0
     renderer.config.generation_seconds = 3
@@ -120,7 +120,7 @@ async def test_nowhere_to_deliver_refunds_and_records(
 
 
 async def test_a_video_over_the_upload_limit_is_reencoded_to_fit(
-    bot: BotProcess, fake: FakeDiscord, renderer: LocalRenderer, tmp_path: Path
+    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer, tmp_path: Path
 ) -> None:
     limit = 10 * 1024 * 1024
     fake.attachment_size_limit = limit
@@ -141,7 +141,7 @@ async def test_a_video_over_the_upload_limit_is_reencoded_to_fit(
 
 
 async def test_a_video_that_cannot_fit_is_linked_with_a_signed_expiring_url(
-    bot: BotProcess, fake: FakeDiscord, renderer: LocalRenderer
+    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
     # Too small for a watchable 12 s video even re-encoded (about 60 kbit/s), big enough for a thumbnail.
     fake.attachment_size_limit = 100_000

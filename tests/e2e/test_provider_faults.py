@@ -3,16 +3,16 @@ bodies, and an asset that expired before it was fetched."""
 
 from __future__ import annotations
 
-from bot.localapi.renderer import LocalRenderer
 from tests.e2e.conftest import BotProcess, embed_of, field_value, is_final, mp4_uploads
 from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.provider import InstrumentedRenderer
 
 READY = "🎬 Your video is ready"
 FAILED = "❌ The video could not be made"
 
 
 async def test_a_flaky_provider_still_delivers_once(
-    bot: BotProcess, fake: FakeDiscord, renderer: LocalRenderer
+    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
     renderer.faults.add(status=429, count=2, method="POST", retry_after=0.2)
     renderer.faults.add(status=500, count=2, method="GET", path_prefix="/v1/videos/")
@@ -29,7 +29,7 @@ async def test_a_flaky_provider_still_delivers_once(
 
 
 async def test_an_expired_asset_is_explained_and_refunded(
-    bot: BotProcess, fake: FakeDiscord, renderer: LocalRenderer
+    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
     renderer.config.asset_ttl_seconds = 0  # gone the moment it is finished
     await bot.start()

@@ -12,7 +12,6 @@ import aiohttp
 
 from bot.adapters.sqlite.store import Store
 from bot.domain.jobs import ChargeState, JobRequest, JobStatus
-from bot.localapi.renderer import LocalRenderer
 from tests.e2e.conftest import (
     BotProcess,
     embed_of,
@@ -29,6 +28,7 @@ from tests.fakes.discord_server import (
     InteractionHandle,
     StoredMessage,
 )
+from tests.fakes.provider import InstrumentedRenderer
 
 READY = "🎬 Your video is ready"
 FAILED = "❌ The video could not be made"
@@ -77,7 +77,7 @@ async def recorded_as_delivered(bot: BotProcess, job_id: int) -> None:
     await eventually(lambda: job_row(bot, job_id)["status"] == "completed", f"job #{job_id} to be recorded")
 
 
-def creates(renderer: LocalRenderer) -> list[str]:
+def creates(renderer: InstrumentedRenderer) -> list[str]:
     """Paths of every create and remix request the provider received."""
     return [r.path for r in renderer.requests if r.method == "POST"]
 
@@ -155,7 +155,7 @@ def no_pings(fake: FakeDiscord, since: int) -> None:
 
 
 async def test_remix_button_opens_a_form_and_the_remix_links_to_its_source(
-    bot: BotProcess, fake: FakeDiscord, renderer: LocalRenderer
+    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
     await bot.start()
     assert {c["name"] for c in fake.commands()} >= {"remix", "videos"}
@@ -200,7 +200,7 @@ async def test_remix_button_opens_a_form_and_the_remix_links_to_its_source(
 
 
 async def test_buttons_keep_working_after_a_restart(
-    bot: BotProcess, fake: FakeDiscord, renderer: LocalRenderer
+    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
     await bot.start()
     await allow_back_to_back_requests(fake)
@@ -268,7 +268,7 @@ async def test_remix_autocomplete_offers_only_the_members_own_finished_videos(
 
 
 async def test_only_the_owner_or_a_moderator_can_use_the_buttons(
-    bot: BotProcess, fake: FakeDiscord, renderer: LocalRenderer
+    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
     renderer.config.generation_seconds = 30  # long enough to press Cancel mid-flight
     await bot.start()
@@ -359,7 +359,7 @@ async def test_videos_pages_with_buttons_only_its_owner_can_press(bot: BotProces
 
 
 async def test_a_remix_of_an_expired_or_deleted_source_is_refused_plainly_and_free(
-    bot: BotProcess, fake: FakeDiscord, renderer: LocalRenderer
+    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
     await bot.start()
     await allow_back_to_back_requests(fake)

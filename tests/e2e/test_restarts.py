@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from bot.localapi.renderer import LocalRenderer
 from tests.e2e.conftest import BotProcess, is_final, mp4_uploads, provider_saw_prompt
 from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.provider import InstrumentedRenderer
 
 READY = "🎬 Your video is ready"
 
@@ -32,7 +32,7 @@ async def credits_left(fake: FakeDiscord) -> str:
     ["before_create", "after_create_before_store", "during_download", "after_upload_before_record"],
 )
 async def test_sigkill_at_a_crash_point_then_restart_delivers_once(
-    bot: BotProcess, fake: FakeDiscord, renderer: LocalRenderer, crash_at: str
+    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer, crash_at: str
 ) -> None:
     bot.env["VIDEOBOT_CRASH_AT"] = crash_at
     await bot.start()
@@ -52,7 +52,7 @@ async def test_sigkill_at_a_crash_point_then_restart_delivers_once(
 
 
 async def test_sigkill_mid_generation_then_restart_delivers_once(
-    bot: BotProcess, fake: FakeDiscord, renderer: LocalRenderer
+    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
     renderer.config.generation_seconds = 4
     await bot.start()
@@ -76,7 +76,7 @@ async def test_sigkill_mid_generation_then_restart_delivers_once(
 
 
 async def test_sigterm_shuts_down_gracefully_and_the_job_resumes(
-    bot: BotProcess, fake: FakeDiscord, renderer: LocalRenderer
+    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
     renderer.config.generation_seconds = 4
     await bot.start()

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from bot.adapters.media import probe_video
-from bot.localapi.renderer import LocalRenderer
 from tests.e2e.conftest import BotProcess, embed_of, field_value, is_final, mp4_uploads
 from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.provider import InstrumentedRenderer
 
 READY = "🎬 Your video is ready"
 
@@ -25,7 +25,7 @@ def probe_bytes(data: bytes, tmp_path: Path, name: str) -> tuple[int, int, float
 
 
 async def test_video_is_acknowledged_tracked_and_delivered_once(
-    bot: BotProcess, fake: FakeDiscord, renderer: LocalRenderer, tmp_path: Path
+    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer, tmp_path: Path
 ) -> None:
     await bot.start()
     assert {c["name"] for c in fake.commands()} >= {"video", "quota", "videomod"}
@@ -72,7 +72,7 @@ async def test_video_is_acknowledged_tracked_and_delivered_once(
 
 
 async def test_image_attachment_is_fitted_and_becomes_the_first_frame(
-    bot: BotProcess, fake: FakeDiscord, renderer: LocalRenderer, tmp_path: Path
+    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer, tmp_path: Path
 ) -> None:
     await bot.start()
     # A portrait photo for a landscape video: it must be cropped to exactly 1280x720.
@@ -102,7 +102,7 @@ async def test_image_attachment_is_fitted_and_becomes_the_first_frame(
 
 
 async def test_refusals_are_ephemeral_and_nothing_reaches_the_provider(
-    bot: BotProcess, fake: FakeDiscord, renderer: LocalRenderer
+    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
     await bot.start()
     bad_combo = await fake.invoke_command("video", {"prompt": "x", "model": "sora-2", "size": "1792x1024"})
@@ -125,7 +125,7 @@ async def test_refusals_are_ephemeral_and_nothing_reaches_the_provider(
 
 
 async def test_provider_failure_is_explained_and_refunded(
-    bot: BotProcess, fake: FakeDiscord, renderer: LocalRenderer
+    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
     await bot.start()
     handle = await fake.invoke_command("video", {"prompt": "something forbidden"})

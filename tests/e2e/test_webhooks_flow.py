@@ -15,9 +15,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.localapi.renderer import LocalRenderer
 from tests.e2e.conftest import BotProcess, embed_of, field_value, is_final, mp4_uploads, renderer_config
 from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.provider import InstrumentedRenderer
 
 READY = "🎬 Your video is ready"
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
@@ -37,7 +37,7 @@ def webhook_port() -> int:
 
 
 @pytest.fixture
-async def renderer(tmp_path: Path, webhook_port: int) -> AsyncIterator[LocalRenderer]:
+async def renderer(tmp_path: Path, webhook_port: int) -> AsyncIterator[InstrumentedRenderer]:
     """Overrides the harness's renderer: it sends signed events to the bot, and suggests no poll
     interval (``openai-poll-after-ms``) so the bot's own 30 s interval is the only polling cadence."""
     config = renderer_config(
@@ -47,7 +47,7 @@ async def renderer(tmp_path: Path, webhook_port: int) -> AsyncIterator[LocalRend
         webhook_url=f"http://127.0.0.1:{webhook_port}/webhooks/videos",
         webhook_secret=SECRET,
     )
-    async with LocalRenderer(config) as server:
+    async with InstrumentedRenderer(config) as server:
         yield server
 
 
@@ -69,7 +69,7 @@ async def wait_healthy(port: int, timeout: float = 15.0) -> dict[str, Any]:  # n
             await asyncio.sleep(0.05)
 
 
-def status_requests(renderer: LocalRenderer) -> list[str]:
+def status_requests(renderer: InstrumentedRenderer) -> list[str]:
     """GET /videos (list) and GET /videos/{id} (retrieve); downloads are not status requests."""
     return [
         r.path
@@ -79,7 +79,7 @@ def status_requests(renderer: LocalRenderer) -> list[str]:
 
 
 async def test_a_webhook_makes_delivery_prompt_without_polling(
-    bot: BotProcess, fake: FakeDiscord, renderer: LocalRenderer, webhook_port: int
+    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer, webhook_port: int
 ) -> None:
     bot.env.update(
         {
@@ -116,7 +116,7 @@ async def test_a_webhook_makes_delivery_prompt_without_polling(
 
 
 async def test_a_failure_webhook_is_explained_promptly(
-    bot: BotProcess, fake: FakeDiscord, renderer: LocalRenderer, webhook_port: int
+    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer, webhook_port: int
 ) -> None:
     bot.env.update(
         {

@@ -19,13 +19,16 @@ import aiohttp
 import av
 import pytest
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from multidict import CIMultiDictProxy
 from PIL import Image
 from standardwebhooks import Webhook
 
 from bot.adapters.media import probe_video
-from bot.localapi.renderer import LocalRenderer, LocalRendererConfig, RecordedFile, serve_forever
+from bot.localapi import LocalRenderer, LocalRendererConfig, serve_forever
+from bot.localapi.protocol import ApiError, request_body
 from tests.contract import ContractViolation, validate_request, validate_response
+from tests.fakes.provider import InstrumentedRenderer, RecordedFile
 
 # Fast enough for tests, slow enough that every status can be observed. The smallest size the spec
 # allows is 720x1280, so a low frame rate is what keeps renders quick.
@@ -76,7 +79,7 @@ class CheckedApi:
     """Sends requests to a renderer and checks every request and response against the spec."""
 
     def __init__(
-        self, session: aiohttp.ClientSession, renderer: LocalRenderer, api_key: str | None = None
+        self, session: aiohttp.ClientSession, renderer: InstrumentedRenderer, api_key: str | None = None
     ) -> None:
         self.session = session
         self.renderer = renderer
@@ -134,7 +137,7 @@ class CheckedApi:
         return resource
 
 
-RendererFactory = Callable[..., Awaitable[LocalRenderer]]
+RendererFactory = Callable[..., Awaitable[InstrumentedRenderer]]
 
 
 @pytest.fixture
@@ -147,15 +150,15 @@ async def make_renderer(clock: ManualClock) -> AsyncIterator[RendererFactory]:
     """Start renderers using ``FAST_CONFIG`` and the manual clock, with keyword overrides."""
     async with AsyncExitStack() as stack:
 
-        async def start(**overrides: Any) -> LocalRenderer:
+        async def start(**overrides: Any) -> InstrumentedRenderer:
             config = replace(FAST_CONFIG, **{"clock": clock, **overrides})
-            return await stack.enter_async_context(LocalRenderer(config))
+            return await stack.enter_async_context(InstrumentedRenderer(config))
 
         yield start
 
 
 @pytest.fixture
-async def renderer(make_renderer: RendererFactory) -> LocalRenderer:
+async def renderer(make_renderer: RendererFactory) -> InstrumentedRenderer:
     return await make_renderer()
 
 
@@ -166,7 +169,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
-def api(session: aiohttp.ClientSession, renderer: LocalRenderer) -> CheckedApi:
+def api(session: aiohttp.ClientSession, renderer: InstrumentedRenderer) -> CheckedApi:
     return CheckedApi(session, renderer)
 
 
@@ -213,7 +216,7 @@ async def test_job_moves_through_queued_in_progress_completed_in_real_time(
 
 
 async def test_status_follows_the_clock_and_completion_waits_for_the_render(
-    api: CheckedApi, renderer: LocalRenderer, clock: ManualClock
+    api: CheckedApi, renderer: InstrumentedRenderer, clock: ManualClock
 ) -> None:
     created = await api.create(prompt="clockwork", size=PORTRAIT)
     video_id = created["id"]
@@ -239,7 +242,7 @@ async def test_status_follows_the_clock_and_completion_waits_for_the_render(
 
 
 async def test_moderation_blocked_prompt_fails_when_it_leaves_the_queue(
-    api: CheckedApi, renderer: LocalRenderer, clock: ManualClock
+    api: CheckedApi, renderer: InstrumentedRenderer, clock: ManualClock
 ) -> None:
     created = await api.create(prompt="Something FORBIDDEN happens")
     assert created["status"] == "queued"
@@ -273,7 +276,7 @@ async def test_moderation_blocked_prompt_fails_when_it_leaves_the_queue(
     ],
 )
 async def test_invalid_create_requests_get_400_naming_the_parameter(
-    api: CheckedApi, renderer: LocalRenderer, fields: dict[str, Any], param: str
+    api: CheckedApi, renderer: InstrumentedRenderer, fields: dict[str, Any], param: str
 ) -> None:
     reply = await api.request("POST", "/videos", json_body=fields, check_request=False)
     assert reply.status == 400
@@ -320,7 +323,7 @@ async def test_unknown_route_gets_openai_style_404(api: CheckedApi, session: aio
 
 
 async def test_multipart_input_reference_becomes_the_first_frame(
-    api: CheckedApi, renderer: LocalRenderer, clock: ManualClock, tmp_path: Path
+    api: CheckedApi, renderer: InstrumentedRenderer, clock: ManualClock, tmp_path: Path
 ) -> None:
     reference = png((720, 1280), (255, 0, 0))
     body, content_type = await multipart_body(
@@ -404,7 +407,7 @@ async def test_content_variants_are_real_media_of_the_requested_size(
 
 
 async def test_content_is_refused_before_completion_for_unknown_ids_and_after_expiry(
-    api: CheckedApi, renderer: LocalRenderer, clock: ManualClock
+    api: CheckedApi, renderer: InstrumentedRenderer, clock: ManualClock
 ) -> None:
     created = await api.create(prompt="not yet")
     assert (await api.request("GET", f"/videos/{created['id']}/content")).status == 409
@@ -481,7 +484,7 @@ async def test_remix_makes_a_new_job_like_its_source(
 
 
 async def test_remix_is_refused_for_unknown_unfinished_and_expired_sources(
-    api: CheckedApi, renderer: LocalRenderer, clock: ManualClock
+    api: CheckedApi, renderer: InstrumentedRenderer, clock: ManualClock
 ) -> None:
     assert (await api.request("POST", "/videos/video_nope/remix", json_body={"prompt": "x"})).status == 404
 
@@ -502,7 +505,7 @@ async def test_remix_is_refused_for_unknown_unfinished_and_expired_sources(
 
 
 async def test_delete_removes_finished_jobs_only(
-    api: CheckedApi, renderer: LocalRenderer, clock: ManualClock
+    api: CheckedApi, renderer: InstrumentedRenderer, clock: ManualClock
 ) -> None:
     created = await api.create(prompt="short-lived")
     video_id = created["id"]
@@ -538,11 +541,47 @@ async def test_api_key_is_required_when_configured(
     ).status == 200
 
 
+# ------------------------------------------------------------------------------ extension point
+
+
+async def test_extension_middlewares_see_every_request_with_its_body_before_auth(
+    clock: ManualClock, session: aiohttp.ClientSession
+) -> None:
+    seen: list[tuple[str, str, Any, int]] = []
+
+    @web.middleware
+    async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+        body = await request_body(request)
+        try:
+            response = await handler(request)
+        except ApiError as error:
+            seen.append((request.method, request.path, body.json, error.status))
+            raise
+        seen.append((request.method, request.path, body.json, response.status))
+        return response
+
+    config = replace(FAST_CONFIG, clock=clock, api_key="sk-local-test")
+    async with LocalRenderer(config, middlewares=[observe]) as renderer:
+        anonymous = await CheckedApi(session, renderer).request(
+            "POST", "/videos", json_body={"prompt": "who am I"}, check_request=False
+        )
+        assert anonymous.status == 401
+        created = await CheckedApi(session, renderer, api_key="sk-local-test").create(prompt="a key")
+    assert seen == [
+        ("POST", "/v1/videos", {"prompt": "who am I"}, 401),
+        ("POST", "/v1/videos", {"seconds": "4", "prompt": "a key"}, 200),
+    ]
+    # The product renderer keeps no request log of its own: a long-running `videobot local-api`
+    # does not grow with its traffic.
+    assert not hasattr(renderer, "requests") and not hasattr(renderer, "faults")
+    assert created["status"] == "queued"
+
+
 # ------------------------------------------------------------------------------ fault injection
 
 
 async def test_injected_rate_limit_carries_retry_after_then_clears(
-    api: CheckedApi, renderer: LocalRenderer
+    api: CheckedApi, renderer: InstrumentedRenderer
 ) -> None:
     renderer.faults.add(status=429, count=2, method="POST", path_prefix="/v1/videos", retry_after=0.25)
 
@@ -561,7 +600,7 @@ async def test_injected_rate_limit_carries_retry_after_then_clears(
 
 
 async def test_injected_server_error_only_hits_matching_requests(
-    api: CheckedApi, renderer: LocalRenderer
+    api: CheckedApi, renderer: InstrumentedRenderer
 ) -> None:
     created = await api.create(prompt="x")
     renderer.faults.add(status=500, method="GET", path_prefix="/v1/videos/")
@@ -578,7 +617,7 @@ async def test_injected_server_error_only_hits_matching_requests(
 
 
 async def test_lost_create_response_still_creates_the_job(
-    api: CheckedApi, renderer: LocalRenderer, session: aiohttp.ClientSession
+    api: CheckedApi, renderer: InstrumentedRenderer, session: aiohttp.ClientSession
 ) -> None:
     renderer.faults.add(status=502, method="POST", after_processing=True)
     lost = await api.request("POST", "/videos", json_body={"prompt": "first"})
@@ -593,7 +632,7 @@ async def test_lost_create_response_still_creates_the_job(
 
 
 async def test_dropped_connection_without_processing_creates_nothing(
-    api: CheckedApi, renderer: LocalRenderer
+    api: CheckedApi, renderer: InstrumentedRenderer
 ) -> None:
     renderer.faults.add(method="POST", drop_connection=True)
     with pytest.raises(aiohttp.ServerDisconnectedError):
@@ -601,7 +640,7 @@ async def test_dropped_connection_without_processing_creates_nothing(
     assert (await api.request("GET", "/videos")).json()["data"] == []
 
 
-async def test_injected_raw_body_is_served_verbatim(api: CheckedApi, renderer: LocalRenderer) -> None:
+async def test_injected_raw_body_is_served_verbatim(api: CheckedApi, renderer: InstrumentedRenderer) -> None:
     created = await api.create(prompt="x")
     renderer.faults.add(status=200, method="GET", body='{"id": "video_')
     with pytest.raises(ContractViolation):
@@ -680,7 +719,7 @@ class _ListeningLogCatcher(logging.Handler):
 
 async def test_serve_forever_serves_until_cancelled(session: aiohttp.ClientSession) -> None:
     catcher = _ListeningLogCatcher()
-    logger = logging.getLogger("bot.localapi.renderer")
+    logger = logging.getLogger("bot.localapi.server")
     logger.addHandler(catcher)
     previous_level = logger.level
     logger.setLevel(logging.INFO)

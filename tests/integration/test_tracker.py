@@ -13,9 +13,10 @@ from bot.adapters.media import probe_video
 from bot.adapters.sqlite.store import Store
 from bot.adapters.videoapi.client import VideoAPIClient
 from bot.domain.jobs import ChargeState, Job, JobRequest, JobStatus
-from bot.localapi.renderer import LocalRenderer, LocalRendererConfig
+from bot.localapi import LocalRendererConfig
 from bot.services.jobs import JobService
 from bot.services.tracker import JobTracker
+from tests.fakes.provider import InstrumentedRenderer
 
 
 @dataclass
@@ -57,11 +58,11 @@ def request(prompt: str, **changes: object) -> JobRequest:
 
 
 @pytest.fixture
-async def renderer(tmp_path: Path) -> AsyncIterator[LocalRenderer]:
+async def renderer(tmp_path: Path) -> AsyncIterator[InstrumentedRenderer]:
     config = LocalRendererConfig(
         generation_seconds=1.0, queue_seconds=0.2, fps=8, poll_after_ms=100, data_dir=tmp_path / "renderer"
     )
-    async with LocalRenderer(config) as server:
+    async with InstrumentedRenderer(config) as server:
         yield server
 
 
@@ -83,7 +84,7 @@ def tracker_for(
 
 
 async def test_three_jobs_share_list_requests_and_are_delivered_once(
-    store: Store, renderer: LocalRenderer, tmp_path: Path
+    store: Store, renderer: InstrumentedRenderer, tmp_path: Path
 ) -> None:
     service = JobService(store)
     jobs = [await service.submit(request(f"clip {n}")) for n in range(3)]
@@ -110,7 +111,7 @@ async def test_three_jobs_share_list_requests_and_are_delivered_once(
 
 
 async def test_one_sweep_refreshes_many_jobs_with_one_list_page(
-    store: Store, renderer: LocalRenderer, tmp_path: Path
+    store: Store, renderer: InstrumentedRenderer, tmp_path: Path
 ) -> None:
     service = JobService(store)
     async with VideoAPIClient(renderer.base_url) as api:
@@ -134,7 +135,7 @@ async def test_one_sweep_refreshes_many_jobs_with_one_list_page(
 
 
 async def test_a_restarted_tracker_resumes_jobs_in_every_state(
-    store: Store, renderer: LocalRenderer, tmp_path: Path
+    store: Store, renderer: InstrumentedRenderer, tmp_path: Path
 ) -> None:
     service = JobService(store)
     # Simulate what a crash leaves behind: a job at the provider, and one whose create was in
@@ -157,7 +158,7 @@ async def test_a_restarted_tracker_resumes_jobs_in_every_state(
 
 
 async def test_failures_are_refunded_and_explained(
-    store: Store, renderer: LocalRenderer, tmp_path: Path
+    store: Store, renderer: InstrumentedRenderer, tmp_path: Path
 ) -> None:
     service = JobService(store)
     blocked = await service.submit(request("something forbidden"))
@@ -180,7 +181,7 @@ async def test_failures_are_refunded_and_explained(
 
 async def test_a_job_past_its_deadline_is_failed_and_deleted(store: Store, tmp_path: Path) -> None:
     config = LocalRendererConfig(generation_seconds=600, queue_seconds=0.1, fps=8, poll_after_ms=50)
-    async with LocalRenderer(config) as slow, VideoAPIClient(slow.base_url) as api:
+    async with InstrumentedRenderer(config) as slow, VideoAPIClient(slow.base_url) as api:
         service = JobService(store)
         job = await service.submit(request("takes forever"))
         presenter = RecordingPresenter()
@@ -195,7 +196,7 @@ async def test_a_job_past_its_deadline_is_failed_and_deleted(store: Store, tmp_p
 
 
 async def test_without_a_list_endpoint_single_lookups_are_used(
-    store: Store, renderer: LocalRenderer, tmp_path: Path
+    store: Store, renderer: InstrumentedRenderer, tmp_path: Path
 ) -> None:
     service = JobService(store)
     for n in range(2):
@@ -216,7 +217,10 @@ async def test_a_completion_event_ahead_of_the_provider_goes_back_to_waiting(
     store: Store, tmp_path: Path
 ) -> None:
     config = LocalRendererConfig(generation_seconds=4.0, queue_seconds=0.1, fps=8, poll_after_ms=50)
-    async with LocalRenderer(config) as server, VideoAPIClient(server.base_url, backoff_initial=0.01) as api:
+    async with (
+        InstrumentedRenderer(config) as server,
+        VideoAPIClient(server.base_url, backoff_initial=0.01) as api,
+    ):
         service = JobService(store)
         job = await service.submit(request("announced too early"))
         presenter = RecordingPresenter()
@@ -245,7 +249,7 @@ async def test_a_completion_event_ahead_of_the_provider_goes_back_to_waiting(
 
 
 async def test_a_guild_can_choose_to_charge_for_moderation_blocks(
-    store: Store, renderer: LocalRenderer, tmp_path: Path
+    store: Store, renderer: InstrumentedRenderer, tmp_path: Path
 ) -> None:
     from bot.adapters.sqlite.store import CreditsStore
     from bot.domain.credits import GuildPolicy

@@ -28,8 +28,9 @@ from bot.domain.provider_errors import (
     SubmitUncertain,
     VideoAPIError,
 )
-from bot.localapi.renderer import LocalRenderer, LocalRendererConfig
+from bot.localapi import LocalRenderer, LocalRendererConfig
 from tests.contract import validate_request, validate_response
+from tests.fakes.provider import InstrumentedRenderer
 
 FAST = {"generation_seconds": 0.6, "queue_seconds": 0.1, "fps": 8, "poll_after_ms": 50}
 
@@ -82,13 +83,13 @@ class ContractProxy:
 
 
 @pytest.fixture
-async def renderer(tmp_path: Path) -> AsyncIterator[LocalRenderer]:
-    async with LocalRenderer(LocalRendererConfig(data_dir=tmp_path / "renderer", **FAST)) as server:  # type: ignore[arg-type]
+async def renderer(tmp_path: Path) -> AsyncIterator[InstrumentedRenderer]:
+    async with InstrumentedRenderer(LocalRendererConfig(data_dir=tmp_path / "renderer", **FAST)) as server:  # type: ignore[arg-type]
         yield server
 
 
 @pytest.fixture
-async def proxy(renderer: LocalRenderer) -> AsyncIterator[ContractProxy]:
+async def proxy(renderer: InstrumentedRenderer) -> AsyncIterator[ContractProxy]:
     proxy = ContractProxy(upstream=renderer.base_url)
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", proxy.handle)
@@ -145,7 +146,9 @@ async def test_create_poll_download_a_real_mp4(client: VideoAPIClient, tmp_path:
     assert Image.open(thumb).format == "WEBP"
 
 
-async def test_multipart_create_with_reference_image(client: VideoAPIClient, renderer: LocalRenderer) -> None:
+async def test_multipart_create_with_reference_image(
+    client: VideoAPIClient, renderer: InstrumentedRenderer
+) -> None:
     video = await client.create(
         prompt="start here", model="sora-2", size="1280x720", seconds=4, input_reference=png(1280, 720)
     )
@@ -169,7 +172,7 @@ async def test_bad_size_is_a_typed_error_with_param(client: VideoAPIClient) -> N
     assert info.value.status == 400 and info.value.param == "size"
 
 
-async def test_list_pages_and_remix(client: VideoAPIClient, renderer: LocalRenderer) -> None:
+async def test_list_pages_and_remix(client: VideoAPIClient, renderer: InstrumentedRenderer) -> None:
     ids = [
         (await client.create(prompt=f"clip {n}", model="sora-2", size="720x1280", seconds=4)).id
         for n in range(3)
@@ -194,7 +197,9 @@ async def test_moderation_block_ends_failed_with_its_code(client: VideoAPIClient
     assert final.status == "failed" and final.error is not None and final.error.code == "moderation_blocked"
 
 
-async def test_429_is_retried_after_retry_after(client: VideoAPIClient, renderer: LocalRenderer) -> None:
+async def test_429_is_retried_after_retry_after(
+    client: VideoAPIClient, renderer: InstrumentedRenderer
+) -> None:
     renderer.faults.add(status=429, count=2, method="POST", retry_after=0.05)
     video = await client.create(prompt="busy", model="sora-2", size="720x1280", seconds=4)
     posts = [r for r in renderer.requests if r.method == "POST"]
@@ -202,7 +207,7 @@ async def test_429_is_retried_after_retry_after(client: VideoAPIClient, renderer
 
 
 async def test_500_and_malformed_json_on_reads_are_retried(
-    client: VideoAPIClient, renderer: LocalRenderer, proxy: ContractProxy
+    client: VideoAPIClient, renderer: InstrumentedRenderer, proxy: ContractProxy
 ) -> None:
     proxy.tolerate.append("{not json")
     video = await client.create(prompt="flaky", model="sora-2", size="720x1280", seconds=4)
@@ -213,7 +218,7 @@ async def test_500_and_malformed_json_on_reads_are_retried(
     assert len(gets) == 4
 
 
-async def test_retries_give_up_with_a_typed_error(renderer: LocalRenderer) -> None:
+async def test_retries_give_up_with_a_typed_error(renderer: InstrumentedRenderer) -> None:
     renderer.faults.add(status=503, count=10, method="GET")
     async with VideoAPIClient(renderer.base_url, max_attempts=3, backoff_initial=0.01) as api:
         with pytest.raises(VideoAPIError) as info:
@@ -223,7 +228,7 @@ async def test_retries_give_up_with_a_typed_error(renderer: LocalRenderer) -> No
 
 
 async def test_lost_create_response_is_found_not_sent_twice(
-    client: VideoAPIClient, renderer: LocalRenderer
+    client: VideoAPIClient, renderer: InstrumentedRenderer
 ) -> None:
     renderer.faults.add(status=502, method="POST", path_prefix="/v1/videos", after_processing=True)
     video = await client.create(prompt="paid once", model="sora-2", size="720x1280", seconds=4)
@@ -232,7 +237,7 @@ async def test_lost_create_response_is_found_not_sent_twice(
     assert len([r for r in renderer.requests if r.method == "POST"]) == 1
 
 
-async def test_lost_create_on_a_provider_without_list_fails_visibly(renderer: LocalRenderer) -> None:
+async def test_lost_create_on_a_provider_without_list_fails_visibly(renderer: InstrumentedRenderer) -> None:
     renderer.faults.add(drop_connection=True, method="POST", after_processing=True)
     renderer.faults.add(status=404, count=5, method="GET", path_prefix="/v1/videos")
     async with VideoAPIClient(renderer.base_url, backoff_initial=0.01) as api:

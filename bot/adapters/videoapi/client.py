@@ -37,7 +37,7 @@ from bot.domain.provider_errors import (
     UnsupportedEndpoint,
     VideoAPIError,
 )
-from bot.services.failpoints import crash_point
+from bot.services.failpoints import FailPoint, reached
 from bot.services.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
@@ -406,7 +406,7 @@ class VideoAPIClient:
                         # stall the gateway heartbeat or interaction acknowledgements.
                         await asyncio.to_thread(out.write, chunk)
                         size += len(chunk)
-                        crash_point("during_download")
+                        reached(FailPoint.DURING_DOWNLOAD)
                     await asyncio.to_thread(_flush_to_disk, out)
                 finally:
                     out.close()

@@ -1,0 +1,310 @@
+"""The local Videos API server: aiohttp routes and middlewares over the job store.
+
+Extension point: ``LocalRenderer(config, middlewares=[...])`` wraps extra aiohttp middlewares
+around the API, for tools that observe or alter the traffic (the test suite's request log and
+fault injection live in ``tests/fakes/provider.py``; the benchmark counts requests). They run,
+outermost first, inside the error conversion and the configured latency and outside the
+authentication check and the handlers, so they see every request that reaches the API, before a
+bad key is refused. ``await request_body(request)`` gives them the parsed body the handlers will
+use. The renderer itself installs none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from bot.localapi import protocol
+from bot.localapi.config import LocalRendererConfig
+from bot.localapi.jobs import Job, JobStore, expired, resource, state_at
+from bot.localapi.protocol import API_PREFIX, POLL_AFTER_HEADER, ApiError, request_body
+from bot.localapi.rendering import ASSETS
+from bot.localapi.webhooks import WebhookSender
+
+log = logging.getLogger(__name__)
+
+# Reference images and their multipart framing; well above what a 1792x1024 PNG needs.
+_MAX_REQUEST_BYTES: Final = 32 * 1024 * 1024
+
+
+class LocalRenderer:
+    """The local Videos API server; use as ``async with LocalRenderer(config) as renderer``.
+
+    ``port=0`` picks a free port; ``base_url`` then reports the real one. ``jobs`` holds the jobs
+    (to look at one without HTTP). ``middlewares``: see the module docstring.
+    """
+
+    def __init__(
+        self,
+        config: LocalRendererConfig | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        middlewares: Sequence[Middleware] = (),
+    ) -> None:
+        self.config = config or LocalRendererConfig()
+        self.jobs = JobStore(self.config, on_rendered=self._job_rendered)
+        self.app = create_app(self, middlewares)
+        self._host = host
+        self._port = port
+        self._runner: web.AppRunner | None = None
+        self._webhooks: WebhookSender | None = None
+
+    # ----------------------------------------------------------------------- lifecycle
+
+    async def __aenter__(self) -> LocalRenderer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _start(self) -> None:
+        self.jobs.open()
+        if self.config.webhooks_enabled:
+            self._webhooks = WebhookSender(self.config)
+            self._webhooks.open()
+        self._runner = web.AppRunner(self.app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port)
+        await site.start()
+        self._port = self._runner.addresses[0][1]
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        await self.jobs.close()
+        if self._webhooks is not None:
+            await self._webhooks.close()
+            self._webhooks = None
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self._port}{API_PREFIX}"
+
+    def _resource_now(self, job: Job) -> dict[str, Any]:
+        return resource(job, self.config, self.config.clock())
+
+    async def _job_rendered(self, job: Job) -> None:
+        if self._webhooks is not None:
+            await self._webhooks.send_outcome(job)
+
+    # ----------------------------------------------------------------------- middlewares
+
+    @web.middleware
+    async def _error_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ApiError as error:
+            return error.response()
+        except web.HTTPException as exc:
+            if exc.status in (404, 405):
+                message = f"Invalid URL ({request.method} {request.path})"
+            else:
+                message = exc.reason
+            return ApiError(exc.status, message).response()
+        except Exception:
+            log.exception("Local renderer failed on %s %s", request.method, request.path)
+            return ApiError(
+                500, "The local renderer failed unexpectedly; see its log.", error_type="server_error"
+            ).response()
+
+    @web.middleware
+    async def _latency_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if self.config.latency_seconds > 0:
+            await asyncio.sleep(self.config.latency_seconds)
+        return await handler(request)
+
+    @web.middleware
+    async def _body_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        # Read every body before auth and the handlers, so that an unreadable one (too large) is
+        # refused the same way on every endpoint.
+        await request_body(request)
+        return await handler(request)
+
+    @web.middleware
+    async def _auth_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        expected = self.config.api_key
+        if expected is None:
+            return await handler(request)
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(
+                401,
+                "You didn't provide an API key. You need to provide your API key in an Authorization "
+                "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+            )
+        if not secrets.compare_digest(token.strip().encode(), expected.encode()):
+            raise ApiError(401, "Incorrect API key provided.", code="invalid_api_key")
+        return await handler(request)
+
+    # ----------------------------------------------------------------------- handlers
+
+    async def _create_video(self, request: web.Request) -> web.Response:
+        config = self.config
+        fields = await protocol.fields(request, protocol.CREATE_FIELDS)
+        prompt = protocol.validated_prompt(fields.get("prompt"))
+        model = protocol.validated_model(config, fields.get("model", protocol.DEFAULT_MODEL))
+        size = protocol.validated_size(config, model, fields.get("size", protocol.DEFAULT_SIZE))
+        seconds = protocol.validated_seconds(config, fields.get("seconds", protocol.DEFAULT_SECONDS))
+        first_frame = None
+        if "input_reference" in fields:
+            first_frame = await protocol.validated_reference(fields["input_reference"], size)
+        job = self.jobs.start(
+            model=model, prompt=prompt, size=size, seconds=seconds, first_frame=first_frame, remixed_from=None
+        )
+        return self._json(self._resource_now(job), poll_hint=True)
+
+    async def _remix_video(self, request: web.Request) -> web.Response:
+        source = self._job(request.match_info["video_id"])
+        fields = await protocol.fields(request, protocol.REMIX_FIELDS)
+        prompt = protocol.validated_prompt(fields.get("prompt"))
+        now = self.config.clock()
+        state = state_at(source, self.config, now)
+        if state.status != "completed":
+            raise ApiError(
+                400,
+                f"Video '{source.id}' is {state.status}; only completed videos can be remixed.",
+                code="invalid_video_status",
+            )
+        if expired(state, self.config, now):
+            raise ApiError(
+                400, f"The assets of video '{source.id}' have expired; it can no longer be remixed."
+            )
+        job = self.jobs.start(
+            model=source.model,
+            prompt=prompt,
+            size=source.size,
+            seconds=source.seconds,
+            first_frame=None,
+            remixed_from=source.id,
+        )
+        return self._json(resource(job, self.config, now), poll_hint=True)
+
+    async def _list_videos(self, request: web.Request) -> web.Response:
+        limit = protocol.query_limit(request.query.get("limit", "20"))
+        order = request.query.get("order", "desc")
+        if order not in ("asc", "desc"):
+            raise protocol.invalid(
+                "order", f"Invalid value: '{order}'. Supported values are: 'asc' and 'desc'."
+            )
+        jobs = self.jobs.all()
+        if order == "desc":
+            jobs.reverse()
+        after = request.query.get("after")
+        if after is not None:
+            position = next((index for index, job in enumerate(jobs) if job.id == after), None)
+            if position is None:
+                raise protocol.invalid("after", f"No video found with id '{after}'.")
+            jobs = jobs[position + 1 :]
+        page = jobs[:limit]
+        now = self.config.clock()
+        body = {
+            "object": "list",
+            "data": [resource(job, self.config, now) for job in page],
+            "first_id": page[0].id if page else None,
+            "last_id": page[-1].id if page else None,
+            "has_more": len(jobs) > len(page),
+        }
+        return self._json(body, poll_hint=True)
+
+    async def _retrieve_video(self, request: web.Request) -> web.Response:
+        return self._json(self._resource_now(self._job(request.match_info["video_id"])), poll_hint=True)
+
+    async def _delete_video(self, request: web.Request) -> web.Response:
+        job = self._job(request.match_info["video_id"])
+        status = state_at(job, self.config, self.config.clock()).status
+        if status not in ("completed", "failed"):
+            raise ApiError(
+                400,
+                f"Video '{job.id}' is {status}; only completed or failed videos can be deleted.",
+                code="invalid_video_status",
+            )
+        await self.jobs.delete(job)
+        return self._json({"id": job.id, "object": "video.deleted", "deleted": True})
+
+    async def _download_content(self, request: web.Request) -> web.FileResponse:
+        job = self._job(request.match_info["video_id"])
+        variant = request.query.get("variant", "video")
+        asset = ASSETS.get(variant)
+        if asset is None:
+            raise protocol.invalid(
+                "variant", f"Invalid value: '{variant}'. Supported values are: {protocol.quoted(ASSETS)}."
+            )
+        now = self.config.clock()
+        state = state_at(job, self.config, now)
+        if state.status == "failed":
+            raise ApiError(
+                409, f"Video '{job.id}' failed; it has no content to download.", code="video_failed"
+            )
+        if state.status != "completed":
+            raise ApiError(
+                409,
+                f"Video '{job.id}' is {state.status}; its content can be downloaded once it has completed.",
+                code="video_not_ready",
+            )
+        if expired(state, self.config, now):
+            raise ApiError(404, f"The assets of video '{job.id}' have expired.", code="video_expired")
+        return web.FileResponse(job.directory / asset.filename, headers={"Content-Type": asset.content_type})
+
+    def _job(self, video_id: str) -> Job:
+        job = self.jobs.get(video_id)
+        if job is None:
+            raise protocol.not_found(video_id)
+        return job
+
+    def _json(self, body: Mapping[str, Any], *, poll_hint: bool = False) -> web.Response:
+        headers = {}
+        if poll_hint and self.config.poll_after_ms is not None:
+            headers[POLL_AFTER_HEADER] = str(self.config.poll_after_ms)
+        return web.json_response(body, headers=headers)
+
+
+def create_app(renderer: LocalRenderer, middlewares: Sequence[Middleware] = ()) -> web.Application:
+    """The aiohttp application serving ``renderer``'s Videos API under ``/v1``."""
+    app = web.Application(
+        client_max_size=_MAX_REQUEST_BYTES,
+        # Outermost first: errors are converted last, and latency delays every response, even one
+        # an extension answers itself.
+        middlewares=[
+            renderer._error_middleware,
+            renderer._latency_middleware,
+            *middlewares,
+            renderer._body_middleware,
+            renderer._auth_middleware,
+        ],
+    )
+    videos = f"{API_PREFIX}/videos"
+    app.add_routes(
+        [
+            web.post(videos, renderer._create_video),
+            web.get(videos, renderer._list_videos),
+            web.get(f"{videos}/{{video_id}}", renderer._retrieve_video),
+            web.delete(f"{videos}/{{video_id}}", renderer._delete_video),
+            web.get(f"{videos}/{{video_id}}/content", renderer._download_content),
+            web.post(f"{videos}/{{video_id}}/remix", renderer._remix_video),
+        ]
+    )
+    return app
+
+
+async def serve_forever(config: LocalRendererConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Run the local renderer until cancelled (the ``videobot local-api`` command)."""
+    async with LocalRenderer(config, host=host, port=port) as renderer:
+        log.info("Local Videos API renderer listening on %s", renderer.base_url)
+        await asyncio.Event().wait()

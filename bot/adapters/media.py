@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import io
 import math
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import av
 from PIL import Image, ImageDraw, ImageFile, ImageFont, ImageOps, UnidentifiedImageError
@@ -28,6 +30,7 @@ ACCEPTED_IMAGE_FORMATS = ("JPEG", "PNG", "WEBP")
 _OPENABLE_IMAGE_FORMATS = (*ACCEPTED_IMAGE_FORMATS, "GIF")
 
 FitMode = Literal["cover", "contain"]
+T = TypeVar("T")
 
 # Letterbox bars and flattened transparency use the same colour, so a transparent logo and a
 # letterboxed photo both end up on the background a video frame would have anyway.
@@ -387,6 +390,10 @@ class ImageFitGate:
     A member's second request while their first is still waiting or fitting is refused at once; other
     members queue for the process-wide slot, up to ``max_waiting`` of them, beyond which requests are
     refused rather than piling up memory (each waiting request holds its downloaded bytes).
+
+    Fits run on the gate's own worker thread (``run``): memory a fit frees stays in that thread's
+    malloc arena for the next fit to reuse, where a shared pool would leave a high-water mark in
+    each of its threads' arenas.
     """
 
     def __init__(self, *, concurrency: int = 1, max_waiting: int = 16) -> None:
@@ -394,6 +401,7 @@ class ImageFitGate:
         self._max_waiting = max_waiting
         self._waiting = 0
         self._members: set[int] = set()
+        self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="image-fit")
 
     @property
     def waiting(self) -> int:
@@ -424,6 +432,15 @@ class ImageFitGate:
         finally:
             self._members.discard(member_id)
 
+    async def run(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """``function(*args, **kwargs)`` on the gate's worker thread (call it inside ``slot``)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(function, *args, **kwargs))
+
+    def close(self) -> None:
+        """Let the worker thread go once the running fit (if any) is done."""
+        self._executor.shutdown(wait=False)
+
 
 async def fit_in_gate(
     gate: ImageFitGate,
@@ -435,10 +452,10 @@ async def fit_in_gate(
     mode: FitMode = "cover",
     max_bytes: int = 10 * 1024 * 1024,
 ) -> bytes:
-    """``prepare_image`` in a worker thread while holding ``gate``'s slot for ``member_id``: the one
+    """``prepare_image`` on the gate's worker thread while holding its slot for ``member_id``: the one
     call a command needs after its cheap checks. Raises ``ImageError`` (``ImageBusy`` included)."""
     async with gate.slot(member_id):
-        return await asyncio.to_thread(prepare_image, data, width, height, mode=mode, max_bytes=max_bytes)
+        return await gate.run(prepare_image, data, width, height, mode=mode, max_bytes=max_bytes)
 
 
 def render_video(

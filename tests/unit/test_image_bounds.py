@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -15,6 +16,7 @@ from bot.adapters.media import (
     ImageError,
     ImageFitGate,
     fit_image,
+    fit_in_gate,
     prepare_image,
     sniff_image,
 )
@@ -241,3 +243,16 @@ async def test_image_busy_is_an_image_error() -> None:
         with pytest.raises(ImageError):
             async with gate.slot(7):
                 pass
+
+
+async def test_fit_in_gate_fits_on_the_gates_own_thread() -> None:
+    gate = ImageFitGate()
+    data = encode(Image.new("RGB", (400, 300), RED), "PNG")
+    fitted = await asyncio.gather(*(fit_in_gate(gate, member, data, 160, 90) for member in range(3)))
+    assert fitted == [prepare_image(data, 160, 90)] * 3
+    threads = await asyncio.gather(*(gate.run(threading.current_thread) for _ in range(3)))
+    assert len({thread.name for thread in threads}) == 1
+    assert threads[0].name.startswith("image-fit")
+    with pytest.raises(ImageError, match="damaged or incomplete"):
+        await fit_in_gate(gate, 1, data[:200], 160, 90)
+    gate.close()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import io
+import struct
 import threading
+import zlib
 from collections.abc import Callable
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageChops, ImageDraw, ImageOps, ImageStat
 
 from bot.adapters.media import (
     DEFAULT_MAX_DECODE_BYTES,
@@ -46,10 +48,20 @@ def close_to(actual: object, expected: tuple[int, int, int], tolerance: int = 40
 # ------------------------------------------------------------------------------ refusals from the header
 
 
-def test_png_whose_decode_exceeds_the_budget_is_refused_with_the_figures() -> None:
-    # 6000x6000 RGBA: a few hundred kilobytes of file, 137 MiB once decoded.
-    bomb = encode(Image.new("RGBA", (6000, 6000)), "PNG")
-    assert len(bomb) < 1 * MiB
+def png_claiming(width: int, height: int) -> bytes:
+    """A valid small RGBA PNG whose IHDR is rewritten (with a correct CRC) to claim another size, so
+    any attempt to decode it would fail as damaged: a refusal for size proves nothing was decoded."""
+    data = bytearray(encode(Image.new("RGBA", (64, 64)), "PNG"))
+    ihdr = bytearray(data[12:29])  # chunk type + 13 bytes of payload, after signature and length
+    ihdr[4:12] = struct.pack(">II", width, height)
+    data[12:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)))
+    return bytes(data)
+
+
+def test_png_whose_decode_exceeds_the_budget_is_refused_from_its_header() -> None:
+    # 6000x6000 RGBA would be 137 MiB once decoded.
+    bomb = png_claiming(6000, 6000)
     for call in (
         lambda: sniff_image(bomb),
         lambda: prepare_image(bomb, 1280, 720),
@@ -61,12 +73,15 @@ def test_png_whose_decode_exceeds_the_budget_is_refused_with_the_figures() -> No
         assert message.startswith("That 6000x6000 PNG is too large for the bot to read")
         assert "137.3 MiB" in message and "96.0 MiB" in message
         assert "save it as a JPEG" in message
+    # Within the budget, the same forged header gets as far as decoding, which fails.
+    with pytest.raises(ImageError, match="damaged or incomplete"):
+        sniff_image(png_claiming(2000, 2000))
 
 
 def test_progressive_jpeg_counts_its_full_size_coefficient_buffer() -> None:
     # Progressive decoding keeps every DCT coefficient at full size, even at 1/8 output scale,
     # so the same picture is accepted as baseline and refused as progressive.
-    picture = Image.new("RGB", (6000, 6000), RED)
+    picture = Image.new("RGB", (4500, 4500), RED)
     baseline = encode(picture, "JPEG", quality=50)
     progressive = encode(picture, "JPEG", quality=50, progressive=True, subsampling=0)
     assert sniff_image(baseline) == "JPEG"
@@ -99,7 +114,7 @@ def test_one_bit_png_bomb_is_fitted_and_keeps_its_content() -> None:
     bomb.paste(1, (0, 0, 3162, 6324))
     data = encode(bomb, "PNG")
     assert len(data) < 50_000
-    for width, height in [(1280, 720), (1792, 1024), (720, 1280)]:
+    for width, height in [(1792, 1024), (720, 1280)]:
         fitted = result(prepare_image(data, width, height))
         assert fitted.size == (width, height)
         assert fitted.getpixel((5, height // 2)) == (255, 255, 255)
@@ -147,6 +162,50 @@ def test_prepare_matches_sniff_then_fit_for_ordinary_pictures() -> None:
         data = encode(picture, image_format)
         sniff_image(data)
         assert prepare_image(data, 320, 240) == fit_image(data, 320, 240)
+
+
+def fit_as_before(data: bytes, width: int, height: int, mode: str) -> Image.Image:
+    """The fit before memory bounds: full decode, EXIF transpose, flatten, LANCZOS fit or pad."""
+    with Image.open(io.BytesIO(data)) as opened:
+        upright = ImageOps.exif_transpose(opened)
+    rgba = upright.convert("RGBA")
+    flat = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba).convert("RGB")
+    if mode == "cover":
+        return ImageOps.fit(flat, (width, height), method=Image.Resampling.LANCZOS)
+    return ImageOps.pad(flat, (width, height), method=Image.Resampling.LANCZOS, color=(0, 0, 0))
+
+
+def mean_difference(a: Image.Image, b: Image.Image) -> float:
+    return sum(ImageStat.Stat(ImageChops.difference(a, b)).mean) / 3
+
+
+@pytest.mark.parametrize("mode", ["cover", "contain"])
+def test_ordinary_pictures_come_out_as_before(mode: str) -> None:
+    noise = Image.merge("RGB", [Image.effect_noise((600, 420), 50 + 20 * band) for band in range(3)])
+    translucent = noise.convert("RGBA")
+    translucent.putalpha(Image.linear_gradient("L").resize((600, 420)))
+    for image, image_format in [(noise, "PNG"), (translucent, "PNG"), (noise, "WEBP")]:
+        data = encode(image, image_format)
+        # Up to 4x the target's pixels nothing is reduced or cropped early: the very same pixels.
+        assert (
+            result(prepare_image(data, 480, 400, mode=mode)).tobytes()
+            == fit_as_before(data, 480, 400, mode).tobytes()
+        )
+    # A photo-sized JPEG decodes at a reduced DCT scale: not identical, but the same picture.
+    photo = Image.merge(
+        "RGB",
+        [
+            Image.linear_gradient("L").resize((2400, 1800)),
+            Image.radial_gradient("L").resize((2400, 1800)),
+            Image.effect_noise((2400, 1800), 30),
+        ],
+    )
+    ImageDraw.Draw(photo).ellipse((600, 360, 1800, 1440), fill=(250, 200, 20))
+    data = encode(photo, "JPEG", quality=90)
+    difference = mean_difference(
+        result(prepare_image(data, 320, 240, mode=mode)), fit_as_before(data, 320, 240, mode)
+    )
+    assert difference < 2
 
 
 @pytest.mark.parametrize("image_format", ["PNG", "JPEG"])

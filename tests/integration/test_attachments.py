@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 
 from bot.adapters.attachments import AttachmentRefused, fetch_attachment, is_allowed_attachment_url
+from tests.fakes.discord_server import FakeDiscord
 
 CAP = 1024 * 1024
 PICTURE = bytes(range(256)) * 400  # 100 KiB
@@ -276,3 +277,14 @@ async def test_body_longer_than_declared_is_refused() -> None:
         await asyncio.wait_for(liar.finished.wait(), timeout=10)
     assert caught.value.reason == "network"
     assert liar.sent < total
+
+
+async def test_the_fake_discords_attachments_pass_with_its_api_base_as_the_origin() -> None:
+    # How the bot is wired in tests: DISCORD_API_BASE_URL points at the fake, whose CDN route
+    # serves attachment URLs on the same origin.
+    async with FakeDiscord() as fake, aiohttp.ClientSession() as session:
+        payload = fake.add_attachment(PICTURE, "cat.png")
+        data = await fetch_attachment(session, payload["url"], max_bytes=CAP, extra_origin=fake.api_base)
+        assert data == PICTURE
+        with pytest.raises(AttachmentRefused):
+            await fetch_attachment(session, payload["url"], max_bytes=CAP, extra_origin=None)

@@ -41,6 +41,7 @@ from PIL import Image
 from standardwebhooks import Webhook
 
 from bot.adapters.media import ImageError, make_spritesheet, make_thumbnail, render_video, sniff_image
+from bot.domain.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -1047,6 +1048,15 @@ def create_app(renderer: LocalRenderer) -> web.Application:
 
 async def serve_forever(config: LocalRendererConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run the local renderer until cancelled (the ``videobot local-api`` command)."""
-    async with LocalRenderer(config, host=host, port=port) as renderer:
+    renderer = LocalRenderer(config, host=host, port=port)
+    try:
+        await renderer.start()
+    except OSError as exc:
+        raise ConfigError(
+            f"local-api --port {port}: cannot listen on {host} ({exc.strerror or exc}); pick another --port"
+        ) from None
+    try:
         log.info("Local Videos API renderer listening on %s", renderer.base_url)
         await asyncio.Event().wait()
+    finally:
+        await renderer.close()

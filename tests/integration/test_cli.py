@@ -466,8 +466,13 @@ def test_the_image_entrypoint_commands_work(tmp_path: Path) -> None:
     assert 'ENTRYPOINT ["videobot"]' in text and 'CMD ["run"]' in text
     health = re.search(r"^HEALTHCHECK .*?CMD (.+)$", text.replace("\\\n", " "), re.MULTILINE)
     assert health is not None and json.loads(health.group(1)) == ["videobot", "healthcheck"]
+    # The image's ENTRYPOINT is the installed console script, not `python -m bot`.
+    script = Path(sys.executable).parent / "videobot"
     for command in (["run", "--help"], ["healthcheck", "--help"], ["--version"]):
-        assert videobot(*command, cwd=tmp_path).returncode == 0
+        result = subprocess.run(
+            [str(script), *command], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert result.returncode == 0 and result.stdout.startswith(("usage: videobot", "videobot ")), result
 
 
 def test_the_example_env_cannot_move_the_images_data_paths(tmp_path: Path) -> None:

@@ -46,6 +46,9 @@ class VideoBot(commands.Bot):
         api: VideoAPIClient,
         catalog: Catalog,
     ) -> None:
+        # The bot never joins voice: discord.py's start-up warnings about voice libraries are noise.
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
         intents = discord.Intents.none()
         intents.guilds = True  # channels and roles; interactions carry the member, so no members intent
         super().__init__(

@@ -370,7 +370,7 @@ async def serve_http(
     receiver = None
     if settings.webhook_secret is not None:
         receiver = VideoWebhookReceiver(settings.webhook_secret, bot.tracker.notify_video_event)
-    server = BotHTTPServer(health_checks_for(bot), receiver, port=settings.http_port)
+    server = BotHTTPServer(health_checks_for(bot), receiver, host=settings.http_host, port=settings.http_port)
     server.add_routes(extra_routes)
     async with server:
         if receiver is None:

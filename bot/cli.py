@@ -24,6 +24,7 @@ from bot.domain.catalog import Catalog, load_catalog
 from bot.domain.errors import CatalogError, ConfigError, UserError
 from bot.domain.jobs import Job, JobRequest
 from bot.domain.provider_errors import AuthenticationError, UnsupportedEndpoint, VideoAPIError
+from bot.logsafety import install_redaction
 from bot.services.jobs import JobService, clean_prompt
 from bot.services.tracker import JobTracker
 from bot.settings import Settings
@@ -97,6 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
+    )
+    install_redaction(
+        [settings.discord_token, settings.video_api_key, settings.openai_api_key, settings.webhook_secret]
     )
     # discord.py logs webhook URLs (which embed interaction tokens) at DEBUG: never let them through.
     logging.getLogger("discord.webhook").setLevel(max(logging.INFO, logging.getLogger().level))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from bot.adapters.http.links import KEY_META, MediaLinks
 from bot.adapters.http.server import LINGER_SECONDS, WEBHOOK_PATH, BotHTTPServer
@@ -253,3 +254,50 @@ async def test_the_link_key_is_masked_in_logs_from_its_creation(tmp_path: Path) 
     with sqlite3.connect(tmp_path / "bot.db") as db:
         (key,) = db.execute("SELECT value FROM meta WHERE key = ?", (KEY_META,)).fetchone()
     assert redact(f"executing ('{KEY_META}', '{key}')") == f"executing ('{KEY_META}', '{MASK}')"
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        pytest.param(
+            b"POST /webhooks/videos HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n",
+            id="broken-chunked-body",
+        ),
+        pytest.param(b"GET /healthz HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n", id="bad-header-line"),
+        pytest.param(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 10_000 + b"\r\n\r\n", id="huge-header"
+        ),
+    ],
+)
+async def test_a_malformed_request_gets_400_and_one_quiet_line(
+    http: Harness, request_bytes: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    reader, writer = await asyncio.open_connection("127.0.0.1", http.server.port)
+    try:
+        writer.write(request_bytes)
+        await writer.drain()
+        async with asyncio.timeout(5):
+            answer = await read_until_closed(reader)
+    finally:
+        writer.close()
+    assert answer.split(b"\r\n", 1)[0].split(b" ", 2)[1] in (b"400", b"431"), answer[:100]
+    refusals = [r for r in caplog.records if "refused with HTTP" in r.getMessage()]
+    assert len(refusals) == 1 and refusals[0].levelno == logging.INFO and "\n" not in refusals[0].getMessage()
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.WARNING]
+
+
+async def test_a_bug_in_a_handler_still_logs_its_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    async def broken(request: web.Request) -> web.Response:
+        raise RuntimeError("a bug of ours")
+
+    server = BotHTTPServer(Health().checks(), port=0)
+    server.add_routes([web.get("/broken", broken)])
+    async with (
+        server,
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{server.port}/broken") as response,
+    ):
+        assert response.status == 500
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR and r.exc_info]
+    assert len(errors) == 1 and "a bug of ours" in str(errors[0].exc_info[1])  # type: ignore[index]

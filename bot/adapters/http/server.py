@@ -34,7 +34,7 @@ The server listens on ``HTTP_HOST`` (default 127.0.0.1: put a reverse proxy with
 set ``0.0.0.0`` in a container). A connection must finish each request's headers within
 ``HEADER_TIMEOUT_SECONDS`` of opening (or of its previous response), and the webhook body must
 arrive within ``BODY_TIMEOUT_SECONDS``: slow or stalled clients can't hold connections open. A
-client that disconnects mid-request costs one INFO line, not a traceback.
+client that disconnects mid-request, or sends a malformed one, costs one INFO line, not a traceback.
 
 Adding a route (e.g. signed download links for oversize videos): pass ``extra_routes`` to
 :func:`serve_http`, or call :meth:`BotHTTPServer.add_routes` before :meth:`BotHTTPServer.start`
@@ -55,6 +55,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import SecretStr
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
@@ -278,6 +279,21 @@ def health_checks_for(bot: VideoBot) -> HealthChecks:
 # --------------------------------------------------------------------------- server
 
 
+class _ClientFaultsQuietly(logging.LoggerAdapter):
+    """aiohttp's connection-handler logger, minus tracebacks for what clients get wrong.
+
+    aiohttp answers a malformed request (a bad header line, a broken chunked body) with a 400 and
+    logs it as an error with a traceback; anyone can send one, so that is one INFO line here.
+    Errors in the bot's own handlers still get their traceback."""
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError):
+            reason = (exc_info.message or type(exc_info).__name__).strip().splitlines()[0].rstrip(":")
+            self.info("%s: refused with HTTP %s (%s)", str(msg) % args, exc_info.code, reason)
+            return
+        super().exception(msg, *args, exc_info=exc_info, **kwargs)
+
+
 class BotHTTPServer:
     """An aiohttp server with ``/healthz`` and, given a receiver, ``POST /webhooks/videos``.
 
@@ -327,6 +343,7 @@ class BotHTTPServer:
             access_log=None,
             keepalive_timeout=self.header_timeout_seconds,
             lingering_time=LINGER_SECONDS,
+            logger=_ClientFaultsQuietly(logging.getLogger("aiohttp.server"), {}),
         )
         await runner.setup()
         try:

@@ -289,7 +289,9 @@ class _ClientFaultsQuietly(logging.LoggerAdapter):
     def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
         if isinstance(exc_info, HttpProcessingError):
             reason = (exc_info.message or type(exc_info).__name__).strip().splitlines()[0].rstrip(":")
-            self.info("%s: refused with HTTP %s (%s)", str(msg) % args, exc_info.code, reason)
+            self.info(
+                "%s: refused with HTTP %s (%s)", str(msg) % args if args else msg, exc_info.code, reason
+            )
             return
         super().exception(msg, *args, exc_info=exc_info, **kwargs)
 
@@ -404,13 +406,13 @@ async def serve_http(
     async with server:
         if receiver is None:
             log.info(
-                "HTTP server on port %d of %s (%s); webhooks are off: set WEBHOOK_SECRET to receive them",
+                "HTTP server on port %d at %s (%s); webhooks are off: set WEBHOOK_SECRET to receive them",
                 server.port,
                 host,
                 HEALTH_PATH,
             )
         else:
             log.info(
-                "HTTP server on port %d of %s (%s, POST %s)", server.port, host, HEALTH_PATH, WEBHOOK_PATH
+                "HTTP server on port %d at %s (%s, POST %s)", server.port, host, HEALTH_PATH, WEBHOOK_PATH
             )
         yield server

@@ -4,6 +4,7 @@ bodies are cut off, disconnects are quiet, bad link signatures and pathological 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
@@ -57,12 +58,16 @@ async def slow_headers_client(port: int) -> float:
     ).encode()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     opened = time.monotonic()
+    sent = 0
 
     async def trickle() -> None:
-        for byte in request:
-            writer.write(bytes([byte]))
-            await writer.drain()
-            await asyncio.sleep(0.05)
+        nonlocal sent
+        with contextlib.suppress(ConnectionError):  # the server hung up: that's the point
+            for byte in request:
+                writer.write(bytes([byte]))
+                await writer.drain()
+                sent += 1
+                await asyncio.sleep(0.05)
 
     sender = asyncio.create_task(trickle())
     try:
@@ -71,7 +76,7 @@ async def slow_headers_client(port: int) -> float:
     finally:
         sender.cancel()
         writer.close()
-    assert not sender.done() or sender.cancelled(), "the whole request was sent before the server gave up"
+    assert sent < len(request), "the whole request was sent before the server gave up"
     assert received == b""  # closed without an answer: there was no complete request to answer
     return closed
 
@@ -88,6 +93,29 @@ async def test_slow_header_senders_are_disconnected_after_the_header_timeout(htt
     # The server still answers everyone else.
     body = event_body()
     assert await http.post_event(body, signed(body)) == (200, {"status": "accepted"})
+
+
+async def test_a_slow_second_request_on_a_kept_alive_connection_is_cut_off_too(http: Harness) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", http.server.port)
+    try:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        await writer.drain()
+        async with asyncio.timeout(5):
+            assert (await reader.readline()).startswith(b"HTTP/1.1 200")
+            await reader.readuntil(b"}")  # the end of the JSON body: the connection stays open
+        answered = time.monotonic()
+        with contextlib.suppress(ConnectionError):  # the server hangs up mid-trickle
+            for byte in b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n":
+                writer.write(bytes([byte]))
+                await writer.drain()
+                if reader.at_eof():
+                    break
+                await asyncio.sleep(0.05)
+        async with asyncio.timeout(HEADER_TIMEOUT + 3):
+            assert await read_until_closed(reader) == b""
+        assert HEADER_TIMEOUT * 0.9 <= time.monotonic() - answered <= HEADER_TIMEOUT + 3
+    finally:
+        writer.close()
 
 
 async def test_a_connection_that_never_sends_anything_is_closed(http: Harness) -> None:

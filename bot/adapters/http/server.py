@@ -78,9 +78,8 @@ MAX_WEBHOOK_BODY_BYTES: Final = 64 * 1024
 TIMESTAMP_TOLERANCE_SECONDS: Final = 5 * 60
 # Ids are remembered for longer than the tolerance: an older resend is refused by its timestamp.
 REPLAY_WINDOW_SECONDS: Final = TIMESTAMP_TOLERANCE_SECONDS + 60
-# aiohttp's keep-alive timer also runs from the moment a connection opens until its headers are
-# complete, and closes a connection still waiting for them: a header deadline. Senders and probes
-# send a request at once, so a few seconds is plenty.
+# How long a connection may take to deliver a request's headers, counted from when it opens or from
+# its previous response. Senders and probes send a request at once, so a few seconds is plenty.
 HEADER_TIMEOUT_SECONDS: Final = 10.0
 BODY_TIMEOUT_SECONDS: Final = 10.0
 # After answering a request whose body wasn't read (a refusal, a timeout), aiohttp keeps reading and
@@ -317,11 +316,16 @@ class BotHTTPServer:
         self._requested_port = port
         self._port: int | None = None
         # client_max_size bounds every route's body; the webhook route has its own, smaller cap.
-        self.app = web.Application(client_max_size=1024 * 1024)
+        self.app = web.Application(client_max_size=1024 * 1024, middlewares=[self._note_request])
         self.app.router.add_get(HEALTH_PATH, self._healthz)
         if webhooks is not None:
             self.app.router.add_post(WEBHOOK_PATH, webhooks.handle)
         self._runner: web.AppRunner | None = None
+        self._deadline_task: asyncio.Task[None] | None = None
+        # Connections (aiohttp's per-connection handlers) that delivered a request, and since when
+        # the sweep has seen the others: see _close_connections_without_a_request.
+        self._served: set[object] = set()
+        self._waiting_since: dict[object, float] = {}
 
     def add_routes(self, routes: Iterable[web.AbstractRouteDef]) -> None:
         """Mount more routes; only before :meth:`start`."""
@@ -338,7 +342,9 @@ class BotHTTPServer:
     async def start(self) -> None:
         # access_log=None: /healthz probes and webhooks would drown the bot's own log; the webhook
         # handler logs what matters (accepted events at INFO, refusals at WARNING).
-        # keepalive_timeout: see HEADER_TIMEOUT_SECONDS (it also ends idle keep-alive connections).
+        # keepalive_timeout: after a response, aiohttp closes a connection whose next request's
+        # headers haven't arrived in this long (idle or trickling); the first request's headers
+        # are the sweep's job below (older aiohttp, 3.14.3 for one, doesn't time them at all).
         runner = web.AppRunner(
             self.app,
             handle_signals=False,
@@ -358,8 +364,17 @@ class BotHTTPServer:
             ) from None
         self._runner = runner
         self._port = int(runner.addresses[0][1])
+        assert runner.server is not None  # set by setup()
+        self._deadline_task = asyncio.create_task(
+            self._close_connections_without_a_request(runner.server), name="http-header-deadline"
+        )
 
     async def stop(self) -> None:
+        if self._deadline_task is not None:
+            self._deadline_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._deadline_task
+            self._deadline_task = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -371,6 +386,31 @@ class BotHTTPServer:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+    @web.middleware
+    async def _note_request(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        self._served.add(request.protocol)
+        return await handler(request)
+
+    async def _close_connections_without_a_request(self, server: web.Server) -> None:
+        """Closes connections that have been open ``header_timeout_seconds`` without completing a
+        first request (a slowloris sends headers a byte at a time, forever).
+
+        A sweep, a quarter of the timeout apart, so a connection gets between 1 and 1.25 times the
+        timeout; it uses only aiohttp's public view of its connections."""
+        loop = asyncio.get_running_loop()
+        interval = self.header_timeout_seconds / 4
+        while True:
+            await asyncio.sleep(interval)
+            now = loop.time()
+            live = set(server.connections)
+            self._served &= live
+            self._waiting_since = {c: t for c, t in self._waiting_since.items() if c in live}
+            for connection in live - self._served:
+                if now - self._waiting_since.setdefault(connection, now) >= self.header_timeout_seconds:
+                    connection.force_close()
 
     async def _healthz(self, request: web.Request) -> web.Response:
         report = await check_health(self.health)

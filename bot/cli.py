@@ -33,6 +33,7 @@ from bot.domain.catalog import Catalog, Quote, load_catalog
 from bot.domain.errors import CatalogError, ConfigError, UserError
 from bot.domain.jobs import Job, JobRequest, JobStatus
 from bot.domain.provider_errors import AuthenticationError, UnsupportedEndpoint, VideoAPIError
+from bot.logsafety import install_redaction
 from bot.services.jobs import JobService, clean_prompt
 from bot.services.tracker import JobTracker
 from bot.settings import Settings, redact_urls
@@ -278,8 +279,11 @@ def configure_logging(settings: Settings) -> StatusLine:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
-    # discord.py logs webhook URLs (which embed interaction tokens) at DEBUG: never let them through.
-    logging.getLogger("discord.webhook").setLevel(max(logging.INFO, root.level))
+    # One redacting filter over every record: tokens, keys, secrets and URL credentials never reach
+    # the log, at any level (bot.logsafety).
+    install_redaction(
+        [settings.discord_token, settings.video_api_key, settings.openai_api_key, settings.webhook_secret]
+    )
     return status
 
 

@@ -446,11 +446,15 @@ async def serve_http(
             log.info(
                 "HTTP server on port %d at %s (%s); webhooks are off: set WEBHOOK_SECRET to receive them",
                 server.port,
-                host,
+                settings.http_host,
                 HEALTH_PATH,
             )
         else:
             log.info(
-                "HTTP server on port %d at %s (%s, POST %s)", server.port, host, HEALTH_PATH, WEBHOOK_PATH
+                "HTTP server on port %d at %s (%s, POST %s)",
+                server.port,
+                settings.http_host,
+                HEALTH_PATH,
+                WEBHOOK_PATH,
             )
         yield server

@@ -150,25 +150,23 @@ class Store:
     ) -> list[aiosqlite.Row]:
         """Rows of one query: inside ``tx`` when given (it sees its own writes), else the last
         committed state, after any transaction open now has finished."""
+        # execute_fetchall is one trip to the connection's thread (execute, fetch, close are three).
         if tx is not None:
-            async with self._within(tx).execute(sql, params) as cur:
-                return list(await cur.fetchall())
-        async with self._holding("read"), self._conn.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+            return list(await self._within(tx).execute_fetchall(sql, params))
+        async with self._holding("read"):
+            return list(await self._conn.execute_fetchall(sql, params))
 
     async def fetchone(
         self, sql: str, params: Sequence[Any] = (), *, tx: object | None = None
     ) -> aiosqlite.Row | None:
-        if tx is not None:
-            async with self._within(tx).execute(sql, params) as cur:
-                return await cur.fetchone()
-        async with self._holding("read"), self._conn.execute(sql, params) as cur:
-            return await cur.fetchone()
+        """The first row of a query (meant for ones that return at most one)."""
+        rows = await self.fetchall(sql, params, tx=tx)
+        return rows[0] if rows else None
 
     async def execute(self, sql: str, params: Sequence[Any] = (), *, tx: object) -> int:
         """Run one write inside ``tx`` (from ``transaction()``); returns the last inserted row id."""
-        async with self._within(tx, write=True).execute(sql, params) as cur:
-            return int(cur.lastrowid or 0)
+        row = await self._within(tx, write=True).execute_insert(sql, params)  # one trip to the thread
+        return int(row[0]) if row else 0
 
     async def _migrate(self) -> None:
         async with self._conn.execute("PRAGMA user_version") as cur:

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import fields
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiosqlite
 
@@ -58,7 +58,7 @@ class Store:
         self._lock = asyncio.Lock()
         # What holds the lock: "write" (``transaction()``) or "read" (``snapshot()``), and which task,
         # so a read that forgot to pass its own transaction fails instead of waiting for itself.
-        self._open: str | None = None
+        self._open: Literal["write", "read"] | None = None
         self._owner: asyncio.Task[Any] | None = None
 
     @classmethod
@@ -121,7 +121,7 @@ class Store:
                 await self._conn.execute("COMMIT")
 
     @contextlib.asynccontextmanager
-    async def _holding(self, mode: str) -> AsyncIterator[None]:
+    async def _holding(self, mode: Literal["write", "read"]) -> AsyncIterator[None]:
         self._refuse_waiting_for_itself()
         async with self._lock:
             self._open, self._owner = mode, asyncio.current_task()
@@ -138,8 +138,8 @@ class Store:
             )
 
     def _within(self, tx: object, *, write: bool = False) -> aiosqlite.Connection:
-        """The connection, if ``tx`` is an open ``transaction()`` (or, to read, ``snapshot()``)."""
-        if tx is not self._conn or self._open is None:
+        """The connection, if ``tx`` is this task's open ``transaction()`` (or, to read, ``snapshot()``)."""
+        if tx is not self._conn or self._open is None or self._owner is not asyncio.current_task():
             raise ValueError("not an open transaction of this store")
         if write and self._open != "write":
             raise ValueError("writes need a transaction(), not a snapshot()")

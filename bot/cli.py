@@ -24,8 +24,7 @@ from bot.domain.catalog import Catalog, load_catalog
 from bot.domain.errors import CatalogError, ConfigError, UserError
 from bot.domain.jobs import Job, JobRequest
 from bot.domain.provider_errors import AuthenticationError, UnsupportedEndpoint, VideoAPIError
-from bot.services.jobs import JobService, clean_prompt
-from bot.services.tracker import JobTracker
+from bot.services.jobs import clean_prompt
 from bot.settings import Settings
 
 log = logging.getLogger("videobot")
@@ -157,19 +156,19 @@ async def video_api(settings: Settings, *, max_attempts: int = 5) -> AsyncIterat
 async def run_bot(settings: Settings, args: argparse.Namespace) -> int:
     from bot.adapters.http.links import MediaLinks
     from bot.adapters.http.server import serve_http
-    from bot.discord.bot import VideoBot, point_discord_at
+    from bot.app import build_bot
+    from bot.discord.bot import point_discord_at
 
     token = settings.require_token()
     catalog = load_catalog(settings.models_file)
     point_discord_at(settings.discord_api_base_url, settings.discord_gateway_url)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     async with Store.open(settings.database_path) as store, video_api(settings) as api:
-        bot = VideoBot(settings=settings, store=store, api=api, catalog=catalog)
         links = None
         if settings.public_base_url and settings.http_port is not None:
             # Videos too large for Discord even after re-encoding are linked, served by our server.
             links = await MediaLinks.load(store, settings.public_base_url)
-            bot.presenter.media_links = links
+        bot = build_bot(settings, store=store, api=api, catalog=catalog, media_links=links)
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -225,6 +224,7 @@ class TerminalPresenter:
 
 async def generate(settings: Settings, args: argparse.Namespace) -> int:
     from bot.adapters.media import ImageError, fit_image, sniff_image
+    from bot.app import job_service, job_tracker
 
     catalog: Catalog = load_catalog(settings.models_file)
     quote = catalog.quote(args.model, args.size, args.seconds)
@@ -245,8 +245,10 @@ async def generate(settings: Settings, args: argparse.Namespace) -> int:
             reference = str(workdir / "reference.png")
         async with Store.open(workdir / "jobs.db") as store, video_api(settings) as api:
             presenter = TerminalPresenter(args.out)
-            tracker = JobTracker(store, api, presenter, workdir, poll_interval=settings.poll_interval_seconds)
-            service = JobService(store)
+            tracker = job_tracker(
+                store, api, presenter, workdir, poll_interval=settings.poll_interval_seconds
+            )
+            service = job_service(store)
             job = await service.submit(
                 JobRequest.priced(
                     quote,

@@ -24,16 +24,16 @@ import discord
 
 from bot.adapters.http.links import MediaLinks
 from bot.adapters.media import MediaError, make_thumbnail, reencode_to_fit
-from bot.adapters.sqlite.store import Store
 from bot.discord.embeds import job_embed
+from bot.discord.mentions import NO_MENTIONS
 from bot.domain.catalog import Catalog
 from bot.domain.errors import UndeliverableError
 from bot.domain.jobs import Job, JobStatus
+from bot.services.ports import Receipt, ReplyRecorder
 from bot.services.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
-NO_MENTIONS = discord.AllowedMentions.none()
 _INVALID_WEBHOOK_TOKEN = 50027
 _UNKNOWN_MESSAGE = 10008
 _UNKNOWN_CHANNEL = 10003
@@ -50,6 +50,10 @@ class _EditState:
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
+class JobReader(Protocol):
+    async def get_job(self, job_id: int) -> Job | None: ...
+
+
 class JobViews(Protocol):
     """Buttons shown on a job's message (provided by the history/remix feature)."""
 
@@ -62,22 +66,26 @@ class DiscordPresenter:
     def __init__(
         self,
         client: discord.Client,
-        store: Store,
+        jobs: JobReader,
+        replies: ReplyRecorder,
         catalog: Catalog,
         *,
+        views: JobViews | None = None,
+        media_links: MediaLinks | None = None,
         edit_interval: float = 3.0,
         channel_edits_per_minute: int = 36,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
-        self.store = store
+        self.jobs = jobs
+        self.replies = replies
         self.catalog = catalog
         self.edit_interval = edit_interval
         self._clock = clock
         self._states: dict[int, _EditState] = {}
         self.edits_sent = 0
-        self.views: JobViews | None = None
-        self.media_links: MediaLinks | None = None  # set when PUBLIC_BASE_URL and HTTP_PORT are
+        self.views = views
+        self.media_links = media_links  # given when PUBLIC_BASE_URL and HTTP_PORT are set
         self._reencode_slots = asyncio.Semaphore(1)  # CPU-bound; two cores are shared with the loop
         # Discord allows about 5 message writes per 5 s per channel. Progress edits share a smaller
         # budget (3 per 5 s by default) so that final deliveries, which skip the queue, always fit.
@@ -88,7 +96,7 @@ class DiscordPresenter:
         """The job's card. Async because a remix's card links to its source job's message."""
         spec = self.catalog.get(job.model)
         expected = (spec.seconds_per_video_second if spec else 10.0) * job.seconds
-        source = await self.store.get_job(job.source_job_id) if job.source_job_id is not None else None
+        source = await self.jobs.get_job(job.source_job_id) if job.source_job_id is not None else None
         return job_embed(job, now=self._clock(), expected_seconds=expected, source=source)
 
     # -- JobPresenter ----------------------------------------------------------------------------
@@ -121,14 +129,14 @@ class DiscordPresenter:
                     await asyncio.sleep(wait)  # rate shaping: one edit per interval per message
                 await self._channel_budget(state.latest.channel_id).acquire()
                 seen = state.latest
-                job = await self.store.get_job(seen.id)
+                job = await self.jobs.get_job(seen.id)
                 # No reply recorded yet: /video shows the first card itself.
                 if job is None or job.is_final or job.reply_message_id is None:
                     return
                 embed = await self.render(job)
                 key = json.dumps(embed.to_dict(), sort_keys=True)
                 if key != state.last_key:
-                    await self._edit_reply(job, embed=embed, view=self.view_for(job))
+                    await self._show(job, embed=embed, view=self.view_for(job))
                     state.last_key = key
                     state.last_edit_at = time.monotonic()
                 if state.latest is seen:
@@ -153,11 +161,10 @@ class DiscordPresenter:
             with contextlib.suppress(asyncio.CancelledError):
                 await state.task
 
-    async def deliver(self, job: Job, media: Path) -> int | None:
+    async def deliver(self, job: Job, media: Path) -> Receipt | None:
+        """Post the finished video of ``job`` (the tracker checked it is still being posted)."""
         await self._settle(job.id)
-        final = await self.store.get_job(job.id) or job
-        if final.status is not JobStatus.UPLOADING:
-            return None  # cancelled or failed meanwhile: post nothing
+        final = job
         delivered = _as_delivered(final, self._clock())
         limit = final.upload_limit or DEFAULT_UPLOAD_LIMIT
         self._channel_budget(final.channel_id).take_if_available()  # deliveries never wait for progress
@@ -172,7 +179,7 @@ class DiscordPresenter:
             if note:
                 embed.add_field(name="Note", value=note, inline=False)
             try:
-                message_id = await self._edit_reply(
+                receipt = await self._edit_reply(
                     delivered,
                     embed=embed,
                     upload=Upload(upload, video_filename(final)),
@@ -181,7 +188,7 @@ class DiscordPresenter:
                 )
                 if upload != media:
                     upload.unlink(missing_ok=True)  # the original stays in DATA_DIR for re-delivery
-                return message_id
+                return receipt
             except discord.HTTPException as exc:
                 if exc.status != 413 and exc.code != _FILE_TOO_LARGE:
                     raise
@@ -190,7 +197,7 @@ class DiscordPresenter:
                 limit = int(upload.stat().st_size * 0.9)
         raise UndeliverableError("Discord kept refusing the video as too large for this server.")
 
-    async def _deliver_link(self, job: Job, media: Path, limit: int) -> int:
+    async def _deliver_link(self, job: Job, media: Path, limit: int) -> Receipt:
         """The video can't be made to fit: post its thumbnail and a signed, expiring link."""
         assert self.media_links is not None
         url, expires = self.media_links.url_for(job.id, video_filename(job))
@@ -235,13 +242,30 @@ class DiscordPresenter:
         return fitted, note
 
     async def job_failed(self, job: Job) -> None:
+        await self._show_outcome(job)
+
+    async def job_cancelled(self, job: Job) -> None:
+        await self._show_outcome(job)
+
+    async def _show_outcome(self, job: Job) -> None:
         await self._settle(job.id)
         try:
-            await self._edit_reply(
-                job, embed=await self.render(job), view=self.view_for(job), dm_fallback=True
-            )
+            await self._show(job, embed=await self.render(job), view=self.view_for(job), dm_fallback=True)
         except (discord.HTTPException, UndeliverableError) as exc:
             log.warning("job %s: could not show the outcome to the member: %s", job.id, exc)
+
+    async def _show(
+        self,
+        job: Job,
+        *,
+        embed: discord.Embed,
+        view: discord.ui.View | None,
+        dm_fallback: bool = False,
+    ) -> None:
+        """Edit the card (no file) and have the lifecycle record where it now lives."""
+        receipt = await self._edit_reply(job, embed=embed, view=view, dm_fallback=dm_fallback)
+        if receipt.reposted or receipt.token_refused:
+            await self.replies.record_reply(job, receipt)
 
     async def find_delivery(self, job: Job) -> int | None:
         if job.reply_message_id is None:
@@ -273,10 +297,10 @@ class DiscordPresenter:
         upload: Upload | None = None,
         view: discord.ui.View | None = None,
         dm_fallback: bool = False,
-    ) -> int:
+    ) -> Receipt:
         """Edit the job's reply (webhook while the token is fresh, else the channel route); post a new
         message when the reply is gone; with ``dm_fallback``, send it to the member directly when the
-        bot can no longer post in the channel. Returns the id of the message now showing the job."""
+        bot can no longer post in the channel. Returns where the job is now shown."""
         try:
             return await self._edit_or_repost(job, embed=embed, upload=upload, view=view)
         except (discord.Forbidden, discord.NotFound) as exc:
@@ -287,7 +311,7 @@ class DiscordPresenter:
             )
             return await self._send_by_dm(job, embed=embed, upload=upload)
 
-    async def _send_by_dm(self, job: Job, *, embed: discord.Embed, upload: Upload | None) -> int:
+    async def _send_by_dm(self, job: Job, *, embed: discord.Embed, upload: Upload | None) -> Receipt:
         try:
             channel = await self.client.create_dm(discord.Object(id=job.user_id))
             message = await channel.send(
@@ -302,7 +326,7 @@ class DiscordPresenter:
                 f"(Discord code {exc.code})."
             ) from exc
         self.edits_sent += 1
-        return message.id
+        return Receipt(message.id, route="dm")
 
     async def _edit_or_repost(
         self,
@@ -311,7 +335,7 @@ class DiscordPresenter:
         embed: discord.Embed,
         upload: Upload | None,
         view: discord.ui.View | None,
-    ) -> int:
+    ) -> Receipt:
         def kwargs() -> dict[str, Any]:
             # Fresh File objects for every attempt: discord.py closes them after each request.
             values: dict[str, Any] = {"embed": embed, "allowed_mentions": NO_MENTIONS}
@@ -323,6 +347,7 @@ class DiscordPresenter:
 
         if job.reply_message_id is None:
             return await self._post_new(job, kwargs())
+        token_refused = False
         if job.token_usable(self._clock()) and job.application_id:
             webhook = discord.Webhook.partial(
                 job.application_id, job.interaction_token or "", client=self.client
@@ -330,14 +355,14 @@ class DiscordPresenter:
             try:
                 await webhook.edit_message(job.reply_message_id, **kwargs())
                 self.edits_sent += 1
-                return job.reply_message_id
+                return Receipt(job.reply_message_id, route="webhook")
             except discord.HTTPException as exc:
                 if exc.status != 401 and exc.code != _INVALID_WEBHOOK_TOKEN:
                     if exc.code == _UNKNOWN_MESSAGE:
                         return await self._post_new(job, kwargs())
                     raise
                 log.info("job %s: interaction token refused; switching to the channel route", job.id)
-                await self.store.update_job(job.id, token_expires_at=0.0)
+                token_refused = True
         message = self.client.get_partial_messageable(job.channel_id).get_partial_message(
             job.reply_message_id
         )
@@ -348,9 +373,9 @@ class DiscordPresenter:
                 raise
             return await self._post_new(job, kwargs())
         self.edits_sent += 1
-        return job.reply_message_id
+        return Receipt(job.reply_message_id, route="channel", token_refused=token_refused)
 
-    async def _post_new(self, job: Job, kwargs: dict[str, Any]) -> int:
+    async def _post_new(self, job: Job, kwargs: dict[str, Any]) -> Receipt:
         """The reply is gone (deleted by a moderator) or was never recorded: post a fresh message."""
         kwargs = dict(kwargs)
         files = kwargs.pop("attachments", None)
@@ -360,9 +385,8 @@ class DiscordPresenter:
         message = await channel.send(**kwargs)
         self.edits_sent += 1
         # The interaction webhook can only edit the interaction's own messages: this one is edited
-        # through the channel route from now on.
-        await self.store.update_job(job.id, reply_message_id=message.id, token_expires_at=0.0)
-        return message.id
+        # through the channel route from now on (the lifecycle records that from the receipt).
+        return Receipt(message.id, route="new_message", reposted=True)
 
 
 def video_filename(job: Job) -> str:

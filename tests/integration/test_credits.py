@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.adapters.sqlite.store import Store
+from bot.app import job_service
 from bot.domain.credits import GuildPolicy, RoleOverride, period_bounds
 from bot.domain.errors import UserError
 from bot.domain.jobs import ChargeState, JobRequest, JobStatus
@@ -56,7 +57,7 @@ async def settle(service: JobService, job_id: int, charge: ChargeState) -> None:
 async def service(tmp_path: Path) -> JobService:
     clock = Clock(MONDAY_NOON)
     store = await Store.connect(tmp_path / "bot.db", clock=clock)
-    yield JobService(store, clock=clock)  # type: ignore[misc]
+    yield job_service(store, clock=clock)  # type: ignore[misc]
     await store.close()
 
 
@@ -127,11 +128,11 @@ async def test_twenty_simultaneous_requests_with_room_for_three(tmp_path: Path) 
     """Real concurrency: twenty connections to one SQLite file race to reserve credits."""
     path = tmp_path / "race.db"
     async with Store.open(path) as store:
-        setup = JobService(store)
+        setup = job_service(store)
         await set_policy(setup, allowance=12, cooldown_seconds=0, max_concurrent=20)
     stores = [await Store.connect(path) for _ in range(20)]
     try:
-        services = [JobService(s) for s in stores]
+        services = [job_service(s) for s in stores]
         results = await asyncio.gather(*(s.submit(request(cost=4)) for s in services), return_exceptions=True)
         accepted = [r for r in results if not isinstance(r, BaseException)]
         refused = [r for r in results if isinstance(r, UserError)]

@@ -20,10 +20,10 @@ from typing import Any
 import aiosqlite
 
 from bot.domain.credits import GuildPolicy, RoleOverride, Usage
-from bot.domain.jobs import FINAL_STATUSES, ChargeState, Job, JobRequest, JobStatus
+from bot.domain.jobs import ACTIVE_STATUSES, ChargeState, Job, JobChanges, JobRequest, JobStatus
 
 _JOB_COLUMNS = tuple(f.name for f in fields(Job))
-_FINAL = tuple(s.value for s in FINAL_STATUSES)
+_ACTIVE = tuple(s.value for s in ACTIVE_STATUSES)
 
 
 def _migrations() -> list[tuple[int, str, str]]:
@@ -151,8 +151,8 @@ class Store:
         return _job_from_row(row) if row else None
 
     async def active_jobs(self) -> list[Job]:
-        sql = f"SELECT * FROM jobs WHERE status NOT IN ({', '.join('?' for _ in _FINAL)}) ORDER BY id"
-        async with self._conn.execute(sql, _FINAL) as cur:
+        sql = f"SELECT * FROM jobs WHERE status IN ({', '.join('?' for _ in _ACTIVE)}) ORDER BY id"
+        async with self._conn.execute(sql, _ACTIVE) as cur:
             return [_job_from_row(row) for row in await cur.fetchall()]
 
     async def known_provider_ids(self, video_ids: Iterable[str]) -> set[str]:
@@ -164,20 +164,26 @@ class Store:
         async with self._conn.execute(sql, ids) as cur:
             return {str(row[0]) for row in await cur.fetchall()}
 
-    async def update_job(self, job_id: int, **changes: Any) -> Job:
-        """Set columns of one job and return it as stored."""
+    async def update_job(self, job_id: int, changes: JobChanges | None = None, /, **columns: Any) -> Job:
+        """Set columns of one job whatever its status, and return it as stored. For data that is not
+        a status change (the lifecycle records replies this way) and for seeding history in tests;
+        ``columns`` are ``JobChanges`` fields by name."""
+        change = changes if changes is not None else JobChanges(**columns)
         async with self.transaction() as conn:
-            await self._update(conn, job_id, changes)
+            await self._update(conn, job_id, change)
         job = await self.get_job(job_id)
         if job is None:
             raise KeyError(job_id)
         return job
 
-    async def transition(self, job_id: int, *, expect: Iterable[JobStatus], **changes: Any) -> Job | None:
+    async def transition(
+        self, job_id: int, *, expect: Iterable[JobStatus], changes: JobChanges
+    ) -> Job | None:
         """Update a job only if its status is one of ``expect`` (a compare-and-set).
 
         Returns the updated job, or None when another actor (a cancel, a duplicate webhook) got there
-        first. This is what keeps delivery and refunds exactly-once.
+        first. This is what keeps delivery and refunds exactly-once. ``services.lifecycle`` is its
+        only caller.
         """
         expected = tuple(s.value for s in expect)
         async with self.transaction() as conn:
@@ -190,11 +196,8 @@ class Store:
             await self._update(conn, job_id, changes)
         return await self.get_job(job_id)
 
-    async def _update(self, conn: aiosqlite.Connection, job_id: int, changes: Mapping[str, Any]) -> None:
-        unknown = set(changes) - set(_JOB_COLUMNS)
-        if unknown:
-            raise ValueError(f"unknown job columns: {sorted(unknown)}")
-        values = {k: (v.value if isinstance(v, JobStatus | ChargeState) else v) for k, v in changes.items()}
+    async def _update(self, conn: aiosqlite.Connection, job_id: int, changes: JobChanges) -> None:
+        values = changes.columns()
         values["updated_at"] = self._clock()
         assignments = ", ".join(f"{column} = ?" for column in values)
         await conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values.values(), job_id))

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from bot.adapters.http.links import MediaLinks
+from bot.adapters.media import MediaError, make_thumbnail, reencode_to_fit
 from bot.adapters.sqlite.store import CreditsStore, Store
 from bot.adapters.videoapi.client import VideoAPIClient
 from bot.discord.bot import VideoBot
 from bot.domain.catalog import Catalog
+from bot.services.delivery import DeliveryPlanner
 from bot.services.jobs import JobService
 from bot.services.lifecycle import JobLifecycle
 from bot.services.ports import JobPresenter, VideoDeleter
@@ -63,6 +65,19 @@ def job_tracker(
     )
 
 
+def fit_video(src: Path, dst: Path, limit: int) -> str | None:
+    """The media adapter's re-encode, as the delivery planner's ``Fit``: the reason when it can't."""
+    try:
+        reencode_to_fit(src, dst, limit)
+    except MediaError as exc:
+        return exc.user_message
+    return None
+
+
+def delivery_planner(links: MediaLinks | None = None) -> DeliveryPlanner:
+    return DeliveryPlanner(fit=fit_video, thumbnail=make_thumbnail, links=links)
+
+
 def build_bot(
     settings: Settings,
     *,
@@ -97,6 +112,6 @@ def build_bot(
         store=store,
         jobs=jobs,
         lifecycle=lifecycle,
+        delivery=delivery_planner(media_links),
         tracker_for=tracker_for,
-        media_links=media_links,
     )

@@ -14,7 +14,6 @@ import yarl
 from discord import app_commands
 from discord.ext import commands
 
-from bot.adapters.http.links import MediaLinks
 from bot.discord.cogs.history import HistoryCog
 from bot.discord.cogs.jobs import JobButtonsCog
 from bot.discord.cogs.moderation import CreditsCog
@@ -27,6 +26,7 @@ from bot.discord.starter import JobStarter
 from bot.discord.views import DYNAMIC_ITEMS, JobButtons
 from bot.domain.catalog import Catalog
 from bot.domain.jobs import Job
+from bot.services.delivery import DeliveryPlanner
 from bot.services.jobs import JobService
 from bot.services.lifecycle import JobLifecycle
 from bot.services.ports import JobPresenter
@@ -72,8 +72,8 @@ class VideoBot(commands.Bot):
         store: BotStore,
         jobs: JobService,
         lifecycle: JobLifecycle,
+        delivery: DeliveryPlanner,
         tracker_for: Callable[[JobPresenter], JobTracker],
-        media_links: MediaLinks | None = None,
     ) -> None:
         intents = discord.Intents.none()
         intents.guilds = True  # channels and roles; interactions carry the member, so no members intent
@@ -89,14 +89,13 @@ class VideoBot(commands.Bot):
         self.catalog = catalog
         self.jobs = jobs
         self.lifecycle = lifecycle
-        self.media_links = media_links
         self.presenter = DiscordPresenter(
             self,
             store,
             lifecycle,
             catalog,
+            delivery=delivery,
             views=JobButtons(),
-            media_links=media_links,
             edit_interval=settings.progress_edit_interval_seconds,
         )
         self.tracker = tracker_for(self.presenter)

@@ -22,13 +22,13 @@ from typing import Any, Protocol
 
 import discord
 
-from bot.adapters.http.links import MediaLinks
-from bot.adapters.media import MediaError, make_thumbnail, reencode_to_fit
 from bot.discord.embeds import job_embed
 from bot.discord.mentions import NO_MENTIONS
 from bot.domain.catalog import Catalog
+from bot.domain.delivery import MIB, Link, Undeliverable, thumbnail_filename, video_filename
 from bot.domain.errors import UndeliverableError
 from bot.domain.jobs import Job, JobStatus
+from bot.services.delivery import DeliveryPlanner
 from bot.services.ports import Receipt, ReplyRecorder
 from bot.services.ratelimit import TokenBucket
 
@@ -38,8 +38,6 @@ _INVALID_WEBHOOK_TOKEN = 50027
 _UNKNOWN_MESSAGE = 10008
 _UNKNOWN_CHANNEL = 10003
 _FILE_TOO_LARGE = 40005
-MIB = 1024 * 1024
-DEFAULT_UPLOAD_LIMIT = 10 * MIB  # Discord's limit for servers without boosts
 
 
 @dataclass
@@ -70,8 +68,8 @@ class DiscordPresenter:
         replies: ReplyRecorder,
         catalog: Catalog,
         *,
+        delivery: DeliveryPlanner,
         views: JobViews | None = None,
-        media_links: MediaLinks | None = None,
         edit_interval: float = 3.0,
         channel_edits_per_minute: int = 36,
         clock: Callable[[], float] = time.time,
@@ -85,8 +83,7 @@ class DiscordPresenter:
         self._states: dict[int, _EditState] = {}
         self.edits_sent = 0
         self.views = views
-        self.media_links = media_links  # given when PUBLIC_BASE_URL and HTTP_PORT are set
-        self._reencode_slots = asyncio.Semaphore(1)  # CPU-bound; two cores are shared with the loop
+        self.delivery = delivery
         # Discord allows about 5 message writes per 5 s per channel. Progress edits share a smaller
         # budget (3 per 5 s by default) so that final deliveries, which skip the queue, always fit.
         self.channel_edits_per_minute = channel_edits_per_minute
@@ -162,84 +159,59 @@ class DiscordPresenter:
                 await state.task
 
     async def deliver(self, job: Job, media: Path) -> Receipt | None:
-        """Post the finished video of ``job`` (the tracker checked it is still being posted)."""
+        """Post what the delivery planner decided for the finished video of ``job`` (the tracker
+        checked it is still being posted)."""
         await self._settle(job.id)
-        final = job
-        delivered = _as_delivered(final, self._clock())
-        limit = final.upload_limit or DEFAULT_UPLOAD_LIMIT
-        self._channel_budget(final.channel_id).take_if_available()  # deliveries never wait for progress
+        delivered = _as_delivered(job, self._clock())
+        self._channel_budget(job.channel_id).take_if_available()  # deliveries never wait for progress
+        limit: int | None = None
         for _attempt in range(2):
-            try:
-                upload, note = await self._fit_upload(media, limit)
-            except UndeliverableError:
-                if self.media_links is None:
-                    raise
-                return await self._deliver_link(delivered, media, limit)
+            plan = await self.delivery.plan(job, media, limit)
+            if isinstance(plan, Undeliverable):
+                raise UndeliverableError(plan.reason)
+            if isinstance(plan, Link):
+                return await self._post_link(delivered, plan)
             embed = await self.render(delivered)
-            if note:
-                embed.add_field(name="Note", value=note, inline=False)
+            if plan.note:
+                embed.add_field(name="Note", value=plan.note, inline=False)
             try:
                 receipt = await self._edit_reply(
                     delivered,
                     embed=embed,
-                    upload=Upload(upload, video_filename(final)),
+                    upload=Upload(plan.path, video_filename(job)),
                     view=self.view_for(delivered),
                     dm_fallback=True,
                 )
-                if upload != media:
-                    upload.unlink(missing_ok=True)  # the original stays in DATA_DIR for re-delivery
-                return receipt
             except discord.HTTPException as exc:
                 if exc.status != 413 and exc.code != _FILE_TOO_LARGE:
                     raise
                 # Discord's limit was lower than the one the interaction announced: aim lower.
-                log.info("job %s: upload of %d bytes refused as too large", job.id, upload.stat().st_size)
-                limit = int(upload.stat().st_size * 0.9)
+                size = plan.path.stat().st_size
+                log.info("job %s: upload of %d bytes refused as too large", job.id, size)
+                limit = int(size * 0.9)
+                continue
+            if plan.temporary:
+                plan.path.unlink(missing_ok=True)  # the original stays in DATA_DIR for re-delivery
+            return receipt
         raise UndeliverableError("Discord kept refusing the video as too large for this server.")
 
-    async def _deliver_link(self, job: Job, media: Path, limit: int) -> Receipt:
+    async def _post_link(self, job: Job, link: Link) -> Receipt:
         """The video can't be made to fit: post its thumbnail and a signed, expiring link."""
-        assert self.media_links is not None
-        url, expires = self.media_links.url_for(job.id, video_filename(job))
-        thumbnail = media.with_name(thumbnail_filename(job))
-        await asyncio.to_thread(make_thumbnail, media, thumbnail)
         embed = await self.render(job)
         embed.add_field(
             name="Watch",
-            value=f"[Download the video]({url}) (link expires <t:{expires}:R>). It is "
-            f"{media.stat().st_size / MIB:.1f} MiB, too large for this server's {limit / MIB:.0f} MiB uploads.",
+            value=f"[Download the video]({link.url}) (link expires <t:{link.expires_at}:R>). It is "
+            f"{link.size / MIB:.1f} MiB, too large for this server's {link.limit / MIB:.0f} MiB uploads.",
             inline=False,
         )
-        embed.set_image(url=f"attachment://{thumbnail.name}")
+        embed.set_image(url=f"attachment://{link.thumbnail.name}")
         return await self._edit_reply(
             job,
             embed=embed,
-            upload=Upload(thumbnail, thumbnail.name),
+            upload=Upload(link.thumbnail, link.thumbnail.name),
             view=self.view_for(job),
             dm_fallback=True,
         )
-
-    async def _fit_upload(self, media: Path, limit: int) -> tuple[Path, str | None]:
-        """The file to upload and a note for the card: the original when it fits, else a copy
-        re-encoded to fit (one re-encode at a time, in a worker thread: it is CPU-heavy)."""
-        size = media.stat().st_size
-        if size <= limit:
-            return media, None
-        fitted = media.with_name(f"{media.stem}.fit-{limit}.mp4")
-        if not fitted.exists():
-            async with self._reencode_slots:
-                try:
-                    await asyncio.to_thread(reencode_to_fit, media, fitted, limit)
-                except MediaError as exc:
-                    raise UndeliverableError(
-                        f"The video is {size / MIB:.1f} MiB, over this server's {limit / MIB:.0f} MiB upload "
-                        f"limit, and could not be shrunk to fit. {exc.user_message}"
-                    ) from exc
-        note = (
-            f"Re-encoded from {size / MIB:.1f} MiB to {fitted.stat().st_size / MIB:.1f} MiB "
-            f"to fit this server's {limit / MIB:.0f} MiB upload limit."
-        )
-        return fitted, note
 
     async def job_failed(self, job: Job) -> None:
         await self._show_outcome(job)
@@ -387,14 +359,6 @@ class DiscordPresenter:
         # The interaction webhook can only edit the interaction's own messages: this one is edited
         # through the channel route from now on (the lifecycle records that from the receipt).
         return Receipt(message.id, route="new_message", reposted=True)
-
-
-def video_filename(job: Job) -> str:
-    return f"video-{job.id}.mp4"
-
-
-def thumbnail_filename(job: Job) -> str:
-    return f"video-{job.id}.thumb.webp"
 
 
 @dataclass(frozen=True)

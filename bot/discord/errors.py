@@ -56,11 +56,12 @@ async def respond_ephemeral(interaction: discord.Interaction[Any], text: str) ->
         log.info("interaction %s expired before its answer: %s", interaction.id, text)
         return
     try:
-        if interaction.response.is_done():
-            await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
-        else:
-            await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
-    except discord.InteractionResponded:
+        if not interaction.response.is_done():
+            try:
+                await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+                return
+            except discord.InteractionResponded:
+                pass  # answered meanwhile (another task): a followup still reaches the member
         await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
     except discord.HTTPException as exc:
         log.warning("could not send an error reply: %s", exc)

@@ -26,7 +26,7 @@ from bot.discord.views import (
     details_embed,
     job_action_refusal,
 )
-from bot.domain.errors import JobNotFound, UserError
+from bot.domain.errors import JobActionRefused, JobNotFound
 from bot.domain.jobs import Job
 
 if TYPE_CHECKING:
@@ -96,5 +96,5 @@ class JobButtonsCog(commands.Cog, name=JOB_BUTTONS_COG):
             is_moderator = (await check_moderator(self.bot, interaction)).allowed
         refusal = job_action_refusal(action, job, actor_id=interaction.user.id, is_moderator=is_moderator)
         if refusal is not None:
-            raise UserError(refusal)
+            raise JobActionRefused(job.id, action.value, refusal, owner_id=job.user_id)
         return job

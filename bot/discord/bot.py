@@ -103,11 +103,10 @@ class VideoBot(commands.Bot):
         self.tree.error(self.on_app_command_error)
 
     async def setup_hook(self) -> None:
-        buttons = JobButtonsCog(self)
         await self.add_cog(VideoCog(self))
         await self.add_cog(CreditsCog(self))
-        await self.add_cog(buttons)
-        await self.add_cog(HistoryCog(self, buttons))
+        await self.add_cog(JobButtonsCog(self))
+        await self.add_cog(HistoryCog(self))
         # Buttons parse their state from custom_id, so messages from earlier runs keep working.
         self.add_dynamic_items(*DYNAMIC_ITEMS)
         await self.sync_commands_if_changed()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 from bot.domain.jobs import (
     ACTIVE_STATUSES,
@@ -61,3 +62,14 @@ def test_one_deadline_rule_from_submission_or_acceptance() -> None:
     assert at_provider.deadline_at(60, 600) == 1100 + 60
     posting = replace(at_provider, status=S.UPLOADING)
     assert posting.deadline_at(60, 600) == 1100 + 60 + 600
+
+
+def test_only_the_lifecycle_changes_a_jobs_status() -> None:
+    """The compare-and-set is the lifecycle's alone (the store defines it)."""
+    root = Path(__file__).resolve().parents[2] / "bot"
+    callers = sorted(
+        str(path.relative_to(root))
+        for path in root.rglob("*.py")
+        if ".transition(" in path.read_text(encoding="utf-8")
+    )
+    assert callers == ["services/lifecycle.py"]

@@ -4,7 +4,7 @@ A remix starts like ``/video`` (``JobStarter``): the same limits, the same publi
 the source's model, size and duration (``JobService.remix_request``), and records where it came
 from: ``source_job_id`` for the "Remix of" link and ``remixed_from_video_id`` for the provider,
 which the tracker sends to ``POST /videos/{id}/remix``. The command does what the Remix form
-does (``cogs.jobs.JobButtonsCog.start_remix``).
+does (the ``JobButtonHandler`` cog's ``start_remix``).
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.adapters.sqlite.history import MAX_CHOICES, HistoryStore
-from bot.discord.cogs.jobs import JobButtonsCog
 from bot.discord.common import guild_id_of
 from bot.discord.mentions import NO_MENTIONS
-from bot.discord.views import HISTORY_COG, videos_embed, videos_page_view
+from bot.discord.views import HISTORY_COG, JOB_BUTTONS_COG, JobButtonHandler, videos_embed, videos_page_view
 from bot.domain.errors import UserError
 from bot.domain.jobs import Job
 from bot.services.jobs import MAX_PROMPT_CHARS
@@ -42,9 +41,8 @@ def choice_name(job: Job) -> str:
 class HistoryCog(commands.Cog, name=HISTORY_COG):
     """Implements ``bot.discord.views.VideosPager``."""
 
-    def __init__(self, bot: VideoBot, buttons: JobButtonsCog) -> None:
+    def __init__(self, bot: VideoBot) -> None:
         self.bot = bot
-        self.buttons = buttons
         # The history part of the redesign hands this cog a HistoryService instead.
         self.history = HistoryStore(bot.store)  # type: ignore[arg-type]
 
@@ -62,7 +60,10 @@ class HistoryCog(commands.Cog, name=HISTORY_COG):
         video: int,
         prompt: app_commands.Range[str, 1, MAX_PROMPT_CHARS],
     ) -> None:
-        await self.buttons.start_remix(interaction, video, prompt)
+        buttons = self.bot.get_cog(JOB_BUTTONS_COG)
+        if not isinstance(buttons, JobButtonHandler):
+            raise UserError("The bot is still starting up. Try again in a moment.")
+        await buttons.start_remix(interaction, video, prompt)
 
     @remix.autocomplete("video")
     async def remix_video_choices(

@@ -238,7 +238,13 @@ class JobLifecycle:
 
         task.add_done_callback(done)
 
-    async def close(self) -> None:
-        """Let pending follow-ups finish (they are short; each provider delete saves a paid job)."""
-        if self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+    async def close(self, grace_seconds: float = 5.0) -> None:
+        """Let pending follow-ups finish (each provider delete saves a paid job), within
+        ``grace_seconds`` (shutdown has its own deadline); the rest are cancelled."""
+        if not self._tasks:
+            return
+        tasks = list(self._tasks)
+        _done, pending = await asyncio.wait(tasks, timeout=grace_seconds)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -34,8 +34,7 @@ from bot.domain.errors import CatalogError, ConfigError, UserError
 from bot.domain.jobs import Job, JobRequest, JobStatus
 from bot.domain.provider_errors import AuthenticationError, UnsupportedEndpoint, VideoAPIError
 from bot.logsafety import install_redaction
-from bot.services.jobs import JobService, clean_prompt
-from bot.services.tracker import JobTracker
+from bot.services.jobs import clean_prompt
 from bot.settings import Settings, redact_urls
 
 log = logging.getLogger("videobot")
@@ -359,8 +358,8 @@ def _discord_failure(exc: BaseException, settings: Settings) -> BaseException:
 
 async def run_bot(settings: Settings, args: argparse.Namespace) -> int:
     from bot.adapters.http.links import MediaLinks
-    from bot.adapters.http.server import serve_http
-    from bot.discord.bot import VideoBot, point_discord_at
+    from bot.app import build_bot, serve_bot_http
+    from bot.discord.bot import point_discord_at
 
     token = settings.require_token()
     catalog = load_catalog(settings.models_file)
@@ -368,20 +367,18 @@ async def run_bot(settings: Settings, args: argparse.Namespace) -> int:
     point_discord_at(settings.discord_api_base_url, settings.discord_gateway_url)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     async with Store.open(settings.database_path) as store, video_api(settings) as api:
-        bot = VideoBot(settings=settings, store=store, api=api, catalog=catalog)
-        bot.presenter.demo_render = settings.uses_local_api
         links = None
         if settings.public_base_url and settings.http_port is not None:
             # Videos too large for Discord even after re-encoding are linked, served by our server.
             links = await MediaLinks.load(store, settings.public_base_url)
-            bot.presenter.media_links = links
+        bot = build_bot(settings, store=store, api=api, catalog=catalog, media_links=links)
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stopping.set)
         # The HTTP server (webhooks, /healthz) starts before the gateway and stops before the bot closes.
-        async with bot, serve_http(settings, bot, extra_routes=links.routes() if links else ()):
+        async with bot, serve_bot_http(settings, bot, store, links=links):
             runner = asyncio.create_task(bot.start(token.get_secret_value()), name="discord")
             stopper = asyncio.create_task(stopping.wait(), name="signal")
             done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -476,6 +473,7 @@ def _price(quote: Quote, settings: Settings) -> str:
 
 async def generate(settings: Settings, args: argparse.Namespace) -> int:
     from bot.adapters.media import ImageError, fit_image, sniff_image
+    from bot.app import job_service, job_tracker
 
     catalog: Catalog = load_catalog(settings.models_file)
     quote = catalog.quote(args.model, args.size, args.seconds)
@@ -501,8 +499,8 @@ async def generate(settings: Settings, args: argparse.Namespace) -> int:
         # The built-in renderer's files live only as long as this command: --out is all it writes.
         async with Store.open(workdir / "jobs.db") as store, video_api(settings, keep_files=False) as api:
             presenter = TerminalPresenter(args.out, status)
-            tracker = JobTracker(store, api, presenter, workdir, poll_interval=poll)
-            service = JobService(store)
+            tracker = job_tracker(store, api, presenter, workdir, poll_interval=poll)
+            service = job_service(store)
             job = await service.submit(
                 JobRequest.priced(
                     quote,

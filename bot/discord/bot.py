@@ -1,31 +1,37 @@
-"""The discord.py Bot: wires the services in ``setup_hook``, loads the cogs, maps errors to replies."""
+"""The discord.py Bot: takes its services from the composition root, loads the cogs, answers errors."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
-import uuid
-from typing import Any
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
 
 import discord
 import yarl
 from discord import app_commands
 from discord.ext import commands
 
-from bot.adapters.sqlite.credits import SqliteCreditsRepository
-from bot.adapters.sqlite.history import SqliteHistoryRepository
-from bot.adapters.sqlite.store import Store
-from bot.adapters.videoapi.client import VideoAPIClient
-from bot.discord.presenter import NO_MENTIONS, DiscordPresenter
+from bot.discord.cogs.credits import CreditsCog
+from bot.discord.cogs.history import HistoryCog
+from bot.discord.cogs.jobs import JobButtonsCog
+from bot.discord.cogs.video import VideoCog
+from bot.discord.errors import answer_error
+from bot.discord.errors import respond_ephemeral as respond_ephemeral
+from bot.discord.mentions import NO_MENTIONS
+from bot.discord.presenter import DiscordPresenter
+from bot.discord.starter import JobStarter
+from bot.discord.views import DYNAMIC_ITEMS, JobButtons
 from bot.domain.catalog import Catalog
-from bot.domain.errors import UserError
 from bot.domain.jobs import Job
-from bot.domain.messages import cancel_refusal
 from bot.services.credits import CreditsService
+from bot.services.delivery import DeliveryPlanner
 from bot.services.history import HistoryService
 from bot.services.jobs import JobService
+from bot.services.lifecycle import JobLifecycle
+from bot.services.ports import JobPresenter
 from bot.services.tracker import JobTracker
 from bot.settings import Settings
 
@@ -41,14 +47,37 @@ def point_discord_at(api_base_url: str, gateway_url: str) -> None:
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
 
 
+class BotStore(Protocol):
+    """What the bot itself (and the cogs not yet given services) reads and writes directly."""
+
+    def transaction(self) -> AbstractAsyncContextManager[Any]: ...
+
+    async def get_job(self, job_id: int) -> Job | None: ...
+
+    async def get_meta(self, key: str) -> str | None: ...
+
+    async def set_meta(self, key: str, value: str) -> None: ...
+
+    async def ping(self) -> bool: ...
+
+
 class VideoBot(commands.Bot):
+    """Everything it works with is handed in by the composition root (``bot.app``); the one thing
+    made here is the Discord presenter (it needs this client), and with it the tracker, from
+    ``tracker_for``."""
+
     def __init__(
         self,
         *,
         settings: Settings,
-        store: Store,
-        api: VideoAPIClient,
         catalog: Catalog,
+        store: BotStore,
+        jobs: JobService,
+        credits: CreditsService,
+        history: HistoryService,
+        lifecycle: JobLifecycle,
+        delivery: DeliveryPlanner,
+        tracker_for: Callable[[JobPresenter], JobTracker],
     ) -> None:
         # The bot never joins voice: discord.py's start-up warnings about voice libraries are noise.
         discord.VoiceClient.warn_nacl = False
@@ -64,65 +93,40 @@ class VideoBot(commands.Bot):
         )
         self.settings = settings
         self.store = store
-        self.api = api
         self.catalog = catalog
+        self.jobs = jobs
+        self.credits = credits
+        self.history = history
+        self.lifecycle = lifecycle
         self.presenter = DiscordPresenter(
-            self, store, catalog, edit_interval=settings.progress_edit_interval_seconds
-        )
-        self.tracker = JobTracker(
+            self,
             store,
-            api,
-            self.presenter,
-            settings.data_dir,
-            poll_interval=settings.poll_interval_seconds,
-            push_mode=settings.webhooks_enabled,
-            safety_interval=settings.webhook_safety_sweep_seconds,
-            max_concurrent_submissions=settings.max_concurrent_submissions,
-            max_concurrent_deliveries=settings.max_concurrent_deliveries,
-            deadline_seconds=settings.job_deadline_minutes * 60,
+            lifecycle,
+            catalog,
+            delivery=delivery,
+            views=JobButtons(),
+            demo_render=settings.uses_local_api,
+            edit_interval=settings.progress_edit_interval_seconds,
         )
-        history = SqliteHistoryRepository(store)
-        self.credits = CreditsService(SqliteCreditsRepository(store), history, catalog=catalog)
-        self.history = HistoryService(history)
-        self.jobs = JobService(store, on_new_job=self.tracker.wake, credits_service=self.credits)
-        self._background: set[asyncio.Task[None]] = set()
+        self.tracker = tracker_for(self.presenter)
+        self.starter = JobStarter(jobs, self.presenter)
         self.tree.error(self.on_app_command_error)
 
     async def setup_hook(self) -> None:
-        from bot.discord.cogs.credits import CreditsCog
-        from bot.discord.cogs.history import HistoryCog
-        from bot.discord.cogs.video import VideoCog
-        from bot.discord.views import DYNAMIC_ITEMS, JobButtons
-
-        video_cog = VideoCog(self)
-        await self.add_cog(video_cog)
+        await self.add_cog(VideoCog(self))
         await self.add_cog(CreditsCog(self))
-        await self.add_cog(HistoryCog(self, video_cog))
+        await self.add_cog(JobButtonsCog(self))
+        await self.add_cog(HistoryCog(self))
         # Buttons parse their state from custom_id, so messages from earlier runs keep working.
         self.add_dynamic_items(*DYNAMIC_ITEMS)
-        self.presenter.views = JobButtons()
         await self.sync_commands_if_changed()
         self.tracker.start()  # resumes every unfinished job from the store
 
     async def close(self) -> None:
         await self.tracker.stop()
         await self.presenter.close()
-        for task in list(self._background):
-            task.cancel()
+        await self.lifecycle.close()
         await super().close()
-
-    async def cancel_job(self, job: Job, *, actor_id: int) -> Job:
-        """Cancel and refund a job, delete it at the provider, and show the final card. The card is
-        edited in the background: the caller must answer its interaction within 3 seconds."""
-        cancelled = await self.jobs.cancel(job.id, actor_id=actor_id)
-        if cancelled is None:
-            current = await self.store.get_job(job.id) or job
-            raise UserError(cancel_refusal(current))
-        self.tracker.cancel_at_provider(cancelled)
-        task = asyncio.create_task(self.presenter.job_failed(cancelled), name=f"show-cancel-{job.id}")
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        return cancelled
 
     def command_tree_hash(self) -> str:
         payload = sorted(
@@ -145,31 +149,4 @@ class VideoBot(commands.Bot):
     async def on_app_command_error(
         self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError
     ) -> None:
-        """One place that turns errors into replies: a user error shows its message; anything else
-        gets a short apology with a reference the admin can find in the log."""
-        original = getattr(error, "original", error)
-        if isinstance(original, UserError):
-            text = original.user_message
-        elif isinstance(error, app_commands.NoPrivateMessage):
-            text = "This command works in servers only, not in direct messages."
-        elif isinstance(error, app_commands.CheckFailure):
-            text = str(error) or "You don't have permission to use this command."
-        else:
-            reference = uuid.uuid4().hex[:8]
-            log.error("command failed (ref %s)", reference, exc_info=original)
-            text = (
-                f"Something went wrong on the bot's side (reference `{reference}`). "
-                "You are only ever charged for videos you receive."
-            )
-        await respond_ephemeral(interaction, text)
-
-
-async def respond_ephemeral(interaction: discord.Interaction[Any], text: str) -> None:
-    """Answer with ``response`` or ``followup`` depending on whether the interaction was acknowledged."""
-    try:
-        if interaction.response.is_done():
-            await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
-        else:
-            await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
-    except discord.HTTPException as exc:
-        log.warning("could not send an error reply: %s", exc)
+        await answer_error(interaction, error, what="command")

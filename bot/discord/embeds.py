@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import discord
 
-from bot.domain.jobs import Job, JobStatus
+from bot.domain.jobs import ChargeState, Job, JobStatus
 from bot.domain.messages import REMIX_SOURCE_GONE_CODE
 
 BAR_WIDTH = 20
@@ -119,11 +119,20 @@ def job_embed(
         embed.add_field(
             name="What happened", value=_clip(job.error_message or "Unknown error.", 1000), inline=False
         )
-        embed.add_field(name="Credits", value="Nothing was charged for this video.", inline=False)
+        embed.add_field(name="Credits", value=_failure_charge_text(job), inline=False)
     elif job.status is JobStatus.CANCELLED:
         embed.add_field(name="Credits", value="Nothing was charged for this video.", inline=False)
     embed.set_footer(text=f"Job #{job.id}" + (DEMO_NOTE if demo else ""))
     return embed
+
+
+def _failure_charge_text(job: Job) -> str:
+    """What the failure cost, from the job's charge state: a guild may charge for prompts the
+    provider's moderation blocked (a failed job is otherwise refunded in the same write)."""
+    if job.charge_state is ChargeState.CHARGED:
+        credits = f"{job.cost} credit{'s' if job.cost != 1 else ''}"
+        return f"{credits} charged: this server charges for prompts the provider's safety system declines."
+    return "Nothing was charged for this video."
 
 
 def _title(job: Job) -> str:

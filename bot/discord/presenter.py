@@ -22,24 +22,22 @@ from typing import Any, Protocol
 
 import discord
 
-from bot.adapters.http.links import MediaLinks
-from bot.adapters.media import MediaError, make_thumbnail, reencode_to_fit
-from bot.adapters.sqlite.store import Store
 from bot.discord.embeds import job_embed
+from bot.discord.mentions import NO_MENTIONS
 from bot.domain.catalog import Catalog
+from bot.domain.delivery import MIB, Link, Undeliverable, thumbnail_filename, video_filename
 from bot.domain.errors import UndeliverableError
 from bot.domain.jobs import Job, JobStatus
+from bot.services.delivery import DeliveryPlanner
+from bot.services.ports import Receipt, ReplyRecorder
 from bot.services.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
-NO_MENTIONS = discord.AllowedMentions.none()
 _INVALID_WEBHOOK_TOKEN = 50027
 _UNKNOWN_MESSAGE = 10008
 _UNKNOWN_CHANNEL = 10003
 _FILE_TOO_LARGE = 40005
-MIB = 1024 * 1024
-DEFAULT_UPLOAD_LIMIT = 10 * MIB  # Discord's limit for servers without boosts
 
 
 @dataclass
@@ -48,6 +46,10 @@ class _EditState:
     last_key: str | None = None
     last_edit_at: float = float("-inf")
     task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+class JobReader(Protocol):
+    async def get_job(self, job_id: int) -> Job | None: ...
 
 
 class JobViews(Protocol):
@@ -62,24 +64,28 @@ class DiscordPresenter:
     def __init__(
         self,
         client: discord.Client,
-        store: Store,
+        jobs: JobReader,
+        replies: ReplyRecorder,
         catalog: Catalog,
         *,
+        delivery: DeliveryPlanner,
+        views: JobViews | None = None,
+        demo_render: bool = False,
         edit_interval: float = 3.0,
         channel_edits_per_minute: int = 36,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
-        self.store = store
+        self.jobs = jobs
+        self.replies = replies
         self.catalog = catalog
         self.edit_interval = edit_interval
         self._clock = clock
         self._states: dict[int, _EditState] = {}
         self.edits_sent = 0
-        self.views: JobViews | None = None
-        self.media_links: MediaLinks | None = None  # set when PUBLIC_BASE_URL and HTTP_PORT are
-        self.demo_render = False  # set when the built-in renderer makes the videos
-        self._reencode_slots = asyncio.Semaphore(1)  # CPU-bound; two cores are shared with the loop
+        self.views = views
+        self.delivery = delivery
+        self.demo_render = demo_render  # the built-in renderer makes the videos: say so on the card
         # Discord allows about 5 message writes per 5 s per channel. Progress edits share a smaller
         # budget (3 per 5 s by default) so that final deliveries, which skip the queue, always fit.
         self.channel_edits_per_minute = channel_edits_per_minute
@@ -89,7 +95,7 @@ class DiscordPresenter:
         """The job's card. Async because a remix's card links to its source job's message."""
         spec = self.catalog.get(job.model)
         expected = (spec.seconds_per_video_second if spec else 10.0) * job.seconds
-        source = await self.store.get_job(job.source_job_id) if job.source_job_id is not None else None
+        source = await self.jobs.get_job(job.source_job_id) if job.source_job_id is not None else None
         return job_embed(
             job, now=self._clock(), expected_seconds=expected, source=source, demo=self.demo_render
         )
@@ -124,14 +130,14 @@ class DiscordPresenter:
                     await asyncio.sleep(wait)  # rate shaping: one edit per interval per message
                 await self._channel_budget(state.latest.channel_id).acquire()
                 seen = state.latest
-                job = await self.store.get_job(seen.id)
+                job = await self.jobs.get_job(seen.id)
                 # No reply recorded yet: /video shows the first card itself.
                 if job is None or job.is_final or job.reply_message_id is None:
                     return
                 embed = await self.render(job)
                 key = json.dumps(embed.to_dict(), sort_keys=True)
                 if key != state.last_key:
-                    await self._edit_reply(job, embed=embed, view=self.view_for(job))
+                    await self._show(job, embed=embed, view=self.view_for(job))
                     state.last_key = key
                     state.last_edit_at = time.monotonic()
                 if state.latest is seen:
@@ -156,95 +162,86 @@ class DiscordPresenter:
             with contextlib.suppress(asyncio.CancelledError):
                 await state.task
 
-    async def deliver(self, job: Job, media: Path) -> int | None:
+    async def deliver(self, job: Job, media: Path) -> Receipt | None:
+        """Post what the delivery planner decided for the finished video of ``job`` (the tracker
+        checked it is still being posted)."""
         await self._settle(job.id)
-        final = await self.store.get_job(job.id) or job
-        if final.status is not JobStatus.UPLOADING:
-            return None  # cancelled or failed meanwhile: post nothing
-        delivered = _as_delivered(final, self._clock())
-        limit = final.upload_limit or DEFAULT_UPLOAD_LIMIT
-        self._channel_budget(final.channel_id).take_if_available()  # deliveries never wait for progress
+        delivered = _as_delivered(job, self._clock())
+        self._channel_budget(job.channel_id).take_if_available()  # deliveries never wait for progress
+        limit: int | None = None
         for _attempt in range(2):
-            try:
-                upload, note = await self._fit_upload(media, limit)
-            except UndeliverableError:
-                if self.media_links is None:
-                    raise
-                return await self._deliver_link(delivered, media, limit)
+            plan = await self.delivery.plan(job, media, limit)
+            if isinstance(plan, Undeliverable):
+                raise UndeliverableError(plan.reason)
+            if isinstance(plan, Link):
+                return await self._post_link(delivered, plan)
             embed = await self.render(delivered)
-            if note:
-                embed.add_field(name="Note", value=note, inline=False)
+            if plan.note:
+                embed.add_field(name="Note", value=plan.note, inline=False)
             try:
-                message_id = await self._edit_reply(
+                receipt = await self._edit_reply(
                     delivered,
                     embed=embed,
-                    upload=Upload(upload, video_filename(final)),
+                    upload=Upload(plan.path, video_filename(job)),
                     view=self.view_for(delivered),
                     dm_fallback=True,
                 )
-                if upload != media:
-                    upload.unlink(missing_ok=True)  # the original stays in DATA_DIR for re-delivery
-                return message_id
             except discord.HTTPException as exc:
                 if exc.status != 413 and exc.code != _FILE_TOO_LARGE:
                     raise
                 # Discord's limit was lower than the one the interaction announced: aim lower.
-                log.info("job %s: upload of %d bytes refused as too large", job.id, upload.stat().st_size)
-                limit = int(upload.stat().st_size * 0.9)
+                size = plan.path.stat().st_size
+                log.info("job %s: upload of %d bytes refused as too large", job.id, size)
+                limit = int(size * 0.9)
+                continue
+            if plan.temporary:
+                plan.path.unlink(missing_ok=True)  # the original stays in DATA_DIR for re-delivery
+            return receipt
         raise UndeliverableError("Discord kept refusing the video as too large for this server.")
 
-    async def _deliver_link(self, job: Job, media: Path, limit: int) -> int:
+    async def _post_link(self, job: Job, link: Link) -> Receipt:
         """The video can't be made to fit: post its thumbnail and a signed, expiring link."""
-        assert self.media_links is not None
-        url, expires = self.media_links.url_for(job.id, video_filename(job))
-        thumbnail = media.with_name(thumbnail_filename(job))
-        await asyncio.to_thread(make_thumbnail, media, thumbnail)
         embed = await self.render(job)
         embed.add_field(
             name="Watch",
-            value=f"[Download the video]({url}) (link expires <t:{expires}:R>). It is "
-            f"{media.stat().st_size / MIB:.1f} MiB, too large for this server's {limit / MIB:.0f} MiB uploads.",
+            value=f"[Download the video]({link.url}) (link expires <t:{link.expires_at}:R>). It is "
+            f"{link.size / MIB:.1f} MiB, too large for this server's {link.limit / MIB:.0f} MiB uploads.",
             inline=False,
         )
-        embed.set_image(url=f"attachment://{thumbnail.name}")
+        embed.set_image(url=f"attachment://{link.thumbnail.name}")
         return await self._edit_reply(
             job,
             embed=embed,
-            upload=Upload(thumbnail, thumbnail.name),
+            upload=Upload(link.thumbnail, link.thumbnail.name),
             view=self.view_for(job),
             dm_fallback=True,
         )
 
-    async def _fit_upload(self, media: Path, limit: int) -> tuple[Path, str | None]:
-        """The file to upload and a note for the card: the original when it fits, else a copy
-        re-encoded to fit (one re-encode at a time, in a worker thread: it is CPU-heavy)."""
-        size = media.stat().st_size
-        if size <= limit:
-            return media, None
-        fitted = media.with_name(f"{media.stem}.fit-{limit}.mp4")
-        if not fitted.exists():
-            async with self._reencode_slots:
-                try:
-                    await asyncio.to_thread(reencode_to_fit, media, fitted, limit)
-                except MediaError as exc:
-                    raise UndeliverableError(
-                        f"The video is {size / MIB:.1f} MiB, over this server's {limit / MIB:.0f} MiB upload "
-                        f"limit, and could not be shrunk to fit. {exc.user_message}"
-                    ) from exc
-        note = (
-            f"Re-encoded from {size / MIB:.1f} MiB to {fitted.stat().st_size / MIB:.1f} MiB "
-            f"to fit this server's {limit / MIB:.0f} MiB upload limit."
-        )
-        return fitted, note
-
     async def job_failed(self, job: Job) -> None:
+        await self._show_outcome(job)
+
+    async def job_cancelled(self, job: Job) -> None:
+        await self._show_outcome(job)
+
+    async def _show_outcome(self, job: Job) -> None:
         await self._settle(job.id)
         try:
-            await self._edit_reply(
-                job, embed=await self.render(job), view=self.view_for(job), dm_fallback=True
-            )
+            await self._show(job, embed=await self.render(job), view=self.view_for(job), dm_fallback=True)
         except (discord.HTTPException, UndeliverableError) as exc:
             log.warning("job %s: could not show the outcome to the member: %s", job.id, exc)
+
+    async def _show(
+        self,
+        job: Job,
+        *,
+        embed: discord.Embed,
+        view: discord.ui.View | None,
+        dm_fallback: bool = False,
+    ) -> None:
+        """Edit the card (no file) and have the lifecycle record where it now lives."""
+        receipt = await self._edit_reply(job, embed=embed, view=view, dm_fallback=dm_fallback)
+        if receipt.reposted or receipt.token_refused:
+            await self.replies.record_reply(job, receipt)
 
     async def find_delivery(self, job: Job) -> int | None:
         if job.reply_message_id is None:
@@ -276,10 +273,10 @@ class DiscordPresenter:
         upload: Upload | None = None,
         view: discord.ui.View | None = None,
         dm_fallback: bool = False,
-    ) -> int:
+    ) -> Receipt:
         """Edit the job's reply (webhook while the token is fresh, else the channel route); post a new
         message when the reply is gone; with ``dm_fallback``, send it to the member directly when the
-        bot can no longer post in the channel. Returns the id of the message now showing the job."""
+        bot can no longer post in the channel. Returns where the job is now shown."""
         try:
             return await self._edit_or_repost(job, embed=embed, upload=upload, view=view)
         except (discord.Forbidden, discord.NotFound) as exc:
@@ -290,7 +287,7 @@ class DiscordPresenter:
             )
             return await self._send_by_dm(job, embed=embed, upload=upload)
 
-    async def _send_by_dm(self, job: Job, *, embed: discord.Embed, upload: Upload | None) -> int:
+    async def _send_by_dm(self, job: Job, *, embed: discord.Embed, upload: Upload | None) -> Receipt:
         try:
             channel = await self.client.create_dm(discord.Object(id=job.user_id))
             message = await channel.send(
@@ -305,7 +302,7 @@ class DiscordPresenter:
                 f"(Discord code {exc.code})."
             ) from exc
         self.edits_sent += 1
-        return message.id
+        return Receipt(message.id, route="dm")
 
     async def _edit_or_repost(
         self,
@@ -314,7 +311,7 @@ class DiscordPresenter:
         embed: discord.Embed,
         upload: Upload | None,
         view: discord.ui.View | None,
-    ) -> int:
+    ) -> Receipt:
         def kwargs() -> dict[str, Any]:
             # Fresh File objects for every attempt: discord.py closes them after each request.
             values: dict[str, Any] = {"embed": embed, "allowed_mentions": NO_MENTIONS}
@@ -326,6 +323,7 @@ class DiscordPresenter:
 
         if job.reply_message_id is None:
             return await self._post_new(job, kwargs())
+        token_refused = False
         if job.token_usable(self._clock()) and job.application_id:
             webhook = discord.Webhook.partial(
                 job.application_id, job.interaction_token or "", client=self.client
@@ -333,14 +331,14 @@ class DiscordPresenter:
             try:
                 await webhook.edit_message(job.reply_message_id, **kwargs())
                 self.edits_sent += 1
-                return job.reply_message_id
+                return Receipt(job.reply_message_id, route="webhook")
             except discord.HTTPException as exc:
                 if exc.status != 401 and exc.code != _INVALID_WEBHOOK_TOKEN:
                     if exc.code == _UNKNOWN_MESSAGE:
                         return await self._post_new(job, kwargs())
                     raise
                 log.info("job %s: interaction token refused; switching to the channel route", job.id)
-                await self.store.update_job(job.id, token_expires_at=0.0)
+                token_refused = True
         message = self.client.get_partial_messageable(job.channel_id).get_partial_message(
             job.reply_message_id
         )
@@ -351,9 +349,9 @@ class DiscordPresenter:
                 raise
             return await self._post_new(job, kwargs())
         self.edits_sent += 1
-        return job.reply_message_id
+        return Receipt(job.reply_message_id, route="channel", token_refused=token_refused)
 
-    async def _post_new(self, job: Job, kwargs: dict[str, Any]) -> int:
+    async def _post_new(self, job: Job, kwargs: dict[str, Any]) -> Receipt:
         """The reply is gone (deleted by a moderator) or was never recorded: post a fresh message."""
         kwargs = dict(kwargs)
         files = kwargs.pop("attachments", None)
@@ -363,17 +361,8 @@ class DiscordPresenter:
         message = await channel.send(**kwargs)
         self.edits_sent += 1
         # The interaction webhook can only edit the interaction's own messages: this one is edited
-        # through the channel route from now on.
-        await self.store.update_job(job.id, reply_message_id=message.id, token_expires_at=0.0)
-        return message.id
-
-
-def video_filename(job: Job) -> str:
-    return f"video-{job.id}.mp4"
-
-
-def thumbnail_filename(job: Job) -> str:
-    return f"video-{job.id}.thumb.webp"
+        # through the channel route from now on (the lifecycle records that from the receipt).
+        return Receipt(message.id, route="new_message", reposted=True)
 
 
 @dataclass(frozen=True)

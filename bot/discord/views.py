@@ -3,7 +3,8 @@
 Every button is a ``DynamicItem``: its state (the job number, or the owner and page of a list) lives
 in its ``custom_id``, and the classes are registered once with ``bot.add_dynamic_items``, so buttons
 on messages posted before a restart keep working. Button callbacks only parse the ``custom_id`` and
-hand over to the history cog (``JobButtonHandler``), which loads the job and checks who is asking:
+hand over to the job buttons cog (``JobButtonHandler``; the ``/videos`` pager to the history cog,
+``VideosPager``), which loads the job and checks who is asking:
 nothing here trusts that the person pressing a button is the person it was shown to.
 
 Views that carry dynamic items are made with ``timeout=None``: when a view times out, discord.py
@@ -18,15 +19,14 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 import discord
 
-from bot.discord.bot import respond_ephemeral
 from bot.discord.embeds import lineage_text, message_link, remix_source_gone
+from bot.discord.errors import answer_error
 from bot.domain.errors import UserError
 from bot.domain.jobs import ChargeState, Job, JobStatus
 from bot.domain.messages import cancel_refusal
@@ -34,6 +34,8 @@ from bot.domain.messages import cancel_refusal
 log = logging.getLogger(__name__)
 
 HISTORY_COG = "History"
+"""The name the cog implementing ``VideosPager`` is registered under."""
+JOB_BUTTONS_COG = "JobButtons"
 """The name the cog implementing ``JobButtonHandler`` is registered under."""
 
 REMIX_FORM_PREFIX = "videobot:remix-form:"
@@ -84,8 +86,8 @@ def job_action_refusal(action: JobAction, job: Job, *, actor_id: int, is_moderat
 
 @runtime_checkable
 class JobButtonHandler(Protocol):
-    """What the buttons and the remix form do; implemented by the history cog. Each method answers
-    the interaction, and raises ``UserError`` for a refusal it hasn't answered yet."""
+    """What the job buttons and the remix form do; implemented by ``cogs.jobs.JobButtonsCog``. Each
+    method answers the interaction, and raises ``UserError`` for a refusal it hasn't answered yet."""
 
     async def open_remix_form(self, interaction: discord.Interaction[Any], job_id: int) -> None: ...
 
@@ -97,6 +99,11 @@ class JobButtonHandler(Protocol):
 
     async def cancel_job(self, interaction: discord.Interaction[Any], job_id: int) -> None: ...
 
+
+@runtime_checkable
+class VideosPager(Protocol):
+    """Previous / Next on a ``/videos`` list; implemented by the history cog."""
+
     async def show_videos_page(
         self, interaction: discord.Interaction[Any], owner_id: int, page: int
     ) -> None: ...
@@ -107,24 +114,28 @@ async def _answer(
     what: str,
     action: Callable[[JobButtonHandler], Awaitable[None]],
 ) -> None:
-    """Run a button's action; a refusal is shown ephemerally, anything unexpected gets an apology
-    with a reference for the log. discord.py would only log errors, leaving the member with
-    "This interaction failed"."""
+    """Run a job button's action; errors go to the one error handler (a refusal shown
+    ephemerally, anything unexpected an apology with a reference for the log). discord.py would
+    only log them, leaving the member with "This interaction failed"."""
     try:
-        handler = interaction.client.get_cog(HISTORY_COG)
+        handler = interaction.client.get_cog(JOB_BUTTONS_COG)
         if not isinstance(handler, JobButtonHandler):
             raise UserError("The bot is still starting up. Try again in a moment.")
         await action(handler)
-    except UserError as exc:
-        await respond_ephemeral(interaction, exc.user_message)
-    except Exception:
-        reference = uuid.uuid4().hex[:8]
-        log.exception("%s failed (ref %s)", what, reference)
-        await respond_ephemeral(
-            interaction,
-            f"Something went wrong on the bot's side (reference `{reference}`). "
-            "You are only ever charged for videos you receive.",
-        )
+    except Exception as exc:
+        await answer_error(interaction, exc, what=what)
+
+
+async def _answer_pager(
+    interaction: discord.Interaction[Any], action: Callable[[VideosPager], Awaitable[None]]
+) -> None:
+    try:
+        pager = interaction.client.get_cog(HISTORY_COG)
+        if not isinstance(pager, VideosPager):
+            raise UserError("The bot is still starting up. Try again in a moment.")
+        await action(pager)
+    except Exception as exc:
+        await answer_error(interaction, exc, what="videos page")
 
 
 # -- job buttons ---------------------------------------------------------------------------------
@@ -284,9 +295,7 @@ class VideosPageButton(
         return cls(int(match["owner_id"]), int(match["page"]))
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        await _answer(
-            interaction, "videos page", lambda h: h.show_videos_page(interaction, self.owner_id, self.page)
-        )
+        await _answer_pager(interaction, lambda h: h.show_videos_page(interaction, self.owner_id, self.page))
 
 
 def videos_page_view(owner_id: int, page: int, pages: int) -> discord.ui.View:

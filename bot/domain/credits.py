@@ -2,7 +2,7 @@
 
 Defaults (a guild changes them with ``/videomod settings``): 60 credits a week per member (fifteen
 4-second ``sora-2`` videos, about 6 USD at list price), weeks starting Monday 00:00 UTC, two jobs at
-once per member, 30 s between submissions, no guild cap, every channel, model, size and duration.
+once per member, no cooldown between submissions, no guild cap, every channel, model, size and duration.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class GuildPolicy:
     period: Period = "week"
     timezone: str = "UTC"
     max_concurrent: int = 2
-    cooldown_seconds: int = 30
+    cooldown_seconds: int = 0  # off: a member may press Remix or Again right after a delivery
     guild_cap: int | None = None  # credits per period for the whole guild; None = no cap
     allowed_channels: tuple[int, ...] = ()  # empty = all
     allowed_models: tuple[str, ...] = ()  # empty = every model in the catalog

@@ -1,4 +1,5 @@
-"""One error hierarchy. Each user-facing error carries the message the member sees."""
+"""One error hierarchy. Each user-facing error carries structured data (what the Discord layer needs
+to word it) and a plain-text message (``str(error)``, ``user_message``) without Discord markup."""
 
 from __future__ import annotations
 
@@ -15,6 +16,31 @@ class UserError(VideobotError):
         self.user_message = user_message
 
 
+class JobNotFound(UserError):
+    def __init__(self, job_id: int, hint: str = "") -> None:
+        super().__init__(f"There is no video #{job_id} in this server.{hint}")
+        self.job_id = job_id
+
+
+class JobNotCancellable(UserError):
+    """The job is past the point where cancelling means anything."""
+
+    def __init__(self, job_id: int, status: str, message: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.status = status
+
+
+class JobActionRefused(UserError):
+    """A member may not use a job's button (not theirs, or the job is in the wrong state)."""
+
+    def __init__(self, job_id: int, action: str, message: str, *, owner_id: int | None = None) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.action = action
+        self.owner_id = owner_id
+
+
 class CatalogError(VideobotError):
     """The model catalog file is wrong; the message names the file and the entry."""
 
@@ -26,5 +52,9 @@ class ConfigError(VideobotError):
 class UndeliverableError(VideobotError):
     """A finished video cannot be posted anywhere (too large, channel gone, no permission).
 
-    The message is shown to the member (where possible) and the job is refunded.
+    ``reason`` is shown to the member (where possible) and the job is refunded.
     """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

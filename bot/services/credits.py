@@ -29,7 +29,7 @@ from bot.domain.credits import (
 )
 from bot.domain.errors import UserError
 from bot.domain.jobs import FINAL_STATUSES, Job, JobRequest, JobStatus
-from bot.services.ports_credits import CreditsRepository, HistoryRepository, Transaction
+from bot.services.ports import CreditsRepository, HistoryRepository, Transaction
 
 PAGE_SIZE = 10
 JobFilter = Literal["active", "completed", "failed", "cancelled"]

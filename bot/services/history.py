@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.domain.jobs import Job
-from bot.services.ports_credits import HistoryRepository
+from bot.services.ports import HistoryRepository
 
 VIDEOS_PAGE_SIZE = 10
 MAX_REMIX_CHOICES = 25  # Discord shows at most 25 autocomplete choices

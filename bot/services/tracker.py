@@ -20,10 +20,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, Protocol
 
-from bot.adapters.sqlite.store import CreditsStore, Store
-from bot.adapters.videoapi.client import LOST_CREATE_SEARCH_DEPTH, VideoAPIClient, matches_request
 from bot.domain.errors import UndeliverableError
-from bot.domain.jobs import ACTIVE_STATUSES, WITH_PROVIDER, ChargeState, Job, JobStatus
+from bot.domain.jobs import WITH_PROVIDER, Job, JobStatus
 from bot.domain.messages import (
     REMIX_SOURCE_GONE,
     REMIX_SOURCE_GONE_CODE,
@@ -31,49 +29,70 @@ from bot.domain.messages import (
     explain_provider_error,
     remix_source_gone,
 )
-from bot.domain.provider import Video
-from bot.domain.provider_errors import BadRequest, NotFound, UnsupportedEndpoint, VideoAPIError
+from bot.domain.provider import Video, VideoList
+from bot.domain.provider_errors import (
+    BadRequest,
+    NotFound,
+    SubmitUncertain,
+    UnsupportedEndpoint,
+    VideoAPIError,
+)
 from bot.services.failpoints import FailPoint, reached
+from bot.services.lifecycle import JobLifecycle
+from bot.services.ports import JobPresenter, JobRepository, Receipt
 
 log = logging.getLogger(__name__)
 
 LIST_PAGE_SIZE = 100  # the spec's maximum
 MAX_STEP_FAILURES = 5
-# The provider deadline applies from submission; the whole-job deadline adds time for the queue
-# before submission, the download and the upload.
+# The provider deadline applies from submission; a job not at the provider also gets this long
+# (the queue before submission, the download and the upload): see ``Job.deadline_at``.
 DEADLINE_GRACE_SECONDS = 600.0
+LOST_CREATE_SEARCH_DEPTH = 50  # recent videos searched for a create whose answer was lost
 
 
 class ReferenceMissing(Exception):
     """The fitted reference image of a job is gone from disk (deleted, or a different DATA_DIR)."""
 
 
-class JobPresenter(Protocol):
-    """How the tracker shows jobs to people. The Discord layer implements it."""
+class VideoProvider(Protocol):
+    """The Videos API as the tracker uses it (``bot.adapters.videoapi.client.VideoAPIClient``)."""
 
-    async def job_changed(self, job: Job) -> None:
-        """Progress, status or queue state changed; show it (throttling is the presenter's job)."""
+    last_poll_after: float | None
+    supports_list: bool | None
 
-    async def deliver(self, job: Job, media: Path) -> int | None:
-        """Post the finished video; return the id of the message that carries it (None: not delivered,
-        try again later)."""
+    async def create(
+        self,
+        *,
+        prompt: str,
+        model: str,
+        size: str,
+        seconds: int,
+        input_reference: bytes | None = None,
+        input_reference_type: str = "image/png",
+    ) -> Video: ...
 
-    async def job_failed(self, job: Job) -> None:
-        """Tell the member the job failed and why (``job.error_message``)."""
+    async def remix(self, video_id: str, prompt: str) -> Video: ...
 
-    async def find_delivery(self, job: Job) -> int | None:
-        """If the video of this job is already posted (by a run that crashed before recording it),
-        the id of the message carrying it."""
+    async def retrieve(self, video_id: str) -> Video: ...
+
+    async def list(self, *, limit: int = 100, after: str | None = None, order: str = "desc") -> VideoList: ...
+
+    async def download(self, video_id: str, dest: Path) -> int: ...
+
+    async def delete(self, video_id: str) -> bool: ...
 
 
 class JobTracker:
     def __init__(
         self,
-        store: Store,
-        api: VideoAPIClient,
+        store: JobRepository,
+        api: VideoProvider,
         presenter: JobPresenter,
         data_dir: Path,
         *,
+        lifecycle: JobLifecycle,
+        wake_event: asyncio.Event | None = None,
         poll_interval: float = 5.0,
         min_poll_interval: float = 0.2,
         push_mode: bool = False,
@@ -84,7 +103,7 @@ class JobTracker:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
-        self.credits = CreditsStore(store)
+        self.lifecycle = lifecycle
         self.api = api
         self.presenter = presenter
         self.data_dir = data_dir
@@ -98,7 +117,8 @@ class JobTracker:
         self._clock = clock
         self._submit_slots = asyncio.Semaphore(max_concurrent_submissions)
         self._delivery_slots = asyncio.Semaphore(max_concurrent_deliveries)
-        self._wake = asyncio.Event()
+        # Shared with the job service (a new job or a cancel wakes the loop).
+        self._wake = wake_event if wake_event is not None else asyncio.Event()
         self._busy: set[int] = set()  # job ids with a submit or delivery task running
         self._pushed: dict[str, str] = {}  # provider video id → webhook event type
         self._next_status_refresh = 0.0
@@ -125,6 +145,7 @@ class JobTracker:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.lifecycle.close()
 
     @property
     def alive(self) -> bool:
@@ -274,17 +295,17 @@ class JobTracker:
             )
 
     async def _past_deadline(self, job: Job, now: float) -> bool:
-        """Fail (and refund) any job still unfinished long after it was accepted, whatever step it
-        is stuck in, so no member's credits or concurrency slot stay blocked forever."""
-        if now - job.created_at <= self.deadline_seconds + DEADLINE_GRACE_SECONDS:
+        """Fail (and refund) any job still unfinished past its deadline (``Job.deadline_at``: the
+        one rule), whatever step it is stuck in, so no member's credits or concurrency slot stay
+        blocked forever; its video is deleted at the provider."""
+        if now <= job.deadline_at(self.deadline_seconds, DEADLINE_GRACE_SECONDS):
             return False
-        minutes = self.deadline_seconds / 60
         await self._fail(
             job,
             "deadline_exceeded",
-            f"The video wasn't ready after {minutes:.0f} minutes, so the bot gave up.",
+            f"This video took longer than {self.deadline_seconds / 60:.0f} minutes, so the bot gave up.",
+            delete_at_provider=True,
         )
-        self.cancel_at_provider(job)
         return True
 
     # -- submit --------------------------------------------------------------------------------
@@ -300,9 +321,7 @@ class JobTracker:
             adopted = await self._adopt_lost_submission(job)
             if adopted:
                 return
-        current = await self.store.transition(
-            job.id, expect=(JobStatus.PENDING, JobStatus.SUBMITTING), status=JobStatus.SUBMITTING
-        )
+        current = await self.lifecycle.submitting(job)
         if current is None:
             return  # cancelled meanwhile
         reached(FailPoint.BEFORE_CREATE)
@@ -326,6 +345,17 @@ class JobTracker:
                 "The starting image was no longer on the bot's disk, so the video was not sent. Try again.",
             )
             return
+        except SubmitUncertain:
+            # The answer to the create was lost and the request may have reached the provider:
+            # look for it (as after a restart) rather than sending it twice.
+            if not await self._adopt_lost_submission(current):
+                await self._fail(
+                    current,
+                    "submit_uncertain",
+                    "The provider didn't confirm the request and the bot could not find it, so it was "
+                    "not sent again. Nothing was charged; please try again.",
+                )
+            return
         except VideoAPIError as exc:
             if current.remixed_from_video_id and remix_source_gone(exc):
                 await self._fail(current, REMIX_SOURCE_GONE_CODE, REMIX_SOURCE_GONE)
@@ -337,19 +367,9 @@ class JobTracker:
 
     async def _accepted(self, job: Job, video: Video) -> None:
         """Record that the provider has ``video`` for this job (sent now, or found after a restart)."""
-        updated = await self.store.transition(
-            job.id,
-            expect=(JobStatus.SUBMITTING,),
-            provider_video_id=video.id,
-            status=JobStatus.QUEUED,
-            submitted_at=self._clock(),
-        )
-        if updated is None:
-            # Cancelled while the request was in flight: don't leave a paid job running.
-            with contextlib.suppress(VideoAPIError):
-                await self.api.delete(video.id)
-            return
-        await self._apply(updated, video)
+        updated = await self.lifecycle.accepted(job, video.id)
+        if updated is not None:
+            await self._apply(updated, video)
 
     async def _reference_bytes(self, job: Job) -> bytes | None:
         if not job.reference_image_path:
@@ -360,6 +380,9 @@ class JobTracker:
             raise ReferenceMissing(job.reference_image_path) from exc
 
     async def _adopt_lost_submission(self, job: Job) -> bool:
+        """The one place a create whose answer was lost is looked for: the newest videos at the
+        provider that match the request and belong to no other job. True when the job was
+        adopted, or failed because the provider can't be asked."""
         try:
             page = await self.api.list(limit=LOST_CREATE_SEARCH_DEPTH, order="desc")
         except UnsupportedEndpoint:
@@ -370,11 +393,11 @@ class JobTracker:
                 "arrived, so it was not sent twice. Nothing was charged; please try again.",
             )
             return True
-        fields = {"prompt": job.prompt, "model": job.model, "size": job.size, "seconds": str(job.seconds)}
-        candidates = [video for video in page.data if matches_request(video, fields, since=job.created_at)]
+        candidates = [video for video in page.data if matches_job(video, job)]
         owned = await self.store.known_provider_ids(video.id for video in candidates)
         video = next((v for v in candidates if v.id not in owned), None)
         if video is not None:
+            log.info("job %s: a create answer was lost; adopted %s from the list", job.id, video.id)
             await self._accepted(job, video)
             return True
         return False
@@ -417,16 +440,8 @@ class JobTracker:
         return seen
 
     async def _apply(self, job: Job, video: Video) -> None:
-        now = self._clock()
         if video.status == "completed":
-            updated = await self.store.transition(
-                job.id,
-                expect=WITH_PROVIDER,
-                status=JobStatus.DOWNLOADING,
-                progress=100,
-                provider_status=video.status,
-                generated_at=now,
-            )
+            updated = await self.lifecycle.completed(job, video.status)
             if updated is not None:
                 await self.presenter.job_changed(updated)
                 # From a sweep this starts the download now; from inside this job's submit step
@@ -438,24 +453,14 @@ class JobTracker:
             message = video.error.message if video.error and video.error.message else None
             await self._fail(job, code, explain_code(code, message))
             return
-        if job.submitted_at and now - job.submitted_at > self.deadline_seconds:
-            await self._fail(
-                job,
-                "deadline_exceeded",
-                f"The provider took longer than {self.deadline_seconds / 60:.0f} minutes, so the bot gave up.",
-            )
-            with contextlib.suppress(VideoAPIError):
-                await self.api.delete(video.id)
-            return
         status = JobStatus.IN_PROGRESS if video.status == "in_progress" else JobStatus.QUEUED
         progress = video.progress if video.progress is not None else job.progress
         progress = max(progress, job.progress)  # never show progress going backwards
         if status is job.status and progress == job.progress and video.status == job.provider_status:
             return
-        changes: dict[str, Any] = {"status": status, "progress": progress, "provider_status": video.status}
-        if status is JobStatus.IN_PROGRESS and job.started_at is None:
-            changes["started_at"] = now
-        updated = await self.store.transition(job.id, expect=WITH_PROVIDER, **changes)
+        updated = await self.lifecycle.progress(
+            job, status=status, progress=progress, provider_status=video.status
+        )
         if updated is not None:
             await self.presenter.job_changed(updated)
 
@@ -491,45 +496,28 @@ class JobTracker:
                     await self._fail(job, exc.code or "download_failed", explain_provider_error(exc))
                     return
                 raise
-            updated = await self.store.transition(
-                job.id,
-                expect=(JobStatus.DOWNLOADING, JobStatus.UPLOADING),
-                status=JobStatus.UPLOADING,
-                media_path=str(path),
-            )
+            updated = await self.lifecycle.downloaded(job, str(path))
             if updated is None:
                 return
             job = updated
         self._upload_attempted.add(job.id)
-        try:
-            message_id = await self.presenter.deliver(job, path)
-        except UndeliverableError as exc:
-            await self._fail(job, "undeliverable", str(exc))
+        # The store is the truth: a job that ended meanwhile (a deadline) is not posted.
+        current = await self.store.get_job(job.id)
+        if current is None or current.status is not JobStatus.UPLOADING:
             return
-        if message_id is None:
+        try:
+            receipt = await self.presenter.deliver(current, path)
+        except UndeliverableError as exc:
+            await self._fail(current, "undeliverable", exc.reason)
+            return
+        if receipt is None:
             return  # the presenter explained or will retry; the job stays in UPLOADING
         reached(FailPoint.AFTER_UPLOAD_BEFORE_RECORD)
-        await self._mark_delivered(job, message_id)
+        await self._mark_delivered(current, receipt)
 
-    async def _mark_delivered(self, job: Job, message_id: int) -> None:
-        delivered = await self.store.transition(
-            job.id,
-            expect=(JobStatus.UPLOADING,),
-            status=JobStatus.COMPLETED,
-            charge_state=ChargeState.CHARGED,
-            delivered_message_id=message_id,
-            finished_at=self._clock(),
-        )
+    async def _mark_delivered(self, job: Job, receipt: Receipt | int) -> None:
+        await self.lifecycle.delivered(job, receipt)
         self._forget(job.id)
-        if delivered is not None:
-            await self.credits.audit(
-                "job.delivered",
-                guild_id=job.guild_id,
-                actor_id=None,
-                target_user_id=job.user_id,
-                job_id=job.id,
-                details={"cost": job.cost, "message_id": message_id},
-            )
 
     async def _still_generating(self, job: Job) -> bool:
         """A download was refused: was the completion announced (by a webhook) ahead of the provider's
@@ -543,56 +531,33 @@ class JobTracker:
         if video.is_terminal:
             return False
         status = JobStatus.IN_PROGRESS if video.status == "in_progress" else JobStatus.QUEUED
-        back = await self.store.transition(job.id, expect=(JobStatus.DOWNLOADING,), status=status, progress=0)
-        return back is not None
+        return await self.lifecycle.back_to_waiting(job, status) is not None
 
     # -- failure -------------------------------------------------------------------------------
 
-    async def _fail(self, job: Job, code: str, message: str) -> None:
-        """Mark failed and refund, exactly once, then tell the member.
-
-        The one exception: a guild may choose to charge for prompts the provider's moderation blocked
-        (the provider may bill for them, and it discourages probing)."""
-        charge = ChargeState.REFUNDED
-        if code == "moderation_blocked" and job.guild_id is not None:
-            policy = await self.credits.policy(job.guild_id)
-            if policy.charge_moderation_blocked:
-                charge = ChargeState.CHARGED
-        failed = await self.store.transition(
-            job.id,
-            expect=ACTIVE_STATUSES,
-            status=JobStatus.FAILED,
-            charge_state=charge,
-            error_code=code,
-            error_message=message,
-            finished_at=self._clock(),
-        )
+    async def _fail(self, job: Job, code: str, message: str, *, delete_at_provider: bool = False) -> None:
+        """Fail and refund through the lifecycle (exactly once), then tell the member."""
+        failed = await self.lifecycle.fail(job, code, message, delete_at_provider=delete_at_provider)
         self._forget(job.id)
         if failed is not None:
-            log.info("job %s failed: %s", job.id, code)
-            await self.credits.audit(
-                "job.failed",
-                guild_id=job.guild_id,
-                actor_id=None,
-                target_user_id=job.user_id,
-                job_id=job.id,
-                details={"code": code, "charged": charge is ChargeState.CHARGED},
-            )
             await self.presenter.job_failed(failed)
 
     def _forget(self, job_id: int) -> None:
         self._upload_attempted.discard(job_id)
         self._step_failures.pop(job_id, None)
 
-    def cancel_at_provider(self, job: Job) -> None:
-        """A cancelled job may still be running at the provider: delete it there (best effort)."""
-        if job.provider_video_id:
-            video_id = job.provider_video_id
 
-            async def delete() -> None:
-                try:
-                    await self.api.delete(video_id)
-                except VideoAPIError as exc:
-                    log.info("job %s: provider delete failed (%s); it will expire there", job.id, exc)
-
-            self._spawn(job.id, delete(), exclusive=False)
+def matches_job(video: Video, job: Job) -> bool:
+    """Could ``video`` be the provider's copy of ``job`` (created by its request)? Fields a
+    provider leaves out don't disqualify; a few seconds of clock skew are allowed."""
+    return (
+        video.prompt == job.prompt
+        and video.model in (None, job.model)
+        and video.size in (None, job.size)
+        and video.seconds in (None, str(job.seconds))
+        and (video.created_at is None or video.created_at >= int(job.created_at) - 5)
+        and (
+            job.remixed_from_video_id is None
+            or video.remixed_from_video_id in (None, job.remixed_from_video_id)
+        )
+    )

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.adapters.sqlite.store import Store
+from bot.app import job_service
 from bot.domain.credits import GuildPolicy, RoleOverride, period_bounds
 from bot.domain.errors import UserError
 from bot.domain.jobs import ChargeState, JobRequest, JobStatus
@@ -44,7 +45,7 @@ def request(cost: int = 4, user_id: int = USER, **changes: object) -> JobRequest
 
 async def set_policy(service: JobService, **changes: object) -> None:
     async with service.store.transaction() as conn:
-        await service.credits.set_policy(GUILD, replace(GuildPolicy(), **changes), conn)  # type: ignore[arg-type]
+        await service.credits.credits.set_policy(GUILD, replace(GuildPolicy(), **changes), conn)  # type: ignore[arg-type]
 
 
 async def settle(service: JobService, job_id: int, charge: ChargeState) -> None:
@@ -56,7 +57,7 @@ async def settle(service: JobService, job_id: int, charge: ChargeState) -> None:
 async def service(tmp_path: Path) -> JobService:
     clock = Clock(MONDAY_NOON)
     store = await Store.connect(tmp_path / "bot.db", clock=clock)
-    yield JobService(store, clock=clock)  # type: ignore[misc]
+    yield job_service(store, clock=clock)  # type: ignore[misc]
     await store.close()
 
 
@@ -88,20 +89,20 @@ async def test_allowance_reserve_charge_refund_and_weekly_reset(service: JobServ
 async def test_member_override_role_override_grant_and_reset(service: JobService) -> None:
     await set_policy(service, allowance=10, cooldown_seconds=0, max_concurrent=5)
     async with service.store.transaction() as conn:
-        await service.credits.set_role_override(GUILD, RoleOverride(77, allowance=40), conn)
+        await service.credits.credits.set_role_override(GUILD, RoleOverride(77, allowance=40), conn)
     assert (await service.balance(GUILD, USER, [77]))[0].remaining == 40
     assert (await service.balance(GUILD, USER, []))[0].remaining == 10
     async with service.store.transaction() as conn:
-        await service.credits.set_member_allowance(GUILD, USER, 12, conn)
+        await service.credits.credits.set_member_allowance(GUILD, USER, 12, conn)
     job = await service.submit(request(cost=12), member_roles=[77])
     await settle(service, job.id, ChargeState.CHARGED)
     assert (await service.balance(GUILD, USER, [77]))[0].remaining == 0
     async with service.store.transaction() as conn:
-        await service.credits.add_grant(GUILD, USER, 4, granted_by=1, conn=conn)
+        await service.credits.credits.add_grant(GUILD, USER, 4, granted_by=1, conn=conn)
     assert (await service.balance(GUILD, USER, [77]))[0].remaining == 4
     service._clock.now += 1  # type: ignore[attr-defined]
     async with service.store.transaction() as conn:
-        await service.credits.reset_member(GUILD, USER, conn)
+        await service.credits.credits.reset_member(GUILD, USER, conn)
     balance, _ = await service.balance(GUILD, USER, [77])
     assert (balance.usage.used, balance.remaining) == (0, 12)
 
@@ -119,7 +120,7 @@ async def test_cooldown_concurrency_guild_cap_and_channels(service: JobService) 
     with pytest.raises(UserError, match="can't be made in this channel"):
         await service.submit(request(cost=4, user_id=202, channel_id=6))
     await service.submit(request(cost=4, user_id=203))
-    entries = await service.credits.audit_entries(GUILD)
+    entries = await service.credits.credits.audit_entries(GUILD)
     assert [e["action"] for e in entries] == ["job.submitted", "job.submitted"]
 
 
@@ -127,11 +128,11 @@ async def test_twenty_simultaneous_requests_with_room_for_three(tmp_path: Path) 
     """Real concurrency: twenty connections to one SQLite file race to reserve credits."""
     path = tmp_path / "race.db"
     async with Store.open(path) as store:
-        setup = JobService(store)
+        setup = job_service(store)
         await set_policy(setup, allowance=12, cooldown_seconds=0, max_concurrent=20)
     stores = [await Store.connect(path) for _ in range(20)]
     try:
-        services = [JobService(s) for s in stores]
+        services = [job_service(s) for s in stores]
         results = await asyncio.gather(*(s.submit(request(cost=4)) for s in services), return_exceptions=True)
         accepted = [r for r in results if not isinstance(r, BaseException)]
         refused = [r for r in results if isinstance(r, UserError)]

@@ -12,9 +12,9 @@ import pytest
 from bot.adapters.media import probe_video
 from bot.adapters.sqlite.store import Store
 from bot.adapters.videoapi.client import VideoAPIClient
+from bot.app import job_service, job_tracker
 from bot.domain.jobs import ChargeState, Job, JobRequest, JobStatus
 from bot.localapi import LocalRendererConfig
-from bot.services.jobs import JobService
 from bot.services.tracker import JobTracker
 from tests.fakes.provider import InstrumentedRenderer
 
@@ -82,13 +82,13 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 def tracker_for(
     store: Store, api: VideoAPIClient, presenter: RecordingPresenter, tmp_path: Path
 ) -> JobTracker:
-    return JobTracker(store, api, presenter, tmp_path / "data", poll_interval=0.5, min_poll_interval=0.05)
+    return job_tracker(store, api, presenter, tmp_path / "data", poll_interval=0.5, min_poll_interval=0.05)
 
 
 async def test_three_jobs_share_list_requests_and_are_delivered_once(
     store: Store, renderer: InstrumentedRenderer, tmp_path: Path
 ) -> None:
-    service = JobService(store)
+    service = job_service(store)
     jobs = [await service.submit(request(f"clip {n}")) for n in range(3)]
     presenter = RecordingPresenter()
     async with VideoAPIClient(renderer.base_url) as api:
@@ -115,7 +115,7 @@ async def test_three_jobs_share_list_requests_and_are_delivered_once(
 async def test_one_sweep_refreshes_many_jobs_with_one_list_page(
     store: Store, renderer: InstrumentedRenderer, tmp_path: Path
 ) -> None:
-    service = JobService(store)
+    service = job_service(store)
     async with VideoAPIClient(renderer.base_url) as api:
         jobs = []
         for n in range(5):
@@ -139,7 +139,7 @@ async def test_one_sweep_refreshes_many_jobs_with_one_list_page(
 async def test_a_restarted_tracker_resumes_jobs_in_every_state(
     store: Store, renderer: InstrumentedRenderer, tmp_path: Path
 ) -> None:
-    service = JobService(store)
+    service = job_service(store)
     # Simulate what a crash leaves behind: a job at the provider, and one whose create was in
     # flight (the provider has it, but its id was never stored).
     at_provider = await service.submit(request("already running"))
@@ -162,7 +162,7 @@ async def test_a_restarted_tracker_resumes_jobs_in_every_state(
 async def test_failures_are_refunded_and_explained(
     store: Store, renderer: InstrumentedRenderer, tmp_path: Path
 ) -> None:
-    service = JobService(store)
+    service = job_service(store)
     blocked = await service.submit(request("something forbidden"))
     bad = await service.submit(request("impossible", size="999x999"))
     presenter = RecordingPresenter()
@@ -184,10 +184,10 @@ async def test_failures_are_refunded_and_explained(
 async def test_a_job_past_its_deadline_is_failed_and_deleted(store: Store, tmp_path: Path) -> None:
     config = LocalRendererConfig(generation_seconds=600, queue_seconds=0.1, fps=8, poll_after_ms=50)
     async with InstrumentedRenderer(config) as slow, VideoAPIClient(slow.base_url) as api:
-        service = JobService(store)
+        service = job_service(store)
         job = await service.submit(request("takes forever"))
         presenter = RecordingPresenter()
-        tracker = JobTracker(store, api, presenter, tmp_path, poll_interval=0.2, deadline_seconds=0.5)
+        tracker = job_tracker(store, api, presenter, tmp_path, poll_interval=0.2, deadline_seconds=0.5)
         async with asyncio.timeout(30):
             await tracker.run_until_idle()
         await tracker.stop()
@@ -200,7 +200,7 @@ async def test_a_job_past_its_deadline_is_failed_and_deleted(store: Store, tmp_p
 async def test_without_a_list_endpoint_single_lookups_are_used(
     store: Store, renderer: InstrumentedRenderer, tmp_path: Path
 ) -> None:
-    service = JobService(store)
+    service = job_service(store)
     for n in range(2):
         await service.submit(request(f"no list {n}"))
     renderer.faults.add(status=405, method="GET", path_prefix="/v1/videos?", count=1)
@@ -223,10 +223,10 @@ async def test_a_completion_event_ahead_of_the_provider_goes_back_to_waiting(
         InstrumentedRenderer(config) as server,
         VideoAPIClient(server.base_url, backoff_initial=0.01) as api,
     ):
-        service = JobService(store)
+        service = job_service(store)
         job = await service.submit(request("announced too early"))
         presenter = RecordingPresenter()
-        tracker = JobTracker(
+        tracker = job_tracker(
             store, api, presenter, tmp_path, poll_interval=0.2, push_mode=True, safety_interval=0.3
         )
         video = await api.create(prompt=job.prompt, model="sora-2", size="720x1280", seconds=4)
@@ -260,7 +260,7 @@ async def test_a_guild_can_choose_to_charge_for_moderation_blocks(
         await SqliteCreditsRepository(store).set_policy(
             1, GuildPolicy(cooldown_seconds=0, max_concurrent=10, charge_moderation_blocked=True), conn
         )
-    service = JobService(store)
+    service = job_service(store)
     blocked = await service.submit(request("something forbidden"))
     presenter = RecordingPresenter()
     async with VideoAPIClient(renderer.base_url) as api:

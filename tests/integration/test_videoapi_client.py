@@ -227,16 +227,6 @@ async def test_retries_give_up_with_a_typed_error(renderer: InstrumentedRenderer
     assert len(renderer.requests) == 3
 
 
-async def test_lost_create_response_is_found_not_sent_twice(
-    client: VideoAPIClient, renderer: InstrumentedRenderer
-) -> None:
-    renderer.faults.add(status=502, method="POST", path_prefix="/v1/videos", after_processing=True)
-    video = await client.create(prompt="paid once", model="sora-2", size="720x1280", seconds=4)
-    listed = await client.list(limit=100)
-    assert [v.id for v in listed.data if v.prompt == "paid once"] == [video.id]
-    assert len([r for r in renderer.requests if r.method == "POST"]) == 1
-
-
 async def test_lost_create_on_a_provider_without_list_fails_visibly(renderer: InstrumentedRenderer) -> None:
     renderer.faults.add(drop_connection=True, method="POST", after_processing=True)
     renderer.faults.add(status=404, count=5, method="GET", path_prefix="/v1/videos")

@@ -5,7 +5,7 @@ import sqlite3
 from pathlib import Path
 
 from bot.adapters.sqlite.store import Store
-from bot.domain.jobs import ChargeState, JobRequest, JobStatus
+from bot.domain.jobs import ChargeState, JobChanges, JobRequest, JobStatus
 
 
 def request(**changes: object) -> JobRequest:
@@ -55,7 +55,9 @@ async def test_transition_is_a_compare_and_set(tmp_path: Path) -> None:
         results = await asyncio.gather(
             *(
                 store.transition(
-                    job_id, expect=(JobStatus.PENDING,), status=JobStatus.FAILED, error_code=str(n)
+                    job_id,
+                    expect=(JobStatus.PENDING,),
+                    changes=JobChanges(status=JobStatus.FAILED, error_code=str(n)),
                 )
                 for n in range(10)
             )

@@ -64,7 +64,6 @@ from bot.adapters.sqlite.webhook_events import WebhookEventLog
 from bot.domain.errors import ConfigError
 
 if TYPE_CHECKING:
-    from bot.discord.bot import VideoBot
     from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -266,15 +265,6 @@ def _safely(check: Callable[[], bool]) -> bool:
         return False
 
 
-def health_checks_for(bot: VideoBot) -> HealthChecks:
-    def gateway_connected() -> bool:
-        # is_ready stays set across reconnects, so also require an open websocket right now.
-        ws = bot.ws
-        return bot.is_ready() and not bot.is_closed() and ws is not None and ws.open
-
-    return HealthChecks(database=bot.store.ping, gateway=gateway_connected, tracker=lambda: bot.tracker.alive)
-
-
 # --------------------------------------------------------------------------- server
 
 
@@ -419,10 +409,16 @@ class BotHTTPServer:
 
 @contextlib.asynccontextmanager
 async def serve_http(
-    settings: Settings, bot: VideoBot, *, extra_routes: Iterable[web.AbstractRouteDef] = ()
+    settings: Settings,
+    *,
+    health: HealthChecks,
+    on_video_event: Callable[[str, str], None],
+    event_log: WebhookEventLog,
+    extra_routes: Iterable[web.AbstractRouteDef] = (),
 ) -> AsyncIterator[BotHTTPServer | None]:
     """Run the bot's HTTP server for the duration of the block when ``HTTP_PORT`` is set (else
-    yield None). Webhooks are on only with ``WEBHOOK_SECRET``."""
+    yield None). Webhooks are on only with ``WEBHOOK_SECRET``: a verified event is handed to
+    ``on_video_event(video_id, event_type)``, once per event id (``event_log``)."""
     if settings.http_port is None:
         if settings.webhook_secret is not None:
             log.warning(
@@ -436,10 +432,10 @@ async def serve_http(
     if settings.webhook_secret is not None:
         receiver = VideoWebhookReceiver(
             settings.webhook_secret,
-            bot.tracker.notify_video_event,
-            event_ids=WebhookEventLog(bot.store, window_seconds=REPLAY_WINDOW_SECONDS),
+            on_video_event,
+            event_ids=event_log,
         )
-    server = BotHTTPServer(health_checks_for(bot), receiver, host=settings.http_host, port=settings.http_port)
+    server = BotHTTPServer(health, receiver, host=settings.http_host, port=settings.http_port)
     server.add_routes(extra_routes)
     async with server:
         if receiver is None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from bot.adapters.sqlite.store import Store
 from bot.domain.credits import GuildPolicy, MemberUsage, ModelUsage, RoleOverride, Usage, UsageReport
-from bot.services.ports_credits import Transaction
+from bot.services.ports import Transaction
 
 
 class SqliteCreditsRepository:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import fields
 from importlib import resources
 from pathlib import Path
@@ -22,10 +22,10 @@ from typing import Any, Literal
 
 import aiosqlite
 
-from bot.domain.jobs import FINAL_STATUSES, ChargeState, Job, JobRequest, JobStatus
+from bot.domain.jobs import ACTIVE_STATUSES, ChargeState, Job, JobChanges, JobRequest, JobStatus
 
 _JOB_COLUMNS = tuple(f.name for f in fields(Job))
-_FINAL = tuple(s.value for s in FINAL_STATUSES)
+_ACTIVE = tuple(s.value for s in ACTIVE_STATUSES)
 
 
 def _migrations() -> list[tuple[int, str, str]]:
@@ -43,9 +43,6 @@ def job_from_row(row: Any) -> Job:
     values["status"] = JobStatus(values["status"])
     values["charge_state"] = ChargeState(values["charge_state"])
     return Job(**values)
-
-
-_job_from_row = job_from_row  # the job methods' name for it
 
 
 class Store:
@@ -203,7 +200,7 @@ class Store:
 
     # -- jobs ----------------------------------------------------------------------------------
 
-    async def insert_job(self, request: JobRequest, conn: aiosqlite.Connection | None = None) -> int:
+    async def insert_job(self, request: JobRequest, conn: object | None = None) -> int:
         """Insert a job with its credits reserved. Pass ``conn`` to join an open transaction."""
         now = self._clock()
         values = {
@@ -215,21 +212,17 @@ class Store:
         }
         sql = f"INSERT INTO jobs({', '.join(values)}) VALUES ({', '.join('?' for _ in values)})"
         if conn is not None:
-            cur = await conn.execute(sql, tuple(values.values()))
-            return int(cur.lastrowid or 0)
+            return await self.execute(sql, tuple(values.values()), tx=conn)
         async with self.transaction() as tx:
-            cur = await tx.execute(sql, tuple(values.values()))
-            return int(cur.lastrowid or 0)
+            return await self.execute(sql, tuple(values.values()), tx=tx)
 
-    async def get_job(self, job_id: int) -> Job | None:
-        async with self._conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cur:
-            row = await cur.fetchone()
-        return _job_from_row(row) if row else None
+    async def get_job(self, job_id: int, *, tx: object | None = None) -> Job | None:
+        row = await self.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,), tx=tx)
+        return job_from_row(row) if row else None
 
     async def active_jobs(self) -> list[Job]:
-        sql = f"SELECT * FROM jobs WHERE status NOT IN ({', '.join('?' for _ in _FINAL)}) ORDER BY id"
-        async with self._conn.execute(sql, _FINAL) as cur:
-            return [_job_from_row(row) for row in await cur.fetchall()]
+        sql = f"SELECT * FROM jobs WHERE status IN ({', '.join('?' for _ in _ACTIVE)}) ORDER BY id"
+        return [job_from_row(row) for row in await self.fetchall(sql, _ACTIVE)]
 
     async def known_provider_ids(self, video_ids: Iterable[str]) -> set[str]:
         """Which of these provider video ids already belong to a job."""
@@ -237,40 +230,44 @@ class Store:
         if not ids:
             return set()
         sql = f"SELECT provider_video_id FROM jobs WHERE provider_video_id IN ({', '.join('?' for _ in ids)})"
-        async with self._conn.execute(sql, ids) as cur:
-            return {str(row[0]) for row in await cur.fetchall()}
+        return {str(row[0]) for row in await self.fetchall(sql, ids)}
 
-    async def update_job(self, job_id: int, **changes: Any) -> Job:
-        """Set columns of one job and return it as stored."""
+    async def update_job(self, job_id: int, changes: JobChanges | None = None, /, **columns: Any) -> Job:
+        """Set columns of one job whatever its status, and return it as stored. For data that is not
+        a status change (the lifecycle records replies this way) and for seeding history in tests;
+        ``columns`` are ``JobChanges`` fields by name."""
+        change = changes if changes is not None else JobChanges(**columns)
         async with self.transaction() as conn:
-            await self._update(conn, job_id, changes)
-        job = await self.get_job(job_id)
+            await self._update(conn, job_id, change)
+            job = await self.get_job(job_id, tx=conn)
         if job is None:
             raise KeyError(job_id)
         return job
 
-    async def transition(self, job_id: int, *, expect: Iterable[JobStatus], **changes: Any) -> Job | None:
+    async def transition(
+        self, job_id: int, *, expect: Iterable[JobStatus], changes: JobChanges
+    ) -> Job | None:
         """Update a job only if its status is one of ``expect`` (a compare-and-set).
 
         Returns the updated job, or None when another actor (a cancel, a duplicate webhook) got there
-        first. This is what keeps delivery and refunds exactly-once.
+        first. This is what keeps delivery and refunds exactly-once. ``services.lifecycle`` is its
+        only caller.
         """
         expected = tuple(s.value for s in expect)
         async with self.transaction() as conn:
-            async with conn.execute(
+            current = await self.fetchone(
                 f"SELECT status FROM jobs WHERE id = ? AND status IN ({', '.join('?' for _ in expected)})",
                 (job_id, *expected),
-            ) as cur:
-                if await cur.fetchone() is None:
-                    return None
+                tx=conn,
+            )
+            if current is None:
+                return None
             await self._update(conn, job_id, changes)
-        return await self.get_job(job_id)
+            # Read back inside the transaction: the caller gets exactly the row it wrote.
+            return await self.get_job(job_id, tx=conn)
 
-    async def _update(self, conn: aiosqlite.Connection, job_id: int, changes: Mapping[str, Any]) -> None:
-        unknown = set(changes) - set(_JOB_COLUMNS)
-        if unknown:
-            raise ValueError(f"unknown job columns: {sorted(unknown)}")
-        values = {k: (v.value if isinstance(v, JobStatus | ChargeState) else v) for k, v in changes.items()}
+    async def _update(self, conn: aiosqlite.Connection, job_id: int, changes: JobChanges) -> None:
+        values = changes.columns()
         values["updated_at"] = self._clock()
         assignments = ", ".join(f"{column} = ?" for column in values)
         await conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values.values(), job_id))
@@ -280,13 +277,3 @@ def _split_sql(script: str) -> list[str]:
     """Split a migration into statements (they contain no semicolons inside strings or triggers)."""
     lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
     return [stmt.strip() for stmt in "\n".join(lines).split(";") if stmt.strip()]
-
-
-def __getattr__(name: str) -> Any:
-    # The tracker still imports ``CreditsStore`` from here; it moved to ``credits.py`` (which
-    # imports this module, hence the lazy lookup). Remove once the tracker takes the repository.
-    if name == "CreditsStore":
-        from bot.adapters.sqlite.credits import SqliteCreditsRepository
-
-        return SqliteCreditsRepository
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

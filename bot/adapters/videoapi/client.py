@@ -2,8 +2,8 @@
 
 Strict in what it sends (exactly the spec's fields), lenient in what it accepts (see ``models``).
 Retries use exponential backoff with jitter, honour ``Retry-After`` / ``retry-after-ms``, and never
-let a retry create two paid jobs: a create whose answer was lost is looked up through the list
-endpoint before it is sent again.
+let a retry create two paid jobs: a create whose answer was lost is not sent again but reported as
+``SubmitUncertain`` (the job tracker looks it up in the provider's list).
 """
 
 from __future__ import annotations
@@ -280,9 +280,9 @@ class VideoAPIClient:
     ) -> Video:
         """``POST /videos``; multipart when there is a reference image, JSON otherwise.
 
-        Never creates two jobs for one call: when an attempt fails in a way that may have reached
-        the provider, the recent list is searched for the job before trying again; if the provider
-        has no list endpoint, ``SubmitUncertain`` is raised instead of a blind retry.
+        Never creates two jobs for one call: only failures after which the request certainly was not
+        processed are retried; one that may have reached the provider raises ``SubmitUncertain``
+        (the caller looks for the video before sending it again).
         """
         fields = {"model": model, "prompt": prompt, "seconds": str(seconds), "size": size}
 
@@ -299,16 +299,7 @@ class VideoAPIClient:
             )
             return data
 
-        started = time.time()
-        uncertain: list[VideoAPIError] = []
-
         async def attempt() -> Video:
-            if uncertain:
-                # The previous attempt may have created the job: look before sending it again.
-                found = await self._find_created(fields, since=started, cause=uncertain[-1])
-                if found is not None:
-                    log.info("a create answer was lost; adopted %s from the list", found.id)
-                    return found
             try:
                 if input_reference is not None:
                     body, _ = await self._attempt("POST", "/videos", form=form)
@@ -316,37 +307,18 @@ class VideoAPIClient:
                     body, _ = await self._attempt("POST", "/videos", json_body=fields)
             except _Retryable as exc:
                 if exc.maybe_processed:
-                    uncertain.append(exc.error)
+                    # Sending it again could pay twice. The job tracker looks for it at the
+                    # provider, where it knows which videos already belong to other jobs.
+                    raise SubmitUncertain(
+                        "the provider may or may not have started this video; not retrying to avoid "
+                        f"paying twice ({exc.error.message})",
+                        status=exc.error.status,
+                        code=exc.error.code,
+                    ) from None
                 raise
             return self._parse(Video, body)
 
-        try:
-            return await self._with_retries(attempt)
-        except VideoAPIError as exc:
-            if not isinstance(exc, SubmitUncertain) and uncertain and uncertain[-1] is exc:
-                found = await self._find_created(fields, since=started, cause=exc)
-                if found is not None:
-                    return found
-            raise
-
-    async def _find_created(
-        self, fields: Mapping[str, str], *, since: float, cause: VideoAPIError
-    ) -> Video | None:
-        try:
-            page = await self.list(limit=LOST_CREATE_SEARCH_DEPTH, order="desc")
-        except UnsupportedEndpoint:
-            raise SubmitUncertain(
-                "the provider may or may not have started this video, and it has no list endpoint to check; "
-                "not retrying to avoid paying twice",
-                status=cause.status,
-                code=cause.code,
-            ) from None
-        except VideoAPIError as exc:
-            raise SubmitUncertain(
-                f"the provider may or may not have started this video, and checking failed: {exc.message}",
-                status=cause.status,
-            ) from None
-        return next((video for video in page.data if matches_request(video, fields, since=since)), None)
+        return await self._with_retries(attempt)
 
     async def retrieve(self, video_id: str) -> Video:
         return self._parse(Video, await self._request("GET", f"/videos/{_quoted(video_id)}"))
@@ -429,21 +401,6 @@ class VideoAPIClient:
             raise ConnectionFailed(
                 f"the Videos API returned an unexpected body: {exc.error_count()} problems"
             ) from None
-
-
-LOST_CREATE_SEARCH_DEPTH = 50  # recent videos searched for a create whose answer was lost
-
-
-def matches_request(video: Video, fields: Mapping[str, str], *, since: float) -> bool:
-    """Could ``video`` be the job created by a request with these fields, sent at ``since``?
-    Fields a provider leaves out don't disqualify; a few seconds of clock skew are allowed."""
-    return (
-        video.prompt == fields["prompt"]
-        and video.model in (None, fields["model"])
-        and video.size in (None, fields["size"])
-        and video.seconds in (None, fields["seconds"])
-        and (video.created_at is None or video.created_at >= int(since) - 5)
-    )
 
 
 def _flush_to_disk(out: BinaryIO) -> None:

@@ -185,7 +185,9 @@ class ModeratorGroup(app_commands.Group):
         found = await self.bot.store.get_job(job)
         if found is None or found.guild_id != guild_id:
             raise UserError(f"There is no job #{job} in this server. `/videomod jobs` lists them.")
-        cancelled = await self.bot.cancel_job(found, actor_id=interaction.user.id)
+        cancelled = await self.bot.jobs.cancel(
+            found.id, actor_id=interaction.user.id, presenter=self.bot.presenter
+        )
         await self._reply(
             interaction, f"Cancelled job #{job} of <@{cancelled.user_id}>; {cancelled.cost} credits refunded."
         )

@@ -1,0 +1,272 @@
+"""The one writer of job state.
+
+Every status change goes through one method here, named after its trigger in
+``bot.domain.jobs.TRANSITIONS``; each is a compare-and-set on the store (so a cancel and a delivery,
+or two webhook deliveries, can't both win), and the ones that settle credits (delivered, failed,
+cancelled) write their audit record right after their own state change. Nothing else calls
+``JobRepository.transition``.
+
+It also owns the one path that deletes a video at the provider (a job cancelled or given up on
+must not keep running, and paid for, there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from bot.domain.errors import JobNotCancellable, JobNotFound
+from bot.domain.jobs import (
+    TRANSITIONS,
+    ChargeState,
+    Job,
+    JobChanges,
+    JobRequest,
+    JobStatus,
+    Trigger,
+)
+from bot.domain.messages import cancel_refusal
+from bot.domain.provider_errors import VideoAPIError
+from bot.services.ports import AuditLog, GuildPolicies, JobRepository, Receipt, Transaction, VideoDeleter
+
+log = logging.getLogger(__name__)
+
+MODERATION_BLOCKED = "moderation_blocked"
+
+
+class JobLifecycle:
+    def __init__(
+        self,
+        jobs: JobRepository,
+        audit: AuditLog,
+        policies: GuildPolicies,
+        provider: VideoDeleter | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.jobs = jobs
+        self.audit = audit
+        self.policies = policies
+        self.provider = provider
+        self._clock = clock
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def _move(self, job: Job, trigger: Trigger, changes: JobChanges) -> Job | None:
+        move = TRANSITIONS[trigger]
+        target = changes.status or job.status
+        if target not in move.targets:
+            raise ValueError(f"{trigger.value} can't move job {job.id} to {target.value}")
+        return await self.jobs.transition(job.id, expect=move.sources, changes=changes)
+
+    async def create(self, request: JobRequest, conn: Transaction) -> int:
+        """A new job, ``pending`` with its credits reserved, and its audit record, inside the
+        submitter's transaction (the one that checked the member's limits)."""
+        job_id = await self.jobs.insert_job(request, conn)
+        await self.audit.audit(
+            "job.submitted",
+            guild_id=request.guild_id,
+            actor_id=request.user_id,
+            target_user_id=request.user_id,
+            job_id=job_id,
+            details={
+                "prompt": request.prompt,
+                "model": request.model,
+                "size": request.size,
+                "seconds": request.seconds,
+                "cost": request.cost,
+            },
+            conn=conn,
+        )
+        return job_id
+
+    # -- at the provider -------------------------------------------------------------------------
+
+    async def submitting(self, job: Job) -> Job | None:
+        """The create request is about to be sent (None: cancelled meanwhile)."""
+        return await self._move(job, Trigger.SUBMIT, JobChanges(status=JobStatus.SUBMITTING))
+
+    async def accepted(self, job: Job, video_id: str) -> Job | None:
+        """The provider has ``video_id`` for this job (sent now, or found after a restart). When the
+        job was cancelled while the request was in flight, the video is deleted there."""
+        changes = JobChanges(status=JobStatus.QUEUED, provider_video_id=video_id, submitted_at=self._clock())
+        updated = await self._move(job, Trigger.ACCEPTED, changes)
+        if updated is None:
+            self.delete_at_provider(job.id, video_id)
+        return updated
+
+    async def progress(
+        self, job: Job, *, status: JobStatus, progress: int, provider_status: str
+    ) -> Job | None:
+        started_at = self._clock() if status is JobStatus.IN_PROGRESS and job.started_at is None else None
+        changes = JobChanges(
+            status=status, progress=progress, provider_status=provider_status, started_at=started_at
+        )
+        return await self._move(job, Trigger.PROGRESS, changes)
+
+    async def completed(self, job: Job, provider_status: str) -> Job | None:
+        """The provider finished: the download comes next."""
+        changes = JobChanges(
+            status=JobStatus.DOWNLOADING,
+            progress=100,
+            provider_status=provider_status,
+            generated_at=self._clock(),
+        )
+        return await self._move(job, Trigger.COMPLETED, changes)
+
+    async def back_to_waiting(self, job: Job, status: JobStatus) -> Job | None:
+        """A completion event arrived ahead of the provider's own state: wait for it again. Progress
+        goes to 0 (the 100 % was the event's, not the provider's)."""
+        changes = JobChanges(status=status, progress=0)
+        return await self._move(job, Trigger.BACK_TO_WAITING, changes)
+
+    # -- delivery --------------------------------------------------------------------------------
+
+    async def downloaded(self, job: Job, media_path: str) -> Job | None:
+        changes = JobChanges(status=JobStatus.UPLOADING, media_path=media_path)
+        return await self._move(job, Trigger.DOWNLOADED, changes)
+
+    async def delivered(self, job: Job, receipt: Receipt | int) -> Job | None:
+        """The video is posted: charge the credits, exactly once. A presenter without message routes
+        (the terminal, test recorders) may report a plain message id."""
+        if not isinstance(receipt, Receipt):
+            receipt = Receipt(message_id=int(receipt), route="direct")
+        changes = JobChanges(
+            status=JobStatus.COMPLETED,
+            charge_state=ChargeState.CHARGED,
+            delivered_message_id=receipt.message_id,
+            finished_at=self._clock(),
+            # A repost is the job's reply from now on, edited through the channel route.
+            reply_message_id=receipt.message_id if receipt.reposted else None,
+            token_expires_at=0.0 if receipt.reposted or receipt.token_refused else None,
+        )
+        delivered = await self._move(job, Trigger.DELIVERED, changes)
+        if delivered is not None:
+            await self.audit.audit(
+                "job.delivered",
+                guild_id=job.guild_id,
+                actor_id=None,
+                target_user_id=job.user_id,
+                job_id=job.id,
+                details={"cost": job.cost, "message_id": receipt.message_id, "route": receipt.route},
+            )
+        return delivered
+
+    async def record_reply(self, job: Job, receipt: Receipt) -> Job | None:
+        """Where the job's card now lives (a repost, or a token the webhook refused). Not a status
+        change: recorded whatever the status."""
+        changes = JobChanges(
+            reply_message_id=receipt.message_id if receipt.reposted or job.reply_message_id is None else None,
+            token_expires_at=0.0 if receipt.reposted or receipt.token_refused else None,
+        )
+        if not changes.columns():
+            return job
+        return await self.jobs.update_job(job.id, changes)
+
+    # -- endings ---------------------------------------------------------------------------------
+
+    async def fail(
+        self, job: Job, code: str, message: str, *, delete_at_provider: bool = False
+    ) -> Job | None:
+        """Mark failed and refund, exactly once (None: it had ended already).
+
+        The one exception to the refund: a guild may choose to charge for prompts the provider's
+        moderation blocked (the provider may bill for them, and it discourages probing)."""
+        charge = ChargeState.REFUNDED
+        if (
+            code == MODERATION_BLOCKED
+            and job.guild_id is not None
+            and (await self.policies.policy(job.guild_id)).charge_moderation_blocked
+        ):
+            charge = ChargeState.CHARGED
+        changes = JobChanges(
+            status=JobStatus.FAILED,
+            charge_state=charge,
+            error_code=code,
+            error_message=message,
+            finished_at=self._clock(),
+        )
+        failed = await self._move(job, Trigger.FAILED, changes)
+        if failed is None:
+            return None
+        log.info("job %s failed: %s", job.id, code)
+        await self.audit.audit(
+            "job.failed",
+            guild_id=job.guild_id,
+            actor_id=None,
+            target_user_id=job.user_id,
+            job_id=job.id,
+            details={"code": code, "charged": charge is ChargeState.CHARGED},
+        )
+        if delete_at_provider and failed.provider_video_id:
+            self.delete_at_provider(failed.id, failed.provider_video_id)
+        return failed
+
+    async def cancel(self, job_id: int, *, actor_id: int) -> Job:
+        """Cancel and refund a job the provider has not finished, and delete it there.
+
+        Cancelling always refunds: a member should not pay for a video they never receive. Raises
+        ``JobNotCancellable`` (or ``JobNotFound``) when it is past that point."""
+        job = await self.jobs.get_job(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        changes = JobChanges(
+            status=JobStatus.CANCELLED, charge_state=ChargeState.REFUNDED, finished_at=self._clock()
+        )
+        cancelled = await self._move(job, Trigger.CANCELLED, changes)
+        if cancelled is None:
+            current = await self.jobs.get_job(job_id) or job
+            raise JobNotCancellable(current.id, current.status.value, cancel_refusal(current))
+        await self.audit.audit(
+            "job.cancelled",
+            guild_id=cancelled.guild_id,
+            actor_id=actor_id,
+            target_user_id=cancelled.user_id,
+            job_id=cancelled.id,
+        )
+        if cancelled.provider_video_id:
+            self.delete_at_provider(cancelled.id, cancelled.provider_video_id)
+        return cancelled
+
+    # -- the provider-delete path ----------------------------------------------------------------
+
+    def delete_at_provider(self, job_id: int, video_id: str) -> None:
+        """Delete a video we no longer want at the provider, in the background (best effort: it
+        expires there anyway)."""
+        if self.provider is None:
+            return
+        provider = self.provider
+
+        async def delete() -> None:
+            try:
+                await provider.delete(video_id)
+            except VideoAPIError as exc:
+                log.info("job %s: provider delete failed (%s); it will expire there", job_id, exc)
+
+        self.spawn(delete(), name=f"delete-at-provider-{job_id}")
+
+    def spawn(self, work: Coroutine[Any, Any, None], *, name: str) -> None:
+        """Follow-up work of a state change that its caller must not wait for (a provider delete,
+        the cancelled card while the canceller's interaction is answered)."""
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("%s failed", name, exc_info=t.exception())
+
+        task.add_done_callback(done)
+
+    async def close(self, grace_seconds: float = 5.0) -> None:
+        """Let pending follow-ups finish (each provider delete saves a paid job), within
+        ``grace_seconds`` (shutdown has its own deadline); the rest are cancelled."""
+        if not self._tasks:
+            return
+        tasks = list(self._tasks)
+        _done, pending = await asyncio.wait(tasks, timeout=grace_seconds)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

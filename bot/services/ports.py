@@ -1,0 +1,213 @@
+"""What the services need from the outside world, as protocols: the adapters (SQLite, the Videos
+API client) and the Discord layer implement them, and the services never import those."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from bot.domain.credits import GuildPolicy, RoleOverride, Usage, UsageReport
+from bot.domain.jobs import Job, JobChanges, JobRequest, JobStatus
+
+# ==================================================================================================
+# Jobs
+# ==================================================================================================
+
+
+class Transaction(Protocol):
+    """An open unit of work from a repository's ``transaction()`` (or a read-only ``snapshot()``).
+
+    Opaque on purpose: a service only passes it back, as ``conn``, to repositories on the same
+    store, so their reads and writes happen in it; the adapter refuses anything else."""
+
+
+class JobRepository(Protocol):
+    """Where jobs are kept (``bot.adapters.sqlite.store.Store``)."""
+
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]: ...
+
+    async def insert_job(self, request: JobRequest, conn: Transaction | None = None) -> int: ...
+
+    async def get_job(self, job_id: int) -> Job | None: ...
+
+    async def active_jobs(self) -> list[Job]: ...
+
+    async def known_provider_ids(self, video_ids: Iterable[str]) -> set[str]:
+        """Which of these provider video ids already belong to a job (never adopt those)."""
+        ...
+
+    async def transition(
+        self, job_id: int, *, expect: Iterable[JobStatus], changes: JobChanges
+    ) -> Job | None:
+        """Compare-and-set on the status; None when the job was not in ``expect``."""
+        ...
+
+    async def update_job(self, job_id: int, changes: JobChanges | None = None, /) -> Job: ...
+
+
+class AuditLog(Protocol):
+    """The moderators' audit trail (``SqliteCreditsRepository.audit``)."""
+
+    async def audit(
+        self,
+        action: str,
+        *,
+        guild_id: int | None,
+        actor_id: int | None,
+        target_user_id: int | None = None,
+        job_id: int | None = None,
+        details: Mapping[str, Any] | None = None,
+        conn: Transaction | None = None,
+    ) -> None: ...
+
+
+class GuildPolicies(Protocol):
+    """A guild's settings (``SqliteCreditsRepository.policy``)."""
+
+    async def policy(self, guild_id: int, conn: Transaction | None = None) -> GuildPolicy: ...
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """Where the presenter showed a job: the message now carrying it, and how it got there.
+
+    ``reposted``: the reply was gone (or never recorded) and a new channel message was posted, so
+    the job's reply is that message from now on. ``token_refused``: the interaction webhook refused
+    the token, so only channel routes are used from now on."""
+
+    message_id: int
+    route: str = "channel"  # "webhook" | "channel" | "dm" | "new_message" | "terminal"
+    reposted: bool = False
+    token_refused: bool = False
+
+
+class ReplyRecorder(Protocol):
+    """How a presenter reports where a job's card now lives (the lifecycle records it)."""
+
+    async def record_reply(self, job: Job, receipt: Receipt) -> Job | None: ...
+
+
+class JobPresenter(Protocol):
+    """How the services show jobs to people. The Discord layer implements it (so do ``videobot
+    generate``'s terminal and the tests' recorders)."""
+
+    async def job_changed(self, job: Job) -> None:
+        """Progress, status or queue state changed; show it (throttling is the presenter's job)."""
+
+    async def deliver(self, job: Job, media: Path) -> Receipt | int | None:
+        """Post the finished video; return where it was posted (a plain message id from presenters
+        without routes); None: not delivered, try again later. ``UndeliverableError``: never."""
+
+    async def job_failed(self, job: Job) -> None:
+        """Tell the member the job failed and why (``job.error_message``)."""
+
+    async def find_delivery(self, job: Job) -> int | None:
+        """If the video of this job is already posted (by a run that crashed before recording it),
+        the id of the message carrying it."""
+
+
+class CancelPresenter(Protocol):
+    async def job_cancelled(self, job: Job) -> None:
+        """Show the cancelled card (the member who pressed Cancel was answered already)."""
+
+
+class VideoDeleter(Protocol):
+    async def delete(self, video_id: str) -> bool: ...
+
+
+# ==================================================================================================
+# Credits and history
+# ==================================================================================================
+
+
+class CreditsRepository(Protocol):
+    """Policy, per-member quotas, grants and the audit log of each guild.
+
+    Methods with an optional ``conn`` read the last committed state without one (never another
+    coroutine's unfinished transaction); methods that write require it, so a change and its audit
+    record commit together."""
+
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """Read-modify-write: writers are serialised, and the reads inside see what will be changed."""
+        ...
+
+    def snapshot(self) -> AbstractAsyncContextManager[Transaction]:
+        """Several reads that must agree (a balance): one consistent committed state. Read-only."""
+        ...
+
+    async def policy(self, guild_id: int, conn: Transaction | None = None) -> GuildPolicy: ...
+
+    async def set_policy(self, guild_id: int, policy: GuildPolicy, conn: Transaction) -> None: ...
+
+    async def role_overrides(self, guild_id: int, conn: Transaction | None = None) -> list[RoleOverride]: ...
+
+    async def set_role_override(self, guild_id: int, override: RoleOverride, conn: Transaction) -> None:
+        """Both limits None removes the role's override."""
+        ...
+
+    async def member_quota(
+        self, guild_id: int, user_id: int, conn: Transaction | None = None
+    ) -> tuple[int | None, float | None]:
+        """(allowance set by a moderator, time of the last manual reset)."""
+        ...
+
+    async def set_member_allowance(
+        self, guild_id: int, user_id: int, allowance: int | None, conn: Transaction
+    ) -> None: ...
+
+    async def reset_member(self, guild_id: int, user_id: int, conn: Transaction) -> None: ...
+
+    async def add_grant(
+        self, guild_id: int, user_id: int, credits: int, granted_by: int, conn: Transaction
+    ) -> None: ...
+
+    async def usage(
+        self,
+        guild_id: int,
+        user_id: int,
+        *,
+        since: float,
+        guild_since: float,
+        conn: Transaction | None = None,
+    ) -> Usage: ...
+
+    async def audit(
+        self,
+        action: str,
+        *,
+        guild_id: int | None,
+        actor_id: int | None,
+        target_user_id: int | None = None,
+        job_id: int | None = None,
+        details: Mapping[str, Any] | None = None,
+        conn: Transaction | None = None,
+    ) -> None: ...
+
+    async def audit_entries(self, guild_id: int, *, limit: int = 50) -> list[dict[str, Any]]: ...
+
+    async def usage_report(self, guild_id: int, *, since: float, until: float) -> UsageReport: ...
+
+
+class HistoryRepository(Protocol):
+    """The jobs of a guild as lists: a member's own videos, the moderators' job list, remix sources."""
+
+    async def jobs_page(
+        self,
+        guild_id: int,
+        *,
+        user_id: int | None = None,
+        statuses: Iterable[str] | None = None,
+        limit: int = 10,
+        offset: int = 0,
+    ) -> tuple[list[Job], int]:
+        """One page of a guild's jobs, newest first, and the total count (taken together)."""
+        ...
+
+    async def remixable_videos(
+        self, guild_id: int, user_id: int, *, typed: str = "", limit: int = 25
+    ) -> list[Job]:
+        """The member's finished videos the provider can remix, newest first, narrowed by ``typed``."""
+        ...

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import secrets
 import shutil
 import signal
 import sys
@@ -69,8 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
     local = sub.add_parser(
         "local-api", help="serve the built-in local Videos API renderer (no provider needed)"
     )
-    local.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    local.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1); any other address needs an API key",
+    )
     local.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    local.add_argument(
+        "--api-key",
+        help="require 'Authorization: Bearer KEY' on every request (default LOCAL_API_KEY; prefer "
+        "that: a command line is visible to other users of the machine)",
+    )
     local.add_argument(
         "--generation-seconds",
         type=float,
@@ -133,15 +143,19 @@ async def video_api(settings: Settings, *, max_attempts: int = 5) -> AsyncIterat
         if settings.uses_local_api:
             from bot.localapi.renderer import LocalRenderer, LocalRendererConfig
 
+            # A fresh key per process: other programs on the machine can reach the port, and only
+            # this bot needs to talk to its renderer.
+            local_key = secrets.token_urlsafe(32)
             renderer = await stack.enter_async_context(
                 LocalRenderer(
                     LocalRendererConfig(
                         generation_seconds=settings.local_generation_seconds,
                         data_dir=settings.data_dir / "local-api",
+                        api_key=local_key,
                     )
                 )
             )
-            base_url, key = renderer.base_url, None
+            base_url, key = renderer.base_url, SecretStr(local_key)
             log.info("local Videos API renderer at %s", base_url)
         client = await stack.enter_async_context(
             VideoAPIClient(
@@ -280,11 +294,18 @@ async def generate(settings: Settings, args: argparse.Namespace) -> int:
 
 async def serve_local_api(settings: Settings, args: argparse.Namespace) -> int:
     from bot.localapi.renderer import LocalRendererConfig, serve_forever
+    from bot.localapi.server import is_loopback, unprotected_host_message
 
     generation = (
         args.generation_seconds if args.generation_seconds is not None else settings.local_generation_seconds
     )
-    config = LocalRendererConfig(generation_seconds=generation, data_dir=settings.data_dir / "local-api")
+    key = args.api_key if args.api_key is not None else settings.local_api_key
+    api_key = (key.get_secret_value() if isinstance(key, SecretStr) else key) or None
+    if api_key is None and not is_loopback(args.host):
+        raise ConfigError(unprotected_host_message(args.host))
+    config = LocalRendererConfig(
+        generation_seconds=generation, data_dir=settings.data_dir / "local-api", api_key=api_key
+    )
     with contextlib.suppress(asyncio.CancelledError):
         await serve_forever(config, args.host, args.port)
     return 0

@@ -253,6 +253,13 @@ class JobStore:
         try:
             if reference is not None and not job.blocked:
                 job.stored_bytes = len(reference)
+                if job.stored_bytes > self.config.max_stored_bytes:
+                    raise ApiError(
+                        400,
+                        f"The reference image ({job.stored_bytes} bytes) is larger than the local "
+                        f"renderer's storage limit (max_stored_bytes, {self.config.max_stored_bytes} bytes).",
+                        param="input_reference",
+                    )
                 if not await self._make_room(now, keep=job):
                     raise ApiError(
                         429,

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 # Reference images and their multipart framing; well above what a 1792x1024 PNG needs.
 _MAX_REQUEST_BYTES: Final = 32 * 1024 * 1024
+# A connection that carried a larger body is closed after its response (see _release_middleware).
+_KEEP_ALIVE_BODY_BYTES: Final = 64 * 1024
 
 
 class LocalRenderer:
@@ -113,6 +115,17 @@ class LocalRenderer:
             await self._webhooks.send_outcome(job)
 
     # ----------------------------------------------------------------------- middlewares
+
+    @web.middleware
+    async def _release_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await handler(request)
+        length = request.content_length
+        if request.body_exists and (length is None or length > _KEEP_ALIVE_BODY_BYTES):
+            # aiohttp holds a connection's last request, body included, until the next request
+            # arrives on it; closing a connection that carried a large body frees it now, so that
+            # idle connections cannot pin megabytes each.
+            response.force_close()
+        return response
 
     @web.middleware
     async def _error_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -306,9 +319,10 @@ def create_app(renderer: LocalRenderer, middlewares: Sequence[Middleware] = ()) 
     """The aiohttp application serving ``renderer``'s Videos API under ``/v1``."""
     app = web.Application(
         client_max_size=_MAX_REQUEST_BYTES,
-        # Outermost first: errors are converted last, and latency delays every response, even one
-        # an extension answers itself.
+        # Outermost first: errors are converted last (only the body release comes after), and
+        # latency delays every response, even one an extension answers itself.
         middlewares=[
+            renderer._release_middleware,
             renderer._error_middleware,
             renderer._latency_middleware,
             *middlewares,

@@ -248,9 +248,10 @@ def accepts_connections(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_local_api_refuses_a_public_address_without_a_key(tmp_path: Path) -> None:
+@pytest.mark.parametrize("env", [{}, {"LOCAL_API_KEY": ""}], ids=["unset", "blank"])
+def test_local_api_refuses_a_public_address_without_a_key(tmp_path: Path, env: dict[str, str]) -> None:
     port = free_port()
-    process = local_api_process(tmp_path, "--host", "0.0.0.0", "--port", str(port))
+    process = local_api_process(tmp_path, "--host", "0.0.0.0", "--port", str(port), env=env)
     try:
         stdout, stderr = process.communicate(timeout=60)
     finally:
@@ -265,13 +266,16 @@ def test_local_api_refuses_a_public_address_without_a_key(tmp_path: Path) -> Non
     assert not (tmp_path / "data").exists()  # it stopped before touching anything
 
 
+@pytest.mark.parametrize("key_from", ["environment", "command line"])
 async def test_local_api_on_a_public_address_with_a_key_requires_it(
-    tmp_path: Path, session: aiohttp.ClientSession
+    tmp_path: Path, session: aiohttp.ClientSession, key_from: str
 ) -> None:
     port = free_port()
-    process = local_api_process(
-        tmp_path, "--host", "0.0.0.0", "--port", str(port), env={"LOCAL_API_KEY": KEY}
-    )
+    address = ("--host", "0.0.0.0", "--port", str(port))
+    if key_from == "environment":
+        process = local_api_process(tmp_path, *address, env={"LOCAL_API_KEY": KEY})
+    else:
+        process = local_api_process(tmp_path, *address, "--api-key", KEY)
     try:
         await wait_for(lambda: process.poll() is not None or accepts_connections(port), timeout=60)
         assert process.poll() is None, process.communicate()

@@ -1,18 +1,27 @@
-"""``videobot``: run | generate | local-api | check | invite."""
+"""``videobot``: run | generate | local-api | check | invite | healthcheck."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import importlib.metadata
+import json
 import logging
+import os
 import secrets
 import shutil
 import signal
+import sqlite3
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from typing import TextIO
 
 import aiohttp
 import discord
@@ -21,13 +30,14 @@ from pydantic import SecretStr, ValidationError
 from bot.adapters.sqlite.store import Store
 from bot.adapters.videoapi.client import VideoAPIClient
 from bot.discord.embeds import progress_bar
-from bot.domain.catalog import Catalog, load_catalog
+from bot.domain.catalog import Catalog, Quote, load_catalog
 from bot.domain.errors import CatalogError, ConfigError, UserError
-from bot.domain.jobs import Job, JobRequest
+from bot.domain.jobs import Job, JobRequest, JobStatus
 from bot.domain.provider_errors import AuthenticationError, UnsupportedEndpoint, VideoAPIError
+from bot.logsafety import install_redaction, register_secret
 from bot.services.jobs import JobService, clean_prompt
 from bot.services.tracker import JobTracker
-from bot.settings import Settings
+from bot.settings import Settings, redact_urls
 
 log = logging.getLogger("videobot")
 
@@ -40,25 +50,73 @@ INVITE_PERMISSIONS = discord.Permissions(
     attach_files=True,
     read_message_history=True,
 )
+NEW_TOKEN_HINT = (
+    "get a new one in the Discord Developer Portal (your app → Bot → Reset Token) and put it in .env"
+)
+Reporter = Callable[[bool, str, str], None]  # check's report(ok, what, detail)
+# The local renderer finishes in seconds: poll it often so `generate` shows the percentage moving.
+LOCAL_POLL_SECONDS = 1.0
+
+_RUN_EPILOG = """\
+reads from the environment or .env:
+  DISCORD_TOKEN           the bot token (required)
+  VIDEO_API_BASE_URL      the Videos API provider; unset = the built-in local renderer
+                          (demo renders, no cost)
+  VIDEO_API_KEY           the provider's key (falls back to OPENAI_API_KEY)
+  MODELS_FILE             a TOML model catalog; unset = the built-in Sora 2 catalog
+  DATABASE_URL, DATA_DIR  where jobs, credits and videos are kept (default data/)
+  HTTP_PORT, HTTP_HOST    the bot's HTTP server for /healthz and webhooks (off unless HTTP_PORT is set)
+  LOG_LEVEL               DEBUG, INFO (default), WARNING or ERROR, any case
+.env.example lists every variable. Stop with Ctrl-C or SIGTERM; running jobs resume on the next start."""
+
+_CHECK_EPILOG = """\
+Checks DISCORD_TOKEN (asks Discord whether it accepts it), MODELS_FILE, WEBHOOK_SECRET, HTTP_PORT
+with PUBLIC_BASE_URL, the database named by DATABASE_URL (read only: a missing file is reported, not
+created) and the Videos API at VIDEO_API_BASE_URL with VIDEO_API_KEY. Prints one line per check and
+exits 1 if any failed. Secrets are never printed."""
+
+_HEALTHCHECK_EPILOG = """\
+Asks GET http://127.0.0.1:$HTTP_PORT/healthz of a running `videobot run` (the Docker HEALTHCHECK).
+Exits 0 when it answers 200, else 1, printing one line."""
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("videobot")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog="videobot",
         description="A self-hostable Discord bot that turns /video requests into generated videos. "
         "Configuration comes from the environment or .env (see .env.example).",
     )
+    parser.add_argument("--version", action="version", version=f"videobot {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    sub.add_parser("run", help="connect to Discord and serve /video (needs DISCORD_TOKEN)")
+    sub.add_parser(
+        "run",
+        help="connect to Discord and serve /video (needs DISCORD_TOKEN)",
+        description="Connect to Discord and serve /video, /videomod and the job buttons until stopped.",
+        epilog=_RUN_EPILOG,
+        formatter_class=formatter,
+    )
 
     gen = sub.add_parser(
         "generate",
-        help="make one video from the terminal through the same pipeline (try VIDEO_API_BASE_URL=local)",
+        help="make one video from the terminal through the same pipeline (no Discord needed)",
+        description="Make one video through the same pipeline as /video and write the MP4. Uses "
+        "VIDEO_API_BASE_URL (unset: the built-in renderer), VIDEO_API_KEY and MODELS_FILE.",
+        formatter_class=formatter,
     )
     gen.add_argument("prompt", help="what the video should show")
     gen.add_argument("--model", help="catalog model (default: the catalog's default)")
-    gen.add_argument("--seconds", type=int, help="duration in seconds, e.g. 4, 8 or 12")
-    gen.add_argument("--size", help="WIDTHxHEIGHT, e.g. 720x1280")
+    gen.add_argument(
+        "--seconds", type=int, help="duration in seconds, one the model offers (built-in: 4, 8 or 12)"
+    )
+    gen.add_argument("--size", help="WIDTHxHEIGHT the model offers, e.g. 720x1280")
     gen.add_argument("--image", type=Path, help="reference image (JPEG, PNG or WebP) for the first frame")
     gen.add_argument(
         "--out", type=Path, default=Path("video.mp4"), help="where to write the MP4 (default: video.mp4)"
@@ -68,7 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     local = sub.add_parser(
-        "local-api", help="serve the built-in local Videos API renderer (no provider needed)"
+        "local-api",
+        help="serve the built-in local Videos API renderer (no provider needed)",
+        description="Serve the built-in renderer as a Videos API over HTTP, for another bot or tool. "
+        "Its files go to DATA_DIR/local-api.",
+        formatter_class=formatter,
     )
     local.add_argument(
         "--host",
@@ -85,44 +147,61 @@ def build_parser() -> argparse.ArgumentParser:
         "--generation-seconds",
         type=float,
         default=None,
-        help="how long each job takes (default LOCAL_GENERATION_SECONDS)",
+        help="how long each job takes (default LOCAL_GENERATION_SECONDS, 8)",
     )
 
-    sub.add_parser("check", help="validate the configuration and reach Discord and the Videos API")
-    invite = sub.add_parser("invite", help="print the URL that adds the bot to a server")
-    invite.add_argument(
-        "--client-id", type=int, help="the application id (default: looked up with DISCORD_TOKEN)"
+    sub.add_parser(
+        "check",
+        help="validate the configuration and reach Discord and the Videos API (writes nothing)",
+        description="Validate the configuration and reach Discord and the Videos API. Writes nothing.",
+        epilog=_CHECK_EPILOG,
+        formatter_class=formatter,
     )
+    invite = sub.add_parser(
+        "invite",
+        help="print the URL that adds the bot to a server",
+        description="Print the URL that adds the bot to a server, with the permissions it needs.",
+        formatter_class=formatter,
+    )
+    invite.add_argument(
+        "--client-id", type=int, help="the application id (default: asked of Discord with DISCORD_TOKEN)"
+    )
+    health = sub.add_parser(
+        "healthcheck",
+        help="exit 0 if a running bot's /healthz answers 200 (for Docker)",
+        description="Check a running bot's HTTP server (needs HTTP_PORT).",
+        epilog=_HEALTHCHECK_EPILOG,
+        formatter_class=formatter,
+    )
+    health.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (default 5)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Docker reserves exit code 2 in health checks: any failure of `healthcheck` is "unhealthy" (1).
+    usage_error = 1 if args.command == "healthcheck" else 2
     try:
         settings = Settings()
     except ValidationError as exc:
         print(f"Configuration error:\n{_describe_validation(exc)}", file=sys.stderr)
-        return 2
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # discord.py logs webhook URLs (which embed interaction tokens) at DEBUG: never let them through.
-    logging.getLogger("discord.webhook").setLevel(max(logging.INFO, logging.getLogger().level))
+        return usage_error
+    args.status_line = configure_logging(settings)
     handlers = {
         "run": run_bot,
         "generate": generate,
         "local-api": serve_local_api,
         "check": check,
         "invite": invite,
+        "healthcheck": healthcheck,
     }
     try:
         return asyncio.run(handlers[args.command](settings, args))
     except (ConfigError, CatalogError, UserError) as exc:
         message = exc.user_message if isinstance(exc, UserError) else str(exc)
-        print(f"error: {message}", file=sys.stderr)
-        return 2
+        args.status_line.end()
+        print(f"error: {redact_urls(message)}", file=sys.stderr)
+        return usage_error
     except KeyboardInterrupt:
         return 130
 
@@ -135,28 +214,132 @@ def _describe_validation(exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------- logging and the terminal
+
+
+class StatusLine:
+    """The one line ``generate`` redraws in place on a terminal. Log records clear it first and
+    redraw it after, so a record never lands in the middle of the bar. Off a terminal (a pipe, a CI
+    log) nothing is redrawn: each change is a line of its own."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.redraws = stream.isatty()
+        self.lock = threading.RLock()  # aiosqlite and the renderer's threads log too
+        self._text = ""
+        self._shown = False
+        self._last_line = ""
+
+    def show(self, text: str, *, key: str | None = None) -> None:
+        """Show ``text``; off a terminal, print it only when ``key`` (what matters in it) changed."""
+        with self.lock:
+            self._text = text
+            if self.redraws:
+                self.stream.write("\r\x1b[K" + text)
+                self._shown = True
+            elif (key or text) != self._last_line:
+                self._last_line = key or text
+                self.stream.write(text + "\n")
+            self.stream.flush()
+
+    def end(self, text: str | None = None) -> None:
+        """Finish the line (with ``text``, if given); later output starts on a fresh line."""
+        with self.lock:
+            if self.redraws and self._shown:
+                self.stream.write("\r\x1b[K")
+            if text is not None:
+                self.stream.write(text + "\n")
+            self._text, self._shown = "", False
+            self.stream.flush()
+
+    def clear(self) -> None:
+        if self._shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self._shown = False
+
+    def redraw(self) -> None:
+        if self.redraws and self._text:
+            self.stream.write(self._text)
+            self.stream.flush()
+            self._shown = True
+
+
+class _LogHandler(logging.StreamHandler):
+    """stderr logging that steps around the status line and strips credentials from URLs."""
+
+    def __init__(self, status: StatusLine) -> None:
+        super().__init__(status.stream)
+        self.status = status
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_urls(super().format(record))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with self.status.lock:
+            self.status.clear()
+            super().emit(record)
+            self.status.redraw()
+
+
+def configure_logging(settings: Settings) -> StatusLine:
+    status = StatusLine(sys.stderr)
+    handler = _LogHandler(status)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level)
+    # One redacting filter over every record: tokens, keys, secrets and URL credentials never reach
+    # the log, at any level (bot.logsafety).
+    install_redaction(
+        [settings.discord_token, settings.video_api_key, settings.openai_api_key, settings.webhook_secret]
+    )
+    return status
+
+
+def describe_provider(settings: Settings) -> str:
+    if settings.uses_local_api:
+        return "the built-in local renderer (demo renders; set VIDEO_API_BASE_URL for a real provider)"
+    return redact_urls(settings.video_api_base_url)
+
+
+def describe_catalog(catalog: Catalog) -> str:
+    names = ", ".join(m.name for m in catalog.models)
+    where = "built-in catalog" if catalog.source == "built-in" else f"MODELS_FILE {catalog.source}"
+    return f"{where} ({names})"
+
+
+# --------------------------------------------------------------------------- the Videos API
+
+
 @contextlib.asynccontextmanager
-async def video_api(settings: Settings, *, max_attempts: int = 5) -> AsyncIterator[VideoAPIClient]:
-    """The Videos API client; with ``VIDEO_API_BASE_URL=local`` the built-in renderer runs in-process."""
+async def video_api(
+    settings: Settings, *, max_attempts: int = 5, keep_files: bool = True
+) -> AsyncIterator[VideoAPIClient]:
+    """The Videos API client; with ``VIDEO_API_BASE_URL=local`` (the default) the built-in renderer
+    runs in-process. ``keep_files=False`` gives the renderer a temporary directory (``check``)."""
     async with contextlib.AsyncExitStack() as stack:
         base_url, key = settings.video_api_base_url, settings.api_key
         if settings.uses_local_api:
             from bot.localapi.renderer import LocalRenderer, LocalRendererConfig
 
+            # The in-process renderer's access log would repeat every request the client makes.
+            logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
             # A fresh key per process: other programs on the machine can reach the port, and only
             # this bot needs to talk to its renderer.
             local_key = secrets.token_urlsafe(32)
+            register_secret(local_key)
             renderer = await stack.enter_async_context(
                 LocalRenderer(
                     LocalRendererConfig(
                         generation_seconds=settings.local_generation_seconds,
-                        data_dir=settings.data_dir / "local-api",
+                        data_dir=settings.data_dir / "local-api" if keep_files else None,
                         api_key=local_key,
                     )
                 )
             )
             base_url, key = renderer.base_url, SecretStr(local_key)
-            log.info("local Videos API renderer at %s", base_url)
+            log.debug("local Videos API renderer at %s", base_url)
         client = await stack.enter_async_context(
             VideoAPIClient(
                 base_url,
@@ -168,6 +351,27 @@ async def video_api(settings: Settings, *, max_attempts: int = 5) -> AsyncIterat
         yield client
 
 
+# --------------------------------------------------------------------------- run
+
+
+def _discord_failure(exc: BaseException, settings: Settings) -> BaseException:
+    """What a failed ``bot.start`` means for the admin, as one line (a ``ConfigError``)."""
+    base = redact_urls(settings.discord_api_base_url.rstrip("/"))
+    if isinstance(exc, discord.LoginFailure):
+        return ConfigError(f"Discord refused DISCORD_TOKEN: {NEW_TOKEN_HINT}.")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        reason = exc.os_error.strerror or type(exc.os_error).__name__
+        return ConfigError(
+            f"cannot reach Discord at {base} ({reason}); check the network "
+            "(and DISCORD_API_BASE_URL, if you set it)."
+        )
+    if isinstance(exc, discord.HTTPException):
+        return ConfigError(f"Discord answered HTTP {exc.status} at login ({base}); try again later.")
+    if isinstance(exc, aiohttp.ClientError | TimeoutError):
+        return ConfigError(f"cannot reach Discord at {base} ({type(exc).__name__}); check the network.")
+    return exc
+
+
 async def run_bot(settings: Settings, args: argparse.Namespace) -> int:
     from bot.adapters.http.links import MediaLinks
     from bot.adapters.http.server import serve_http
@@ -175,10 +379,12 @@ async def run_bot(settings: Settings, args: argparse.Namespace) -> int:
 
     token = settings.require_token()
     catalog = load_catalog(settings.models_file)
+    log.info("videos from %s; %s", describe_provider(settings), describe_catalog(catalog))
     point_discord_at(settings.discord_api_base_url, settings.discord_gateway_url)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     async with Store.open(settings.database_path) as store, video_api(settings) as api:
         bot = VideoBot(settings=settings, store=store, api=api, catalog=catalog)
+        bot.presenter.demo_render = settings.uses_local_api
         links = None
         if settings.public_base_url and settings.http_port is not None:
             # Videos too large for Discord even after re-encoding are linked, served by our server.
@@ -199,42 +405,88 @@ async def run_bot(settings: Settings, args: argparse.Namespace) -> int:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(SHUTDOWN_GRACE_SECONDS):
                         await bot.close()
-            runner.cancel()
             stopper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # A start that failed (refused token, Discord unreachable) is read here, not re-raised
+            # by awaiting the task: the admin gets one line, not a traceback.
+            failure = runner.exception() if runner.done() and not runner.cancelled() else None
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await runner
-            if runner.done() and not runner.cancelled() and runner.exception() is not None:
-                exc = runner.exception()
-                if isinstance(exc, discord.LoginFailure):
-                    raise ConfigError(
-                        "Discord refused DISCORD_TOKEN. Copy the token again from the developer portal."
-                    )
-                raise exc  # type: ignore[misc]
+            if failure is not None:
+                raise _discord_failure(failure, settings)
     return 0
 
 
-class TerminalPresenter:
-    """``videobot generate``'s presenter: a progress line on stderr, the MP4 copied to ``--out``."""
+# --------------------------------------------------------------------------- generate
 
-    def __init__(self, out: Path) -> None:
+
+def _elapsed(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}:{secs:02d}"
+
+
+class TerminalPresenter:
+    """``videobot generate``'s presenter: a progress line on stderr (the provider's percentage, the
+    job's state, the time so far), the MP4 copied to ``--out``."""
+
+    def __init__(self, out: Path, status: StatusLine | None = None) -> None:
         self.out = out
+        self.status = status or StatusLine(sys.stderr)
         self.failure: str | None = None
+        self.started = time.monotonic()
+        self.latest: Job | None = None
+
+    def line(self, job: Job) -> tuple[str, str]:
+        """The progress line and the part of it that matters off a terminal (not the clock)."""
+        what = f"{progress_bar(job.progress)}  {job.status.label}"
+        return f"{what}  {_elapsed(time.monotonic() - self.started)}", what
+
+    def tick(self) -> None:
+        """Redraw with the time so far (a terminal only; the clock alone is not worth a new line)."""
+        if self.latest is not None and self.status.redraws:
+            self.status.show(self.line(self.latest)[0])
 
     async def job_changed(self, job: Job) -> None:
-        print(f"\r{progress_bar(job.progress)}  {job.status.label:<24}", end="", file=sys.stderr, flush=True)
+        self.latest = job
+        text, key = self.line(job)
+        self.status.show(text, key=key)
 
     async def deliver(self, job: Job, media: Path) -> int | None:
         self.out.parent.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(shutil.copyfile, media, self.out)
-        print(f"\r{progress_bar(100)}  Done{' ' * 20}", file=sys.stderr)
+        self.latest = None
+        took = _elapsed(time.monotonic() - self.started)
+        self.status.end(f"{progress_bar(100)}  Done in {took}")
         return job.id
 
     async def job_failed(self, job: Job) -> None:
         self.failure = job.error_message or "the video could not be made"
-        print(file=sys.stderr)
+        self.latest = None
+        self.status.end()
 
     async def find_delivery(self, job: Job) -> int | None:
         return job.id if self.out.exists() else None
+
+
+def check_output_path(out: Path) -> None:
+    """Refuse an ``--out`` that could not be written, before any time or money is spent."""
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; name the file, e.g. --out {out / 'video.mp4'}")
+    parent = out.parent
+    existing = parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"--out {out}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise UserError(f"--out {out}: not writable (permission denied)")
+
+
+def _price(quote: Quote, settings: Settings) -> str:
+    summary = f"{quote.model} · {quote.size} · {quote.seconds} s · {quote.credits} credits"
+    if settings.uses_local_api:
+        return f"{summary} · built-in renderer (a demo render, no cost)"
+    return f"{summary} (~${quote.usd:.2f})" if quote.usd > 0 else summary
 
 
 async def generate(settings: Settings, args: argparse.Namespace) -> int:
@@ -243,6 +495,9 @@ async def generate(settings: Settings, args: argparse.Namespace) -> int:
     catalog: Catalog = load_catalog(settings.models_file)
     quote = catalog.quote(args.model, args.size, args.seconds)
     prompt = clean_prompt(args.prompt)
+    check_output_path(args.out)
+    status: StatusLine = getattr(args, "status_line", None) or StatusLine(sys.stderr)
+    log.info("videos from %s; %s", describe_provider(settings), describe_catalog(catalog))
     with tempfile.TemporaryDirectory(prefix="videobot-") as tmp:
         workdir = Path(tmp)
         reference: str | None = None
@@ -257,9 +512,11 @@ async def generate(settings: Settings, args: argparse.Namespace) -> int:
                 raise UserError(exc.user_message) from None
             (workdir / "reference.png").write_bytes(fitted)
             reference = str(workdir / "reference.png")
-        async with Store.open(workdir / "jobs.db") as store, video_api(settings) as api:
-            presenter = TerminalPresenter(args.out)
-            tracker = JobTracker(store, api, presenter, workdir, poll_interval=settings.poll_interval_seconds)
+        poll = LOCAL_POLL_SECONDS if settings.uses_local_api else settings.poll_interval_seconds
+        # The built-in renderer's files live only as long as this command: --out is all it writes.
+        async with Store.open(workdir / "jobs.db") as store, video_api(settings, keep_files=False) as api:
+            presenter = TerminalPresenter(args.out, status)
+            tracker = JobTracker(store, api, presenter, workdir, poll_interval=poll)
             service = JobService(store)
             job = await service.submit(
                 JobRequest.priced(
@@ -272,24 +529,33 @@ async def generate(settings: Settings, args: argparse.Namespace) -> int:
                     reference_image_path=reference,
                 )
             )
-            print(
-                f"{quote.model} · {quote.size} · {quote.seconds} s · {quote.credits} credits (~${quote.usd:.2f})",
-                file=sys.stderr,
-            )
+            print(_price(quote, settings), file=sys.stderr)
+            await presenter.job_changed(job)
+            ticker = asyncio.create_task(_tick(presenter), name="progress-clock")
             try:
                 async with asyncio.timeout(args.timeout):
                     await tracker.run_until_idle()
             except TimeoutError:
-                print(f"\nerror: no result after {args.timeout:.0f} s", file=sys.stderr)
+                status.end(f"error: no result after {args.timeout:.0f} s")
                 return 1
             finally:
+                ticker.cancel()
                 await tracker.stop()
             final = await store.get_job(job.id)
-    if presenter.failure or final is None or final.status.value != "completed":
+    if presenter.failure or final is None or final.status is not JobStatus.COMPLETED:
         print(f"error: {presenter.failure or 'the video could not be made'}", file=sys.stderr)
         return 1
     print(str(args.out))
     return 0
+
+
+async def _tick(presenter: TerminalPresenter) -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        presenter.tick()
+
+
+# --------------------------------------------------------------------------- local-api
 
 
 async def serve_local_api(settings: Settings, args: argparse.Namespace) -> int:
@@ -303,6 +569,7 @@ async def serve_local_api(settings: Settings, args: argparse.Namespace) -> int:
     api_key = (key.get_secret_value() if isinstance(key, SecretStr) else key) or None
     if api_key is None and not is_loopback(args.host):
         raise ConfigError(unprotected_host_message(args.host))
+    register_secret(api_key)
     config = LocalRendererConfig(
         generation_seconds=generation, data_dir=settings.data_dir / "local-api", api_key=api_key
     )
@@ -311,14 +578,38 @@ async def serve_local_api(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- check
+
+
+def _database_status(path: Path) -> tuple[bool, str]:
+    """The database as it is on disk, opened read-only and immutable so that ``check`` creates
+    nothing (not even the WAL side files)."""
+    if not path.exists():
+        return True, f"{path} not created yet (`videobot run` creates it)"
+    from bot.adapters.sqlite.store import _migrations
+
+    latest = max((version for version, _, _ in _migrations()), default=0)
+    try:
+        uri = path.resolve().as_uri() + "?mode=ro&immutable=1"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error as exc:
+        return False, f"{path} cannot be read as SQLite ({exc})"
+    if version > latest:
+        return False, f"{path} has schema version {version}, newer than this videobot ({latest})"
+    later = "" if version == latest else f"; `videobot run` will migrate it to {latest}"
+    return True, f"{path} (schema version {version}{later})"
+
+
 async def check(settings: Settings, args: argparse.Namespace) -> int:
-    """Print one line per check; exit 1 if any failed. Secrets are never printed."""
+    """Print one line per check; exit 1 if any failed. Secrets are never printed; nothing is written."""
     problems = 0
 
     def report(ok: bool, what: str, detail: str) -> None:
         nonlocal problems
         problems += 0 if ok else 1
-        print(f"[{'ok' if ok else 'FAIL'}] {what}: {detail}")
+        print(f"[{'ok' if ok else 'FAIL'}] {what}: {redact_urls(detail)}")
 
     try:
         token: SecretStr | None = settings.require_token()
@@ -328,8 +619,7 @@ async def check(settings: Settings, args: argparse.Namespace) -> int:
         report(False, "DISCORD_TOKEN", str(exc))
     try:
         catalog = load_catalog(settings.models_file)
-        names = ", ".join(m.name for m in catalog.models)
-        report(True, "model catalog", f"{catalog.source}: {names}")
+        report(True, "model catalog", describe_catalog(catalog))
     except CatalogError as exc:
         report(False, "model catalog", str(exc))
     if settings.webhook_secret is not None:
@@ -348,49 +638,64 @@ async def check(settings: Settings, args: argparse.Namespace) -> int:
             "PUBLIC_BASE_URL is set but HTTP_PORT is not: nothing would serve the links",
         )
     try:
-        path = settings.database_path
-        async with Store.open(path) as store:
-            report(True, "database", f"{path} (schema version {await store.schema_version()})")
-    except (ConfigError, OSError, Exception) as exc:
-        report(False, "database", f"{type(exc).__name__}: {exc}")
+        ok, detail = _database_status(settings.database_path)
+        report(ok, "database", detail)
+    except ConfigError as exc:
+        report(False, "database", str(exc))
 
+    await _check_discord(settings, token, report)
+    await _check_videos_api(settings, report)
+    print("all checks passed" if problems == 0 else f"{problems} problem(s) found")
+    return 0 if problems == 0 else 1
+
+
+async def _check_discord(settings: Settings, token: SecretStr | None, report: Reporter) -> None:
+    base = settings.discord_api_base_url.rstrip("/")
     timeout = aiohttp.ClientTimeout(total=15)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        base = settings.discord_api_base_url.rstrip("/")
-        headers = {"Authorization": f"Bot {token.get_secret_value()}"} if token else {}
         try:
+            if token is None:
+                # Nothing to verify; whether Discord can be reached at all is still worth knowing.
+                async with session.get(f"{base}/gateway"):
+                    report(True, "Discord", f"{base} is reachable; the token was not checked: it is not set")
+                return
+            headers = {"Authorization": f"Bot {token.get_secret_value()}"}
             async with session.get(f"{base}/users/@me", headers=headers) as resp:
                 if resp.status == 200:
                     user = await resp.json()
                     report(True, "Discord", f"{base} accepts the token (bot user {user.get('username')})")
                 elif resp.status == 401:
-                    report(
-                        False, "Discord", f"{base} refused DISCORD_TOKEN (401); copy it again from the portal"
-                    )
+                    report(False, "Discord", f"{base} refused DISCORD_TOKEN (401); {NEW_TOKEN_HINT}")
                 else:
                     report(False, "Discord", f"{base} answered HTTP {resp.status}")
         except (aiohttp.ClientError, TimeoutError) as exc:
             report(False, "Discord", f"cannot reach {base}: {type(exc).__name__}")
 
+
+async def _check_videos_api(settings: Settings, report: Reporter) -> None:
+    if settings.uses_local_api:
+        what = "the built-in local renderer"
+        accepted = "starts and answers (no key needed; set VIDEO_API_BASE_URL for a real provider)"
+    else:
+        what = settings.video_api_base_url
+        accepted = "answers and accepts the key" if settings.api_key else "answers without a key"
     try:
-        async with video_api(settings, max_attempts=1) as api:
+        async with video_api(settings, max_attempts=1, keep_files=False) as api:
             try:
                 await api.list(limit=1)
-                report(True, "Videos API", f"{api.base_url} answers and accepts the key")
+                report(True, "Videos API", f"{what} {accepted}")
             except UnsupportedEndpoint:
-                report(
-                    True,
-                    "Videos API",
-                    f"{api.base_url} answers (no list endpoint: single lookups will be used)",
-                )
+                report(True, "Videos API", f"{what} answers (no list endpoint: single lookups will be used)")
             except AuthenticationError:
-                report(False, "Videos API", f"{api.base_url} refused the key; set VIDEO_API_KEY")
+                why = "refused the key" if settings.api_key else "needs a key"
+                report(False, "Videos API", f"{what} {why}; set VIDEO_API_KEY")
             except VideoAPIError as exc:
-                report(False, "Videos API", f"{api.base_url}: {exc}")
+                report(False, "Videos API", f"{what}: {exc}")
     except OSError as exc:
         report(False, "Videos API", f"the local renderer failed to start: {exc}")
-    print("all checks passed" if problems == 0 else f"{problems} problem(s) found")
-    return 0 if problems == 0 else 1
+
+
+# --------------------------------------------------------------------------- invite
 
 
 async def invite(settings: Settings, args: argparse.Namespace) -> int:
@@ -404,6 +709,8 @@ async def invite(settings: Settings, args: argparse.Namespace) -> int:
                     f"{base}/oauth2/applications/@me",
                     headers={"Authorization": f"Bot {token.get_secret_value()}"},
                 ) as resp:
+                    if resp.status == 401:
+                        raise ConfigError(f"Discord refused DISCORD_TOKEN: {NEW_TOKEN_HINT}.")
                     if resp.status != 200:
                         raise ConfigError(
                             f"Discord answered HTTP {resp.status} when asked for the application id; pass --client-id"
@@ -416,6 +723,37 @@ async def invite(settings: Settings, args: argparse.Namespace) -> int:
     )
     print(url)
     return 0
+
+
+# --------------------------------------------------------------------------- healthcheck
+
+
+def _probe(url: str, timeout: float) -> tuple[bool, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status == 200, f"{url} answered HTTP {resp.status}"
+    except urllib.error.HTTPError as exc:
+        failing = ""
+        with contextlib.suppress(ValueError, AttributeError, OSError):
+            report = json.loads(exc.read())
+            failing = ", ".join(part for part, ok in report.items() if ok is False)
+        return False, f"{url} answered HTTP {exc.code}" + (f" (not ok: {failing})" if failing else "")
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return False, f"cannot reach {url} ({getattr(reason, 'strerror', None) or reason})"
+
+
+async def healthcheck(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.http_port is None:
+        print("unhealthy: HTTP_PORT is not set, so the bot serves no /healthz to check", file=sys.stderr)
+        return 1
+    host = settings.http_host
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    host = f"[{host}]" if ":" in host else host
+    ok, detail = await asyncio.to_thread(_probe, f"http://{host}:{settings.http_port}/healthz", args.timeout)
+    print(f"{'healthy' if ok else 'unhealthy'}: {detail}", file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

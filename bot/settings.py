@@ -5,6 +5,7 @@ Settings are built in ``cli.main`` (never at import), so importing the package n
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -14,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from bot.domain.errors import ConfigError
 
 LOCAL_API = "local"
+_URL_CREDENTIALS = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#@\s]+@")
 
 
 class Settings(BaseSettings):
@@ -22,13 +24,16 @@ class Settings(BaseSettings):
     discord_token: SecretStr | None = None
     discord_api_base_url: str = "https://discord.com/api/v10"
     discord_gateway_url: str = "wss://gateway.discord.gg/"
-    video_api_base_url: str = "https://api.openai.com/v1"
+    # The built-in renderer by default: a fresh install makes (demo) videos before any provider is set up.
+    video_api_base_url: str = LOCAL_API
     video_api_key: SecretStr | None = None
     openai_api_key: SecretStr | None = None
     models_file: Path | None = None
     database_url: str = "sqlite:///data/videobot.db"
     data_dir: Path = Path("data")
     http_port: int | None = None
+    # Loopback outside containers: /healthz and webhooks are not exposed unless the admin chooses to.
+    http_host: str = "127.0.0.1"
     webhook_secret: SecretStr | None = None
     public_base_url: str | None = None
 
@@ -59,6 +64,16 @@ class Settings(BaseSettings):
         # `.env.example` lists every variable; an empty `HTTP_PORT=` means "not set", not "invalid".
         return None if value == "" else value
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_any_case(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("video_api_base_url", mode="before")
+    @classmethod
+    def _blank_is_local(cls, value: object) -> object:
+        return LOCAL_API if isinstance(value, str) and not value.strip() else value
+
     @property
     def api_key(self) -> SecretStr | None:
         """``VIDEO_API_KEY``, or ``OPENAI_API_KEY`` when that is unset or blank."""
@@ -84,6 +99,12 @@ class Settings(BaseSettings):
                 "and put DISCORD_TOKEN=... in .env (see README, 'Create the Discord application')."
             )
         return self.discord_token
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with the ``user:password@`` part of every URL removed (providers and proxies accept
+    credentials there, and URLs end up in logs and ``videobot check``)."""
+    return _URL_CREDENTIALS.sub(r"\1", text)
 
 
 def sqlite_path(url: str) -> Path:

@@ -1,22 +1,28 @@
 """Image and video helpers: validating uploads, fitting reference images, rendering and probing MP4s.
 
 Everything here is synchronous and CPU-bound; async callers should run it in a worker thread
-(``asyncio.to_thread``). Nothing here knows about Discord.
+(``asyncio.to_thread``), image fits through ``ImageFitGate`` (``fit_in_gate``), which bounds how
+many run at once. Nothing here knows about Discord.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import io
 import math
 import os
 import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import av
-from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFile, ImageFont, ImageOps, UnidentifiedImageError
 
 ACCEPTED_IMAGE_FORMATS = ("JPEG", "PNG", "WEBP")
 # GIF is opened too, only so that it can be refused with a message about animation rather than
@@ -24,6 +30,7 @@ ACCEPTED_IMAGE_FORMATS = ("JPEG", "PNG", "WEBP")
 _OPENABLE_IMAGE_FORMATS = (*ACCEPTED_IMAGE_FORMATS, "GIF")
 
 FitMode = Literal["cover", "contain"]
+T = TypeVar("T")
 
 # Letterbox bars and flattened transparency use the same colour, so a transparent logo and a
 # letterboxed photo both end up on the background a video frame would have anyway.
@@ -38,20 +45,107 @@ class ImageError(Exception):
         self.user_message = user_message
 
 
+# What one image may cost to decode. A fit keeps the decoded picture plus a working copy no larger
+# than a few times the target, so one fit stays under about 150 MB whatever is uploaded; the
+# ``ImageFitGate`` then keeps it to one fit per process at a time.
+DEFAULT_MAX_DECODE_BYTES = 96 * 1024 * 1024
+# The working copy of a huge picture is reduced to at most this many times the target's pixels
+# (never below what the target needs, so nothing is scaled up that wasn't before).
+_WORKING_PIXELS_PER_TARGET = 4
+# Flattening and reducing work on horizontal strips of about this many pixels, so no full-size
+# RGBA copy of the source ever exists.
+_STRIP_PIXELS = 1 << 20
+# Measured with Pillow 11-13: libwebp (through the animation decoder Pillow always uses) holds
+# about 16 bytes per pixel while decoding, lossy or lossless.
+_WEBP_BYTES_PER_PIXEL = 16
+
+_ORIENTATION_TRANSPOSE: dict[int, Image.Transpose] = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
 def sniff_image(
     data: bytes,
     *,
     max_bytes: int = 10 * 1024 * 1024,
     max_pixels: int = 40_000_000,
     min_side: int = 64,
+    max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES,
 ) -> str:
     """Check by content that ``data`` is a usable still JPEG, PNG or WebP and return its format name.
 
     The claimed file type is ignored: the bytes are opened with Pillow (restricted to the accepted
     decoders), the header is checked for size limits before any pixel is decoded, then the file is
-    verified and fully decoded so that truncated or corrupt files are caught here rather than later.
+    verified and decoded so that truncated or corrupt files are caught here rather than later. The
+    decode is bounded: a JPEG is decoded at 1/8 scale (which still reads every byte of it) and any
+    file whose decoder would need more than ``max_decode_bytes`` is refused from its header.
     Raises ``ImageError`` with a message for the user on any refusal.
     """
+    image_format = _check_header(data, max_bytes=max_bytes, max_pixels=max_pixels, min_side=min_side)
+    with _open_verified(data, max_pixels) as image:
+        if image.format == "JPEG":
+            image.draft(None, (1, 1))
+        _check_decode_cost(image, image.size, max_decode_bytes)
+        _load(image, max_pixels)
+    return image_format
+
+
+def fit_image(
+    data: bytes,
+    width: int,
+    height: int,
+    *,
+    mode: FitMode = "cover",
+    max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES,
+) -> bytes:
+    """Return PNG bytes of exactly ``width`` x ``height`` made from the image in ``data``.
+
+    The EXIF orientation is applied first, so phone photos come out upright. Transparency is
+    flattened onto black. ``cover`` scales the image to cover the frame and crops the overflow
+    around the centre; ``contain`` scales it to fit inside and letterboxes with black bars.
+
+    Memory is bounded by what the result needs: a JPEG is decoded at a reduced scale, a picture much
+    larger than the target is flattened and reduced strip by strip, and a file whose decoder alone
+    would need more than ``max_decode_bytes`` is refused with ``ImageError``.
+    """
+    _check_mode(mode)
+    with Image.open(io.BytesIO(data), formats=ACCEPTED_IMAGE_FORMATS) as image:
+        return _fit_opened(image, width, height, mode, max_decode_bytes, max_pixels=None)
+
+
+def prepare_image(
+    data: bytes,
+    width: int,
+    height: int,
+    *,
+    mode: FitMode = "cover",
+    max_bytes: int = 10 * 1024 * 1024,
+    max_pixels: int = 40_000_000,
+    min_side: int = 64,
+    max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES,
+) -> bytes:
+    """``sniff_image`` and ``fit_image`` in one pass: the same checks and the same result, with the
+    pixels decoded once (at the reduced scale the target allows) instead of twice.
+    Raises ``ImageError`` with a message for the user on any refusal."""
+    _check_mode(mode)
+    _check_header(data, max_bytes=max_bytes, max_pixels=max_pixels, min_side=min_side)
+    with _open_verified(data, max_pixels) as image:
+        return _fit_opened(image, width, height, mode, max_decode_bytes, max_pixels=max_pixels)
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in ("cover", "contain"):
+        raise ValueError(f"unknown fit mode {mode!r}; expected 'cover' or 'contain'")
+
+
+def _check_header(data: bytes, *, max_bytes: int, max_pixels: int, min_side: int) -> str:
+    """Every refusal that the file size and the image header alone can decide; returns the format."""
     if not data:
         raise ImageError("That file is empty; upload a JPEG, PNG or WebP image.")
     if len(data) > max_bytes:
@@ -84,20 +178,182 @@ def sniff_image(
             f"That image is only {width}x{height} pixels; it needs to be at least {min_side} pixels "
             "on each side. Upload a larger picture."
         )
+    return image_format
+
+
+@contextlib.contextmanager
+def _open_verified(data: bytes, max_pixels: int) -> Iterator[ImageFile.ImageFile]:
+    """The image, opened for decoding after ``verify()`` checked its structure (e.g. PNG chunk CRCs);
+    verify() leaves an image unusable, hence the second open."""
     try:
-        # verify() checks structure (e.g. PNG chunk CRCs) but leaves the image unusable, so a second
-        # open decodes every pixel, which is what catches truncated JPEG data.
         with Image.open(io.BytesIO(data), formats=ACCEPTED_IMAGE_FORMATS) as image:
             image.verify()
-        with Image.open(io.BytesIO(data), formats=ACCEPTED_IMAGE_FORMATS) as image:
-            image.load()
+        opened = Image.open(io.BytesIO(data), formats=ACCEPTED_IMAGE_FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise _too_many_pixels(max_pixels) from None
+    except Exception:
+        raise _corrupt() from None
+    with opened:
+        yield opened
+
+
+def _load(image: ImageFile.ImageFile, max_pixels: int | None) -> None:
+    try:
+        image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise _too_many_pixels(max_pixels or Image.MAX_IMAGE_PIXELS or 0) from None
     except Exception:
         # Decoders raise a wide range of types on damaged input (OSError, SyntaxError, struct.error,
         # ValueError, ...); each of them means the same thing to the user.
         raise _corrupt() from None
-    return image_format
+
+
+def _stored_bytes_per_pixel(mode: str) -> int:
+    """Bytes per pixel of Pillow's in-memory storage (which pads RGB to four bytes)."""
+    if mode in ("1", "L", "P"):
+        return 1
+    if mode.startswith("I;16"):
+        return 2
+    return 4
+
+
+def _decode_cost(image: ImageFile.ImageFile, source_size: tuple[int, int]) -> int:
+    """Bytes the decoder needs to produce ``image`` at its current (possibly draft-reduced) size."""
+    width, height = image.size
+    if image.format == "WEBP":
+        return width * height * _WEBP_BYTES_PER_PIXEL
+    cost = width * height * _stored_bytes_per_pixel(image.mode)
+    if image.format == "JPEG" and image.info.get("progressive"):
+        # A progressive JPEG is decoded from a buffer of all its DCT coefficients (two bytes each)
+        # at full size, whatever the output scale: 2 bytes/pixel per full-resolution component.
+        layers: list[tuple[int, int, int, int]] = getattr(image, "layer", [])
+        if layers:
+            h_max = max(layer[1] for layer in layers)
+            v_max = max(layer[2] for layer in layers)
+            samples = sum(layer[1] * layer[2] for layer in layers) / (h_max * v_max)
+        else:
+            samples = 3
+        cost += int(source_size[0] * source_size[1] * 2 * samples)
+    return cost
+
+
+def _check_decode_cost(image: ImageFile.ImageFile, source_size: tuple[int, int], limit: int) -> None:
+    cost = _decode_cost(image, source_size)
+    if cost <= limit:
+        return
+    width, height = source_size
+    image_format = image.format or "image"
+    if image_format == "JPEG":
+        advice = "Upload a smaller picture, or save it as a baseline (non-progressive) JPEG."
+    else:
+        advice = "Upload a smaller picture, or save it as a JPEG."
+    raise ImageError(
+        f"That {width}x{height} {image_format} is too large for the bot to read: it would need "
+        f"{_mebibytes(cost)} of memory and the limit is {_mebibytes(limit)}. {advice}"
+    )
+
+
+def _fit_opened(
+    image: ImageFile.ImageFile,
+    width: int,
+    height: int,
+    mode: FitMode,
+    max_decode_bytes: int,
+    *,
+    max_pixels: int | None,
+) -> bytes:
+    source_size = image.size
+    if image.format != "JPEG":
+        # Pillow reads a PNG's EXIF only by loading the pixels (its eXIf chunk may follow them), so
+        # the budget is checked first; no other format can be decoded at a reduced size anyway.
+        _check_decode_cost(image, source_size, max_decode_bytes)
+        _load(image, max_pixels)
+    orientation = image.getexif().get(0x0112, 1)
+    turned = orientation in (5, 6, 7, 8)
+    stored_target = (height, width) if turned else (width, height)
+    scale = _fit_scale(source_size, stored_target, mode)
+    needed = (max(1, math.ceil(source_size[0] * scale)), max(1, math.ceil(source_size[1] * scale)))
+    if image.format == "JPEG":
+        # DCT scaling (1/2, 1/4, 1/8) keeps at least the requested size and is itself a good
+        # downscale, so no headroom is asked for.
+        image.draft(None, needed)
+        _check_decode_cost(image, source_size, max_decode_bytes)
+        _load(image, max_pixels)
+
+    target_pixels = width * height
+    decoded_pixels = image.width * image.height
+    factor = _reduce_factor(image.size, needed, _WORKING_PIXELS_PER_TARGET * target_pixels)
+    if factor == 1 and decoded_pixels <= _WORKING_PIXELS_PER_TARGET * target_pixels:
+        # An ordinary picture: the whole image is flattened and fitted exactly as it always was.
+        working = _flatten_strips(image, (0, 0, *image.size), 1)
+    else:
+        working = _flatten_strips(image, _visible_box(image.size, stored_target, mode), factor)
+    image.close()
+    transpose = _ORIENTATION_TRANSPOSE.get(orientation)
+    if transpose is not None:
+        working = working.transpose(transpose)
+    size = (width, height)
+    if mode == "cover":
+        fitted = ImageOps.fit(working, size, method=Image.Resampling.LANCZOS)
+    else:
+        fitted = ImageOps.pad(working, size, method=Image.Resampling.LANCZOS, color=_BACKGROUND)
+    out = io.BytesIO()
+    fitted.save(out, format="PNG")
+    return out.getvalue()
+
+
+def _fit_scale(source: tuple[int, int], target: tuple[int, int], mode: FitMode) -> float:
+    """The factor that makes ``source`` cover (or fit inside) ``target``."""
+    ratios = (target[0] / source[0], target[1] / source[1])
+    return max(ratios) if mode == "cover" else min(ratios)
+
+
+def _visible_box(size: tuple[int, int], target: tuple[int, int], mode: FitMode) -> tuple[int, int, int, int]:
+    """The part of an image of ``size`` that a centred ``cover`` fit keeps (all of it for
+    ``contain``), widened to whole pixels so the final fit only trims rounding slack."""
+    width, height = size
+    if mode == "contain":
+        return (0, 0, width, height)
+    target_ratio = target[0] / target[1]
+    if width / height > target_ratio:
+        kept = height * target_ratio
+        left = (width - kept) / 2
+        return (max(0, math.floor(left)), 0, min(width, math.ceil(left + kept)), height)
+    kept = width / target_ratio
+    top = (height - kept) / 2
+    return (0, max(0, math.floor(top)), width, min(height, math.ceil(top + kept)))
+
+
+def _reduce_factor(size: tuple[int, int], needed: tuple[int, int], cap_pixels: int) -> int:
+    """An integer box-reduction factor like Pillow's ``reducing_gap=2``, raised further while the
+    result exceeds ``cap_pixels`` but never so far that it drops below ``needed``."""
+    room = min(size[0] / needed[0], size[1] / needed[1])
+    most = max(1, math.floor(room))
+    factor = max(1, math.floor(room / 2))
+    while factor < most and math.ceil(size[0] / factor) * math.ceil(size[1] / factor) > cap_pixels:
+        factor += 1
+    return factor
+
+
+def _flatten_strips(image: Image.Image, box: tuple[int, int, int, int], factor: int) -> Image.Image:
+    """The ``box`` of ``image`` flattened to RGB (see ``_flatten``) and reduced by ``factor``, made one
+    strip of rows at a time. Flattening is per pixel and each strip holds whole reduction blocks, so
+    the result equals flattening and reducing the whole box at once."""
+    left, top, right, bottom = box
+    box_width = right - left
+    if image.mode == "RGB" and factor == 1 and box == (0, 0, *image.size):
+        return image.copy()
+    rows = max(factor, _STRIP_PIXELS // max(1, box_width) // factor * factor)
+    result = Image.new("RGB", (math.ceil(box_width / factor), math.ceil((bottom - top) / factor)))
+    for y in range(top, bottom, rows):
+        strip = image.crop((left, y, right, min(bottom, y + rows)))
+        if strip.mode != "RGB":
+            # Flattening RGB changes nothing; skipping it saves four strip-sized copies.
+            strip = _flatten(strip)
+        if factor > 1:
+            strip = strip.reduce(factor)
+        result.paste(strip, (0, (y - top) // factor))
+    return result
 
 
 def _mebibytes(size: int) -> str:
@@ -117,33 +373,89 @@ def _corrupt() -> ImageError:
     )
 
 
-def fit_image(data: bytes, width: int, height: int, *, mode: FitMode = "cover") -> bytes:
-    """Return PNG bytes of exactly ``width`` x ``height`` made from the image in ``data``.
-
-    The EXIF orientation is applied first, so phone photos come out upright. Transparency is
-    flattened onto black. ``cover`` scales the image to cover the frame and crops the overflow
-    around the centre; ``contain`` scales it to fit inside and letterboxes with black bars.
-    """
-    if mode not in ("cover", "contain"):
-        raise ValueError(f"unknown fit mode {mode!r}; expected 'cover' or 'contain'")
-    with Image.open(io.BytesIO(data)) as opened:
-        upright = ImageOps.exif_transpose(opened)
-    flattened = _flatten(upright)
-    size = (width, height)
-    if mode == "cover":
-        fitted = ImageOps.fit(flattened, size, method=Image.Resampling.LANCZOS)
-    else:
-        fitted = ImageOps.pad(flattened, size, method=Image.Resampling.LANCZOS, color=_BACKGROUND)
-    out = io.BytesIO()
-    fitted.save(out, format="PNG")
-    return out.getvalue()
-
-
 def _flatten(image: Image.Image) -> Image.Image:
     """Return an RGB copy of ``image`` with any transparency composited onto the background colour."""
     rgba = image.convert("RGBA")
     background = Image.new("RGBA", rgba.size, (*_BACKGROUND, 255))
     return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+class ImageBusy(ImageError):
+    """``ImageFitGate`` turned a request away; ``user_message`` says why."""
+
+
+class ImageFitGate:
+    """One image fit at a time per process, and at most one per member in flight.
+
+    A member's second request while their first is still waiting or fitting is refused at once; other
+    members queue for the process-wide slot, up to ``max_waiting`` of them, beyond which requests are
+    refused rather than piling up memory (each waiting request holds its downloaded bytes).
+
+    Fits run on the gate's own worker thread (``run``): memory a fit frees stays in that thread's
+    malloc arena for the next fit to reuse, where a shared pool would leave a high-water mark in
+    each of its threads' arenas.
+    """
+
+    def __init__(self, *, concurrency: int = 1, max_waiting: int = 16) -> None:
+        self._slots = asyncio.Semaphore(concurrency)
+        self._max_waiting = max_waiting
+        self._waiting = 0
+        self._members: set[int] = set()
+        self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="image-fit")
+
+    @property
+    def waiting(self) -> int:
+        """How many requests are queued for a slot right now."""
+        return self._waiting
+
+    @contextlib.asynccontextmanager
+    async def slot(self, member_id: int) -> AsyncIterator[None]:
+        """Hold the process-wide fit slot for ``member_id``; raises ``ImageBusy`` without waiting when
+        the member already has an image in flight or the queue is full."""
+        if member_id in self._members:
+            raise ImageBusy(
+                "Your previous image is still being prepared; wait for it to finish, then try again."
+            )
+        if self._waiting >= self._max_waiting:
+            raise ImageBusy("The bot is preparing too many images right now; try again in a minute.")
+        self._members.add(member_id)
+        try:
+            self._waiting += 1
+            try:
+                await self._slots.acquire()
+            finally:
+                self._waiting -= 1
+            try:
+                yield
+            finally:
+                self._slots.release()
+        finally:
+            self._members.discard(member_id)
+
+    async def run(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """``function(*args, **kwargs)`` on the gate's worker thread (call it inside ``slot``)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(function, *args, **kwargs))
+
+    def close(self) -> None:
+        """Let the worker thread go once the running fit (if any) is done."""
+        self._executor.shutdown(wait=False)
+
+
+async def fit_in_gate(
+    gate: ImageFitGate,
+    member_id: int,
+    data: bytes,
+    width: int,
+    height: int,
+    *,
+    mode: FitMode = "cover",
+    max_bytes: int = 10 * 1024 * 1024,
+) -> bytes:
+    """``prepare_image`` on the gate's worker thread while holding its slot for ``member_id``: the one
+    call a command needs after its cheap checks. Raises ``ImageError`` (``ImageBusy`` included)."""
+    async with gate.slot(member_id):
+        return await gate.run(prepare_image, data, width, height, mode=mode, max_bytes=max_bytes)
 
 
 def render_video(

@@ -14,6 +14,8 @@ import yarl
 from discord import app_commands
 from discord.ext import commands
 
+from bot.adapters.sqlite.credits import SqliteCreditsRepository
+from bot.adapters.sqlite.history import SqliteHistoryRepository
 from bot.adapters.sqlite.store import Store
 from bot.adapters.videoapi.client import VideoAPIClient
 from bot.discord.presenter import NO_MENTIONS, DiscordPresenter
@@ -21,6 +23,8 @@ from bot.domain.catalog import Catalog
 from bot.domain.errors import UserError
 from bot.domain.jobs import Job
 from bot.domain.messages import cancel_refusal
+from bot.services.credits import CreditsService
+from bot.services.history import HistoryService
 from bot.services.jobs import JobService
 from bot.services.tracker import JobTracker
 from bot.settings import Settings
@@ -46,6 +50,9 @@ class VideoBot(commands.Bot):
         api: VideoAPIClient,
         catalog: Catalog,
     ) -> None:
+        # The bot never joins voice: discord.py's start-up warnings about voice libraries are noise.
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
         intents = discord.Intents.none()
         intents.guilds = True  # channels and roles; interactions carry the member, so no members intent
         super().__init__(
@@ -74,13 +81,16 @@ class VideoBot(commands.Bot):
             max_concurrent_deliveries=settings.max_concurrent_deliveries,
             deadline_seconds=settings.job_deadline_minutes * 60,
         )
-        self.jobs = JobService(store, on_new_job=self.tracker.wake)
+        history = SqliteHistoryRepository(store)
+        self.credits = CreditsService(SqliteCreditsRepository(store), history, catalog=catalog)
+        self.history = HistoryService(history)
+        self.jobs = JobService(store, on_new_job=self.tracker.wake, credits_service=self.credits)
         self._background: set[asyncio.Task[None]] = set()
         self.tree.error(self.on_app_command_error)
 
     async def setup_hook(self) -> None:
+        from bot.discord.cogs.credits import CreditsCog
         from bot.discord.cogs.history import HistoryCog
-        from bot.discord.cogs.moderation import CreditsCog
         from bot.discord.cogs.video import VideoCog
         from bot.discord.views import DYNAMIC_ITEMS, JobButtons
 

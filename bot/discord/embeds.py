@@ -10,6 +10,8 @@ from bot.domain.messages import REMIX_SOURCE_GONE_CODE
 BAR_WIDTH = 20
 _PROMPT_LIMIT = 1000  # embed descriptions allow 4096; keep progress cards compact
 
+DEMO_NOTE = " · Demo render by the built-in renderer: set VIDEO_API_BASE_URL to connect a real provider"
+
 COLOURS = {
     JobStatus.COMPLETED: discord.Colour.green(),
     JobStatus.FAILED: discord.Colour.red(),
@@ -74,13 +76,19 @@ def lineage_text(job: Job, source: Job | None) -> str:
 
 
 def job_embed(
-    job: Job, *, now: float, expected_seconds: float = 60.0, source: Job | None = None
+    job: Job,
+    *,
+    now: float,
+    expected_seconds: float = 60.0,
+    source: Job | None = None,
+    demo: bool = False,
 ) -> discord.Embed:
     """The card a job's reply shows, from submission to the result.
 
     Elapsed time and ETA are Discord timestamps (``<t:…:R>``), which every client counts live, so
     the bot edits only when the status, the progress or the estimate really changes. ``source`` is
-    the job a remix was made from (``job.source_job_id``), for the "Remix of" link.
+    the job a remix was made from (``job.source_job_id``), for the "Remix of" link. ``demo``: the
+    built-in renderer made it, which the card says so nobody mistakes it for the real thing.
     """
     colour = COLOURS.get(job.status, discord.Colour.blurple())
     embed = discord.Embed(
@@ -114,7 +122,7 @@ def job_embed(
         embed.add_field(name="Credits", value="Nothing was charged for this video.", inline=False)
     elif job.status is JobStatus.CANCELLED:
         embed.add_field(name="Credits", value="Nothing was charged for this video.", inline=False)
-    embed.set_footer(text=f"Job #{job.id}")
+    embed.set_footer(text=f"Job #{job.id}" + (DEMO_NOTE if demo else ""))
     return embed
 
 

@@ -78,6 +78,7 @@ class DiscordPresenter:
         self.edits_sent = 0
         self.views: JobViews | None = None
         self.media_links: MediaLinks | None = None  # set when PUBLIC_BASE_URL and HTTP_PORT are
+        self.demo_render = False  # set when the built-in renderer makes the videos
         self._reencode_slots = asyncio.Semaphore(1)  # CPU-bound; two cores are shared with the loop
         # Discord allows about 5 message writes per 5 s per channel. Progress edits share a smaller
         # budget (3 per 5 s by default) so that final deliveries, which skip the queue, always fit.
@@ -89,7 +90,9 @@ class DiscordPresenter:
         spec = self.catalog.get(job.model)
         expected = (spec.seconds_per_video_second if spec else 10.0) * job.seconds
         source = await self.store.get_job(job.source_job_id) if job.source_job_id is not None else None
-        return job_embed(job, now=self._clock(), expected_seconds=expected, source=source)
+        return job_embed(
+            job, now=self._clock(), expected_seconds=expected, source=source, demo=self.demo_render
+        )
 
     # -- JobPresenter ----------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import UnionType
 
 from bot.domain.errors import CatalogError, UserError
 
@@ -102,7 +103,7 @@ class Catalog:
             names = ", ".join(m.name for m in self.models)
             raise UserError(f"There is no model called `{model}`. Pick one of: {names}.")
         size = size or spec.default_size
-        seconds = seconds or spec.default_seconds
+        seconds = spec.default_seconds if seconds is None else seconds  # 0 is a value, not unset
         rate = spec.rate_for(size)
         if rate is None:
             sizes = ", ".join(spec.sizes)
@@ -153,6 +154,12 @@ def _valid_size(size: object) -> bool:
     return w.isdigit() and h.isdigit() and int(w) > 0 and int(h) > 0
 
 
+def _expect(table: dict[str, object], key: str, kind: type | UnionType, what: str, label: str) -> None:
+    """An optional key, when present, must have the right type (TOML's bool is not a number)."""
+    if key in table and (isinstance(table[key], bool) or not isinstance(table[key], kind)):
+        raise CatalogError(f"{label}: `{key}` must be {what}")
+
+
 def load_catalog(path: Path | None) -> Catalog:
     """Load a TOML catalog, or the built-in one when ``path`` is None.
 
@@ -166,10 +173,12 @@ def load_catalog(path: Path | None) -> Catalog:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CatalogError(f"MODELS_FILE {where} does not exist") from None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except OSError as exc:
+        raise CatalogError(f"MODELS_FILE {where} cannot be read ({exc.strerror or exc})") from None
+    except tomllib.TOMLDecodeError as exc:
         raise CatalogError(f"MODELS_FILE {where} is not valid TOML: {exc}") from None
     entries = raw.get("models")
-    if not isinstance(entries, list) or not entries:
+    if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
         raise CatalogError(f"{where}: expected one or more [[models]] tables")
     models: list[ModelSpec] = []
     for index, entry in enumerate(entries):
@@ -185,7 +194,10 @@ def load_catalog(path: Path | None) -> Catalog:
         ):
             raise CatalogError(f"{label}: `seconds` must be a list of positive whole numbers")
         rates: list[Rate] = []
-        for rate_index, rate in enumerate(entry.get("rates") or []):
+        raw_rates = entry.get("rates") or []
+        if not isinstance(raw_rates, list) or not all(isinstance(r, dict) for r in raw_rates):
+            raise CatalogError(f"{label}: `rates` must be [[models.rates]] tables")
+        for rate_index, rate in enumerate(raw_rates):
             sizes = rate.get("sizes")
             if not isinstance(sizes, list) or not sizes or not all(_valid_size(s) for s in sizes):
                 raise CatalogError(f'{label}: rates[{rate_index}].sizes must be a list like ["1280x720"]')
@@ -198,6 +210,10 @@ def load_catalog(path: Path | None) -> Catalog:
             rates.append(Rate(tuple(sizes), credits, float(usd)))
         if not rates:
             raise CatalogError(f"{label}: at least one [[models.rates]] entry is required")
+        _expect(entry, "label", str, "a string", label)
+        _expect(entry, "default_seconds", int, "a whole number", label)
+        _expect(entry, "default_size", str, 'a size like "1280x720"', label)
+        _expect(entry, "seconds_per_video_second", int | float, "a number", label)
         spec = ModelSpec(
             name=name,
             label=str(entry.get("label", name)),
@@ -212,5 +228,6 @@ def load_catalog(path: Path | None) -> Catalog:
         if spec.rate_for(spec.default_size) is None:
             raise CatalogError(f"{label}: default_size is not one of the sizes in `rates`")
         models.append(spec)
+    _expect(raw, "default_model", str, "a model name", where)
     default = raw.get("default_model", models[0].name)
     return Catalog(models=tuple(models), default_model=str(default), source=where)

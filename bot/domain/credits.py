@@ -179,3 +179,34 @@ def check_request(
     if policy.guild_cap is not None and usage.guild_spent + cost > policy.guild_cap:
         return Refusal(f"This server has used its video budget for this {policy.period}. It resets {resets}.")
     return None
+
+
+@dataclass(frozen=True)
+class ModelUsage:
+    """One line of a usage report: a model's jobs in one outcome (status and charge)."""
+
+    model: str
+    status: str
+    charge_state: str
+    jobs: int
+    seconds: int
+    credits: int
+    usd: float
+
+
+@dataclass(frozen=True)
+class MemberUsage:
+    """A member's delivered (charged) videos in a usage report."""
+
+    user_id: int
+    user_name: str
+    jobs: int
+    seconds: int
+    credits: int
+    usd: float
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    by_model: tuple[ModelUsage, ...]
+    top_members: tuple[MemberUsage, ...]

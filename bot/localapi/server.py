@@ -25,6 +25,7 @@ from typing import Any, Final
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from bot.domain.errors import ConfigError
 from bot.localapi import protocol
 from bot.localapi.config import LocalRendererConfig
 from bot.localapi.jobs import Job, JobStore, expired, resource, state_at
@@ -346,7 +347,14 @@ def create_app(renderer: LocalRenderer, middlewares: Sequence[Middleware] = ()) 
 
 async def serve_forever(config: LocalRendererConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run the local renderer until cancelled (the ``videobot local-api`` command)."""
-    async with LocalRenderer(config, host=host, port=port) as renderer:
+    renderer = LocalRenderer(config, host=host, port=port)
+    try:
+        await renderer.start()
+    except OSError as exc:
+        raise ConfigError(
+            f"local-api --port {port}: cannot listen on {host} ({exc.strerror or exc}); pick another --port"
+        ) from None
+    try:
         log.info("Local Videos API renderer listening on %s", renderer.base_url)
         if config.api_key is None:
             log.warning(
@@ -354,3 +362,5 @@ async def serve_forever(config: LocalRendererConfig, host: str = "127.0.0.1", po
                 "Set LOCAL_API_KEY to require one."
             )
         await asyncio.Event().wait()
+    finally:
+        await renderer.close()

@@ -6,12 +6,15 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
-import aiosqlite
-
-from bot.adapters.sqlite.store import CreditsStore, Store
-from bot.domain.credits import Balance, GuildPolicy, check_request, effective_limits, period_bounds
+from bot.adapters.sqlite.credits import SqliteCreditsRepository
+from bot.adapters.sqlite.history import SqliteHistoryRepository
+from bot.adapters.sqlite.store import Store
+from bot.domain.catalog import default_catalog
+from bot.domain.credits import Balance, GuildPolicy
 from bot.domain.errors import UserError
 from bot.domain.jobs import CANCELLABLE_STATUSES, ChargeState, Job, JobRequest, JobStatus
+from bot.services.credits import CreditsService
+from bot.services.ports_credits import Transaction
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +42,14 @@ class JobService:
         *,
         on_new_job: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.time,
+        credits_service: CreditsService | None = None,
     ) -> None:
         self.store = store
-        self.credits = CreditsStore(store)
+        self.credits = SqliteCreditsRepository(store)
+        # Only balance and check_request are used here, so the catalog (settings validation) is moot.
+        self.credits_service = credits_service or CreditsService(
+            self.credits, SqliteHistoryRepository(store), catalog=default_catalog(), clock=clock
+        )
         self._on_new_job = on_new_job
         self._clock = clock
 
@@ -54,36 +62,14 @@ class JobService:
         guild_id: int,
         user_id: int,
         member_roles: Iterable[int] = (),
-        conn: aiosqlite.Connection | None = None,
+        conn: Transaction | None = None,
     ) -> tuple[Balance, GuildPolicy]:
-        now = self._clock()
-        policy = await self.credits.policy(guild_id, conn)
-        start, end = period_bounds(policy.period, policy.timezone, now)
-        member_allowance, reset_at = await self.credits.member_quota(guild_id, user_id, conn)
-        roles = await self.credits.role_overrides(guild_id, conn)
-        limits = effective_limits(policy, roles, set(member_roles), member_allowance)
-        since = max(start, reset_at or 0.0)
-        usage = await self.credits.usage(guild_id, user_id, since=since, guild_since=start, conn=conn)
-        return Balance(limits=limits, usage=usage, period_start=start, resets_at=end), policy
+        return await self.credits_service.balance(guild_id, user_id, member_roles, conn)
 
     async def _enforce_limits(
-        self, request: JobRequest, member_roles: Iterable[int], conn: aiosqlite.Connection | None
+        self, request: JobRequest, member_roles: Iterable[int], conn: Transaction | None
     ) -> None:
-        if request.guild_id is None:
-            return
-        balance, policy = await self.balance(request.guild_id, request.user_id, member_roles, conn)
-        refusal = check_request(
-            policy,
-            balance,
-            cost=request.cost,
-            channel_id=request.channel_id,
-            model=request.model,
-            size=request.size,
-            seconds=request.seconds,
-            now=self._clock(),
-        )
-        if refusal is not None:
-            raise UserError(refusal.message)
+        await self.credits_service.check_request(request, member_roles, conn)
 
     async def precheck(self, request: JobRequest, *, member_roles: Iterable[int] = ()) -> None:
         """The same checks as ``submit`` without reserving anything: lets the Discord layer refuse

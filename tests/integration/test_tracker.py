@@ -70,10 +70,12 @@ async def renderer(tmp_path: Path) -> AsyncIterator[InstrumentedRenderer]:
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
     async with Store.open(tmp_path / "bot.db") as db:
         async with db.transaction() as conn:
-            from bot.adapters.sqlite.store import CreditsStore
+            from bot.adapters.sqlite.credits import SqliteCreditsRepository
             from bot.domain.credits import GuildPolicy
 
-            await CreditsStore(db).set_policy(1, GuildPolicy(cooldown_seconds=0, max_concurrent=10), conn)
+            await SqliteCreditsRepository(db).set_policy(
+                1, GuildPolicy(cooldown_seconds=0, max_concurrent=10), conn
+            )
         yield db
 
 
@@ -251,11 +253,11 @@ async def test_a_completion_event_ahead_of_the_provider_goes_back_to_waiting(
 async def test_a_guild_can_choose_to_charge_for_moderation_blocks(
     store: Store, renderer: InstrumentedRenderer, tmp_path: Path
 ) -> None:
-    from bot.adapters.sqlite.store import CreditsStore
+    from bot.adapters.sqlite.credits import SqliteCreditsRepository
     from bot.domain.credits import GuildPolicy
 
     async with store.transaction() as conn:
-        await CreditsStore(store).set_policy(
+        await SqliteCreditsRepository(store).set_policy(
             1, GuildPolicy(cooldown_seconds=0, max_concurrent=10, charge_moderation_blocked=True), conn
         )
     service = JobService(store)

@@ -1,14 +1,18 @@
-"""The bot's HTTP server over real HTTP: Standard Webhooks verification, replays, size cap, /healthz."""
+"""The bot's HTTP server over real HTTP: Standard Webhooks verification, replays (remembered in a real
+SQLite file, across restarts), size cap, /healthz."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
 import secrets
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,13 +21,16 @@ from pydantic import SecretStr
 from standardwebhooks import Webhook
 
 from bot.adapters.http.server import (
+    HEADER_TIMEOUT_SECONDS,
     MAX_WEBHOOK_BODY_BYTES,
+    REPLAY_WINDOW_SECONDS,
     WEBHOOK_PATH,
     BotHTTPServer,
     HealthChecks,
-    RecentEventIds,
     VideoWebhookReceiver,
 )
+from bot.adapters.sqlite.store import Store
+from bot.adapters.sqlite.webhook_events import WebhookEventLog
 from bot.domain.errors import ConfigError
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
@@ -54,7 +61,13 @@ class Harness:
     server: BotHTTPServer
     session: aiohttp.ClientSession
     health: Health
+    store: Store
     notified: list[tuple[str, str]] = field(default_factory=list)
+
+    async def close(self) -> None:
+        await self.session.close()
+        await self.server.stop()
+        await self.store.close()
 
     @property
     def url(self) -> str:
@@ -91,38 +104,55 @@ def signed(
     }
 
 
-async def start_harness(*, with_secret: bool = True) -> Harness:
+async def start_harness(
+    database: Path,
+    *,
+    with_secret: bool = True,
+    header_timeout_seconds: float = HEADER_TIMEOUT_SECONDS,
+    **receiver_options: Any,
+) -> Harness:
+    """The server with a receiver whose replay memory is the ``webhook_events`` table of ``database``."""
     health = Health()
     notified: list[tuple[str, str]] = []
 
     def on_video_event(video_id: str, event_type: str) -> None:
         notified.append((video_id, event_type))
 
-    receiver = VideoWebhookReceiver(SecretStr(SECRET), on_video_event) if with_secret else None
-    server = BotHTTPServer(health.checks(), receiver, host="127.0.0.1", port=0)
+    store = await Store.connect(database)
+    receiver = (
+        VideoWebhookReceiver(
+            SecretStr(SECRET),
+            on_video_event,
+            event_ids=WebhookEventLog(store, window_seconds=REPLAY_WINDOW_SECONDS),
+            **receiver_options,
+        )
+        if with_secret
+        else None
+    )
+    server = BotHTTPServer(
+        health.checks(), receiver, host="127.0.0.1", port=0, header_timeout_seconds=header_timeout_seconds
+    )
     await server.start()
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-    return Harness(server, session, health, notified)
+    return Harness(server, session, health, store, notified)
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[Harness]:
-    harness = await start_harness()
+async def http(tmp_path: Path) -> AsyncIterator[Harness]:
+    harness = await start_harness(tmp_path / "bot.db")
     try:
         yield harness
     finally:
-        await harness.session.close()
-        await harness.server.stop()
+        await harness.close()
 
 
 @pytest.fixture
-async def http_without_secret() -> AsyncIterator[Harness]:
-    harness = await start_harness(with_secret=False)
+async def http_without_secret(tmp_path: Path) -> AsyncIterator[Harness]:
+    harness = await start_harness(tmp_path / "bot.db", with_secret=False)
     try:
         yield harness
     finally:
-        await harness.session.close()
-        await harness.server.stop()
+        await harness.close()
 
 
 # --------------------------------------------------------------------------- webhooks
@@ -295,20 +325,56 @@ async def test_the_secret_never_shows_in_reprs_errors_or_logs(
     raw_key = SECRET.removeprefix("whsec_")
     assert raw_key not in repr(receiver) and raw_key not in caplog.text
     with pytest.raises(ConfigError) as refused:
-        VideoWebhookReceiver(SecretStr("whsec_"), lambda video_id, event_type: None)
+        VideoWebhookReceiver(
+            SecretStr("whsec_"), lambda video_id, event_type: None, event_ids=receiver.event_ids
+        )
     assert "whsec_" in str(refused.value)  # explains the format, echoes nothing
 
 
-def test_remembered_event_ids_expire_and_stay_bounded() -> None:
-    now = [0.0]
-    ids = RecentEventIds(window_seconds=10, capacity=3, clock=lambda: now[0])
-    ids.remember("a")
-    assert ids.seen("a")
-    now[0] = 11
-    assert not ids.seen("a")  # past the window: its timestamp would be refused anyway
-    for name in "bcde":
-        ids.remember(name)
-    assert len(ids) == 3 and not ids.seen("b") and ids.seen("e")
+async def test_a_replay_after_a_restart_is_still_a_duplicate(tmp_path: Path) -> None:
+    database = tmp_path / "bot.db"
+    body = event_body(video_id="video_before_restart")
+    headers = signed(body)
+    first = await start_harness(database)
+    try:
+        assert await first.post_event(body, headers) == (200, {"status": "accepted"})
+        assert first.notified == [("video_before_restart", "video.completed")]
+    finally:
+        await first.close()
+    # A new process: a new Store on the same file, a new receiver with nothing in memory.
+    second = await start_harness(database)
+    try:
+        assert await second.post_event(body, headers) == (200, {"status": "duplicate"})
+        assert second.notified == []
+    finally:
+        await second.close()
+
+
+async def test_simultaneous_deliveries_of_one_event_are_processed_once(http: Harness) -> None:
+    body = event_body(video_id="video_raced")
+    headers = signed(body)
+    replies = await asyncio.gather(*(http.post_event(body, headers) for _ in range(5)))
+    assert sorted(reply["status"] for _, reply in replies) == ["accepted"] + ["duplicate"] * 4
+    assert http.notified == [("video_raced", "video.completed")]
+
+
+async def test_remembered_event_ids_expire_and_old_ones_are_pruned(tmp_path: Path) -> None:
+    now = [1_000_000.0]
+    async with Store.open(tmp_path / "bot.db") as store:
+        ids = WebhookEventLog(store, window_seconds=10, clock=lambda: now[0])
+        assert await ids.claim("a")
+        assert not await ids.claim("a")
+        now[0] += 11
+        assert await ids.claim("a")  # past the window: its timestamp would be refused anyway
+        for name in "bcde":
+            assert await ids.claim(name)
+        now[0] += 5
+        assert not await ids.claim("b")
+        now[0] += 6
+        assert await ids.claim("f")
+    with sqlite3.connect(tmp_path / "bot.db") as db:
+        remembered = {row[0] for row in db.execute("SELECT id FROM webhook_events")}
+    assert remembered == {"f"}  # the table holds one window's worth, not everything ever seen
 
 
 # --------------------------------------------------------------------------- health

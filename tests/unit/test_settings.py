@@ -1,16 +1,25 @@
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from bot.domain.errors import ConfigError
-from bot.settings import Settings, sqlite_path
+from bot.settings import Settings, redact_urls, sqlite_path
 
 
 def settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **env: str) -> Settings:
     monkeypatch.chdir(tmp_path)  # no .env from the developer's checkout
-    for key in ("VIDEO_API_KEY", "OPENAI_API_KEY", "DISCORD_TOKEN", "HTTP_PORT", "WEBHOOK_SECRET"):
+    for key in (
+        "VIDEO_API_KEY",
+        "OPENAI_API_KEY",
+        "DISCORD_TOKEN",
+        "HTTP_PORT",
+        "WEBHOOK_SECRET",
+        "LOG_LEVEL",
+    ):
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -59,3 +68,69 @@ def test_database_urls(url: str, path: Path) -> None:
 def test_other_databases_are_refused_plainly() -> None:
     with pytest.raises(ConfigError, match="SQLite is the only store"):
         sqlite_path("postgresql://localhost/videobot")
+
+
+def test_a_fresh_install_uses_the_built_in_renderer(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("VIDEO_API_BASE_URL", raising=False)
+    assert settings(monkeypatch, tmp_path).uses_local_api
+    assert settings(monkeypatch, tmp_path, VIDEO_API_BASE_URL="").uses_local_api
+    assert settings(monkeypatch, tmp_path, VIDEO_API_BASE_URL=" Local ").uses_local_api
+    assert not settings(monkeypatch, tmp_path, VIDEO_API_BASE_URL="http://litellm:4000/v1").uses_local_api
+
+
+def test_http_server_listens_on_loopback_unless_told(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("HTTP_HOST", raising=False)
+    assert settings(monkeypatch, tmp_path).http_host == "127.0.0.1"
+    assert settings(monkeypatch, tmp_path, HTTP_HOST="0.0.0.0").http_host == "0.0.0.0"
+
+
+@pytest.mark.parametrize(("given", "level"), [("info", "INFO"), ("Debug", "DEBUG"), (" warning ", "WARNING")])
+def test_log_level_in_any_case(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, given: str, level: str
+) -> None:
+    assert settings(monkeypatch, tmp_path, LOG_LEVEL=given).log_level == level
+
+
+def test_a_wrong_log_level_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="log_level"):
+        settings(monkeypatch, tmp_path, LOG_LEVEL="loud")
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("http://user:pw@litellm:4000/v1", "http://litellm:4000/v1"),
+        (
+            "cannot connect to https://sk-abc@api.example/v1: refused",
+            "cannot connect to https://api.example/v1: refused",
+        ),
+        ("https://example.com/a@b and wss://x:y@gw/", "https://example.com/a@b and wss://gw/"),
+        ("http://127.0.0.1:8000/v1", "http://127.0.0.1:8000/v1"),
+    ],
+)
+def test_credentials_are_stripped_from_urls(text: str, shown: str) -> None:
+    assert redact_urls(text) == shown
+
+
+def test_the_docker_images_data_paths_win_over_the_example_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The image's ENV plus `--env-file .env` (a copy of .env.example): Docker puts both in the
+    environment, the file's values last; what the file leaves out keeps the image's value."""
+    repo = Path(__file__).resolve().parents[2]
+    dockerfile = (repo / "Dockerfile").read_text(encoding="utf-8").replace("\\\n", " ")
+    for line in dockerfile.splitlines():
+        if line.startswith("ENV "):
+            for pair in shlex.split(line[4:]):
+                key, _, value = pair.partition("=")
+                monkeypatch.setenv(key, value)
+    example = (repo / ".env.example").read_text(encoding="utf-8")
+    for line in example.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not key.startswith("#"):
+            monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)  # the image has no .env file of its own
+    s = Settings()
+    assert s.database_path == Path("/data/videobot.db") and s.data_dir == Path("/data")
+    assert s.http_port == 8080 and s.http_host == "0.0.0.0"
+    assert s.uses_local_api and s.log_level == "INFO"

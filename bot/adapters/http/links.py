@@ -20,6 +20,7 @@ from pathlib import Path
 from aiohttp import web
 
 from bot.adapters.sqlite.store import Store
+from bot.logsafety import register_secret
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,10 @@ class MediaLinks:
         stored = await store.get_meta(KEY_META)
         if stored is None:
             stored = secrets.token_urlsafe(32)
+            # Before saving it: the database driver logs the statement's parameters at DEBUG.
+            register_secret(stored)
             await store.set_meta(KEY_META, stored)
+        register_secret(stored)
         return cls(store, public_base_url, stored.encode())
 
     def _signature(self, job_id: int, expires: int) -> str:
@@ -69,7 +73,9 @@ class MediaLinks:
             expires = int(request.match_info["expires"])
         except ValueError:
             raise web.HTTPNotFound() from None
-        if not hmac.compare_digest(request.match_info["signature"], self._signature(job_id, expires)):
+        # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError, so a 500).
+        offered = request.match_info["signature"].encode("utf-8", "surrogateescape")
+        if not hmac.compare_digest(offered, self._signature(job_id, expires).encode()):
             raise web.HTTPNotFound()
         if self._clock() > expires:
             raise web.HTTPGone(text="This link has expired.")

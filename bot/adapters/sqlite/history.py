@@ -1,14 +1,11 @@
-"""Queries behind a member's own history: the videos ``/remix`` offers as they type.
-
-Runs on a ``Store``'s connection like ``CreditsStore``; the paged job list ``/videos`` shows is
-``CreditsStore.jobs_page``, shared with ``/videomod jobs``.
-"""
+"""Job history in SQLite: implements ``HistoryRepository`` (the lists ``/videos``,
+``/videomod jobs``, ``/quota`` and ``/remix``'s autocomplete show)."""
 
 from __future__ import annotations
 
-import aiosqlite
+from collections.abc import Iterable
 
-from bot.adapters.sqlite.store import Store, _job_from_row
+from bot.adapters.sqlite.store import Store, job_from_row
 from bot.domain.jobs import Job, JobStatus
 
 MAX_CHOICES = 25  # Discord shows at most 25 autocomplete choices
@@ -20,13 +17,38 @@ def _like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-class HistoryStore:
+class SqliteHistoryRepository:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    @property
-    def _conn(self) -> aiosqlite.Connection:
-        return self.store._conn
+    async def jobs_page(
+        self,
+        guild_id: int,
+        *,
+        user_id: int | None = None,
+        statuses: Iterable[str] | None = None,
+        limit: int = 10,
+        offset: int = 0,
+    ) -> tuple[list[Job], int]:
+        """One page of a guild's jobs, newest first, and the total count (from the same snapshot, so
+        the page and its count agree)."""
+        where, args = ["guild_id = ?"], [guild_id]
+        if user_id is not None:
+            where.append("user_id = ?")
+            args.append(user_id)
+        status_list = [str(s) for s in statuses or []]
+        if status_list:
+            where.append(f"status IN ({', '.join('?' for _ in status_list)})")
+            args.extend(status_list)  # type: ignore[arg-type]
+        clause = " AND ".join(where)
+        async with self.store.snapshot() as snapshot:
+            row = await self.store.fetchone(f"SELECT COUNT(*) FROM jobs WHERE {clause}", args, tx=snapshot)
+            rows = await self.store.fetchall(
+                f"SELECT * FROM jobs WHERE {clause} ORDER BY id DESC LIMIT ? OFFSET ?",
+                (*args, limit, offset),
+                tx=snapshot,
+            )
+        return [job_from_row(r) for r in rows], int((row or (0,))[0])
 
     async def remixable_videos(
         self, guild_id: int, user_id: int, *, typed: str = "", limit: int = MAX_CHOICES
@@ -46,5 +68,5 @@ class HistoryStore:
                 where.append("prompt LIKE ? ESCAPE '\\'")
                 args.append(_like_pattern(text))
         sql = f"SELECT * FROM jobs WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?"
-        async with self._conn.execute(sql, (*args, max(0, min(limit, MAX_CHOICES)))) as cur:
-            return [_job_from_row(row) for row in await cur.fetchall()]
+        rows = await self.store.fetchall(sql, (*args, max(0, min(limit, MAX_CHOICES))))
+        return [job_from_row(r) for r in rows]

@@ -1,25 +1,27 @@
-"""The aiosqlite store: the only module with SQL in it.
+"""The aiosqlite store: one SQLite file, and the only package with SQL in it (with the repositories
+beside this module, which use the public API below).
 
 Migrations are numbered files in ``migrations/`` applied in order at open; the applied version is
-SQLite's ``user_version``. WAL keeps readers and the writer out of each other's way; every
-read-modify-write runs in ``BEGIN IMMEDIATE`` so two writers never interleave.
+SQLite's ``user_version``. Every read-modify-write runs in ``BEGIN IMMEDIATE`` so two writers never
+interleave. The connection is shared by every coroutine and SQLite isolates connections, not
+coroutines, so one lock orders everything on it: a read waits for an open transaction to finish
+instead of seeing its uncommitted changes (and a read issued after a transaction began sees what it
+committed, which is the order members observe: the card says "ready", then ``/quota`` agrees).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import fields
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiosqlite
 
-from bot.domain.credits import GuildPolicy, RoleOverride, Usage
 from bot.domain.jobs import FINAL_STATUSES, ChargeState, Job, JobRequest, JobStatus
 
 _JOB_COLUMNS = tuple(f.name for f in fields(Job))
@@ -35,11 +37,15 @@ def _migrations() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-def _job_from_row(row: Any) -> Job:
+def job_from_row(row: Any) -> Job:
+    """A ``jobs`` row as a ``Job``; every repository that reads jobs maps them with this."""
     values = {name: row[name] for name in _JOB_COLUMNS}
     values["status"] = JobStatus(values["status"])
     values["charge_state"] = ChargeState(values["charge_state"])
     return Job(**values)
+
+
+_job_from_row = job_from_row  # the job methods' name for it
 
 
 class Store:
@@ -49,7 +55,11 @@ class Store:
         self._conn = conn
         self.path = path
         self._clock = clock
-        self._write_lock = asyncio.Lock()
+        self._lock = asyncio.Lock()
+        # What holds the lock: "write" (``transaction()``) or "read" (``snapshot()``), and which task,
+        # so a read that forgot to pass its own transaction fails instead of waiting for itself.
+        self._open: Literal["write", "read"] | None = None
+        self._owner: asyncio.Task[Any] | None = None
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -70,17 +80,26 @@ class Store:
         await conn.execute("PRAGMA busy_timeout=10000")
         await conn.execute("PRAGMA synchronous=NORMAL")
         store = cls(conn, path, clock)
-        await store._migrate()
+        try:
+            await store._migrate()
+        except BaseException:
+            await conn.close()
+            raise
         return store
 
     async def close(self) -> None:
         await self._conn.close()
 
+    def now(self) -> float:
+        """The store's clock (Unix seconds), which stamps every row it writes."""
+        return self._clock()
+
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """``BEGIN IMMEDIATE`` … ``COMMIT``: takes the write lock up front so the read part of a
-        read-modify-write sees what it will modify."""
-        async with self._write_lock:
+        """``BEGIN IMMEDIATE`` … ``COMMIT``: takes the lock up front so the read part of a
+        read-modify-write sees what it will modify. Pass what it yields back to ``fetchone``,
+        ``fetchall`` and ``execute`` (or as a repository's ``conn``) to run inside it."""
+        async with self._holding("write"):
             await self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
@@ -89,6 +108,65 @@ class Store:
                 raise
             else:
                 await self._conn.execute("COMMIT")
+
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[aiosqlite.Connection]:
+        """Several reads that must agree with each other (one read transaction, so neither this
+        process nor another one can commit between them). Read-only: ``execute`` refuses it."""
+        async with self._holding("read"):
+            await self._conn.execute("BEGIN")
+            try:
+                yield self._conn
+            finally:
+                await self._conn.execute("COMMIT")
+
+    @contextlib.asynccontextmanager
+    async def _holding(self, mode: Literal["write", "read"]) -> AsyncIterator[None]:
+        self._refuse_waiting_for_itself()
+        async with self._lock:
+            self._open, self._owner = mode, asyncio.current_task()
+            try:
+                yield
+            finally:
+                self._open, self._owner = None, None
+
+    def _refuse_waiting_for_itself(self) -> None:
+        if self._owner is not None and self._owner is asyncio.current_task():
+            raise RuntimeError(
+                "this task has a transaction open on the store: pass it (tx=/conn=) instead of "
+                "starting another read or transaction, which would wait for itself forever"
+            )
+
+    def _within(self, tx: object, *, write: bool = False) -> aiosqlite.Connection:
+        """The connection, if ``tx`` is this task's open ``transaction()`` (or, to read, ``snapshot()``)."""
+        if tx is not self._conn or self._open is None or self._owner is not asyncio.current_task():
+            raise ValueError("not an open transaction of this store")
+        if write and self._open != "write":
+            raise ValueError("writes need a transaction(), not a snapshot()")
+        return self._conn
+
+    async def fetchall(
+        self, sql: str, params: Sequence[Any] = (), *, tx: object | None = None
+    ) -> list[aiosqlite.Row]:
+        """Rows of one query: inside ``tx`` when given (it sees its own writes), else the last
+        committed state, after any transaction open now has finished."""
+        # execute_fetchall is one trip to the connection's thread (execute, fetch, close are three).
+        if tx is not None:
+            return list(await self._within(tx).execute_fetchall(sql, params))
+        async with self._holding("read"):
+            return list(await self._conn.execute_fetchall(sql, params))
+
+    async def fetchone(
+        self, sql: str, params: Sequence[Any] = (), *, tx: object | None = None
+    ) -> aiosqlite.Row | None:
+        """The first row of a query (meant for ones that return at most one)."""
+        rows = await self.fetchall(sql, params, tx=tx)
+        return rows[0] if rows else None
+
+    async def execute(self, sql: str, params: Sequence[Any] = (), *, tx: object) -> int:
+        """Run one write inside ``tx`` (from ``transaction()``); returns the last inserted row id."""
+        row = await self._within(tx, write=True).execute_insert(sql, params)  # one trip to the thread
+        return int(row[0]) if row else 0
 
     async def _migrate(self) -> None:
         async with self._conn.execute("PRAGMA user_version") as cur:
@@ -103,26 +181,24 @@ class Store:
                 await conn.execute(f"PRAGMA user_version={version}")
 
     async def schema_version(self) -> int:
-        async with self._conn.execute("PRAGMA user_version") as cur:
-            row = await cur.fetchone()
+        row = await self.fetchone("PRAGMA user_version")
         return int(row[0]) if row else 0
 
     async def ping(self) -> bool:
-        async with self._conn.execute("SELECT 1") as cur:
-            return (await cur.fetchone()) is not None
+        return (await self.fetchone("SELECT 1")) is not None
 
     # -- meta ----------------------------------------------------------------------------------
 
     async def get_meta(self, key: str) -> str | None:
-        async with self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)) as cur:
-            row = await cur.fetchone()
+        row = await self.fetchone("SELECT value FROM meta WHERE key = ?", (key,))
         return str(row[0]) if row else None
 
     async def set_meta(self, key: str, value: str) -> None:
-        async with self.transaction() as conn:
-            await conn.execute(
+        async with self.transaction() as tx:
+            await self.execute(
                 "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 (key, value),
+                tx=tx,
             )
 
     # -- jobs ----------------------------------------------------------------------------------
@@ -206,218 +282,11 @@ def _split_sql(script: str) -> list[str]:
     return [stmt.strip() for stmt in "\n".join(lines).split(";") if stmt.strip()]
 
 
-class CreditsStore:
-    """Queries for credits, policy, grants and the audit log, on a ``Store``'s connection.
+def __getattr__(name: str) -> Any:
+    # The tracker still imports ``CreditsStore`` from here; it moved to ``credits.py`` (which
+    # imports this module, hence the lazy lookup). Remove once the tracker takes the repository.
+    if name == "CreditsStore":
+        from bot.adapters.sqlite.credits import SqliteCreditsRepository
 
-    Methods that take ``conn`` run inside the caller's transaction (the reservation check and the
-    insert must see the same numbers).
-    """
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    @property
-    def _conn(self) -> aiosqlite.Connection:
-        return self.store._conn
-
-    async def policy(self, guild_id: int, conn: aiosqlite.Connection | None = None) -> GuildPolicy:
-        async with (conn or self._conn).execute(
-            "SELECT settings FROM guild_settings WHERE guild_id = ?", (guild_id,)
-        ) as cur:
-            row = await cur.fetchone()
-        return GuildPolicy.from_json(json.loads(row[0])) if row else GuildPolicy()
-
-    async def set_policy(self, guild_id: int, policy: GuildPolicy, conn: aiosqlite.Connection) -> None:
-        await conn.execute(
-            "INSERT INTO guild_settings(guild_id, settings, updated_at) VALUES (?, ?, ?) "
-            "ON CONFLICT(guild_id) DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at",
-            (guild_id, json.dumps(policy.to_json()), self.store._clock()),
-        )
-
-    async def role_overrides(
-        self, guild_id: int, conn: aiosqlite.Connection | None = None
-    ) -> list[RoleOverride]:
-        async with (conn or self._conn).execute(
-            "SELECT role_id, allowance, max_concurrent FROM role_overrides WHERE guild_id = ? ORDER BY role_id",
-            (guild_id,),
-        ) as cur:
-            return [RoleOverride(int(r[0]), r[1], r[2]) for r in await cur.fetchall()]
-
-    async def set_role_override(
-        self, guild_id: int, override: RoleOverride, conn: aiosqlite.Connection
-    ) -> None:
-        if override.allowance is None and override.max_concurrent is None:
-            await conn.execute(
-                "DELETE FROM role_overrides WHERE guild_id = ? AND role_id = ?", (guild_id, override.role_id)
-            )
-            return
-        await conn.execute(
-            "INSERT INTO role_overrides(guild_id, role_id, allowance, max_concurrent) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(guild_id, role_id) DO UPDATE SET allowance = excluded.allowance, "
-            "max_concurrent = excluded.max_concurrent",
-            (guild_id, override.role_id, override.allowance, override.max_concurrent),
-        )
-
-    async def member_quota(
-        self, guild_id: int, user_id: int, conn: aiosqlite.Connection | None = None
-    ) -> tuple[int | None, float | None]:
-        """(allowance set by a moderator, time of the last manual reset)."""
-        async with (conn or self._conn).execute(
-            "SELECT allowance, reset_at FROM member_quotas WHERE guild_id = ? AND user_id = ?",
-            (guild_id, user_id),
-        ) as cur:
-            row = await cur.fetchone()
-        return (row[0], row[1]) if row else (None, None)
-
-    async def set_member_allowance(
-        self, guild_id: int, user_id: int, allowance: int | None, conn: aiosqlite.Connection
-    ) -> None:
-        await conn.execute(
-            "INSERT INTO member_quotas(guild_id, user_id, allowance) VALUES (?, ?, ?) "
-            "ON CONFLICT(guild_id, user_id) DO UPDATE SET allowance = excluded.allowance",
-            (guild_id, user_id, allowance),
-        )
-
-    async def reset_member(self, guild_id: int, user_id: int, conn: aiosqlite.Connection) -> None:
-        """Forget what the member used so far this period (reserved jobs stay reserved)."""
-        await conn.execute(
-            "INSERT INTO member_quotas(guild_id, user_id, reset_at) VALUES (?, ?, ?) "
-            "ON CONFLICT(guild_id, user_id) DO UPDATE SET reset_at = excluded.reset_at",
-            (guild_id, user_id, self.store._clock()),
-        )
-
-    async def add_grant(
-        self, guild_id: int, user_id: int, credits: int, granted_by: int, conn: aiosqlite.Connection
-    ) -> None:
-        await conn.execute(
-            "INSERT INTO grants(guild_id, user_id, credits, granted_by, created_at) VALUES (?, ?, ?, ?, ?)",
-            (guild_id, user_id, credits, granted_by, self.store._clock()),
-        )
-
-    async def usage(
-        self,
-        guild_id: int,
-        user_id: int,
-        *,
-        since: float,
-        guild_since: float,
-        conn: aiosqlite.Connection | None = None,
-    ) -> Usage:
-        db = conn or self._conn
-        async with db.execute(
-            """
-            SELECT
-              COALESCE(SUM(CASE WHEN charge_state = 'charged' AND created_at >= ? THEN cost END), 0),
-              COALESCE(SUM(CASE WHEN charge_state = 'reserved' THEN cost END), 0),
-              COUNT(CASE WHEN status NOT IN ('completed', 'failed', 'cancelled') THEN 1 END),
-              MAX(created_at)
-            FROM jobs WHERE guild_id = ? AND user_id = ?
-            """,
-            (since, guild_id, user_id),
-        ) as cur:
-            used, reserved, active, last = await cur.fetchone() or (0, 0, 0, None)
-        async with db.execute(
-            "SELECT COALESCE(SUM(credits), 0) FROM grants WHERE guild_id = ? AND user_id = ? AND created_at >= ?",
-            (guild_id, user_id, since),
-        ) as cur:
-            granted = (await cur.fetchone() or (0,))[0]
-        async with db.execute(
-            "SELECT COALESCE(SUM(cost), 0) FROM jobs WHERE guild_id = ? AND created_at >= ? "
-            "AND charge_state IN ('charged', 'reserved')",
-            (guild_id, guild_since),
-        ) as cur:
-            guild_spent = (await cur.fetchone() or (0,))[0]
-        return Usage(
-            used=int(used),
-            reserved=int(reserved),
-            granted=int(granted),
-            active_jobs=int(active),
-            last_submitted_at=last,
-            guild_spent=int(guild_spent),
-        )
-
-    async def audit(
-        self,
-        action: str,
-        *,
-        guild_id: int | None,
-        actor_id: int | None,
-        target_user_id: int | None = None,
-        job_id: int | None = None,
-        details: Mapping[str, Any] | None = None,
-        conn: aiosqlite.Connection | None = None,
-    ) -> None:
-        sql = (
-            "INSERT INTO audit_log(guild_id, actor_id, action, target_user_id, job_id, details, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)"
-        )
-        args = (
-            guild_id,
-            actor_id,
-            action,
-            target_user_id,
-            job_id,
-            json.dumps(dict(details or {})),
-            self.store._clock(),
-        )
-        if conn is not None:
-            await conn.execute(sql, args)
-            return
-        async with self.store.transaction() as tx:
-            await tx.execute(sql, args)
-
-    async def audit_entries(self, guild_id: int, *, limit: int = 50) -> list[dict[str, Any]]:
-        async with self._conn.execute(
-            "SELECT * FROM audit_log WHERE guild_id = ? ORDER BY id DESC LIMIT ?", (guild_id, limit)
-        ) as cur:
-            return [dict(row) | {"details": json.loads(row["details"])} for row in await cur.fetchall()]
-
-    async def jobs_page(
-        self,
-        guild_id: int,
-        *,
-        user_id: int | None = None,
-        statuses: Iterable[str] | None = None,
-        limit: int = 10,
-        offset: int = 0,
-    ) -> tuple[list[Job], int]:
-        """One page of a guild's jobs, newest first, and the total count."""
-        where, args = ["guild_id = ?"], [guild_id]
-        if user_id is not None:
-            where.append("user_id = ?")
-            args.append(user_id)
-        status_list = list(statuses or [])
-        if status_list:
-            where.append(f"status IN ({', '.join('?' for _ in status_list)})")
-            args.extend(status_list)  # type: ignore[arg-type]
-        clause = " AND ".join(where)
-        async with self._conn.execute(f"SELECT COUNT(*) FROM jobs WHERE {clause}", args) as cur:
-            total = int((await cur.fetchone() or (0,))[0])
-        async with self._conn.execute(
-            f"SELECT * FROM jobs WHERE {clause} ORDER BY id DESC LIMIT ? OFFSET ?", (*args, limit, offset)
-        ) as cur:
-            return [_job_from_row(row) for row in await cur.fetchall()], total
-
-    async def usage_report(self, guild_id: int, *, since: float, until: float) -> dict[str, Any]:
-        """Jobs, seconds, credits and estimated USD by model and outcome, and the top members."""
-        async with self._conn.execute(
-            """
-            SELECT model, status, charge_state, COUNT(*) AS jobs, SUM(seconds) AS seconds,
-                   SUM(cost) AS credits, SUM(usd) AS usd
-            FROM jobs WHERE guild_id = ? AND created_at >= ? AND created_at < ?
-            GROUP BY model, status, charge_state ORDER BY model, status
-            """,
-            (guild_id, since, until),
-        ) as cur:
-            by_model = [dict(row) for row in await cur.fetchall()]
-        async with self._conn.execute(
-            """
-            SELECT user_id, MAX(user_name) AS user_name, COUNT(*) AS jobs, SUM(seconds) AS seconds,
-                   SUM(cost) AS credits, SUM(usd) AS usd
-            FROM jobs WHERE guild_id = ? AND created_at >= ? AND created_at < ? AND charge_state = 'charged'
-            GROUP BY user_id ORDER BY credits DESC, user_id LIMIT 10
-            """,
-            (guild_id, since, until),
-        ) as cur:
-            top = [dict(row) for row in await cur.fetchall()]
-        return {"by_model": by_model, "top_members": top}
+        return SqliteCreditsRepository
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,8 +20,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.adapters.sqlite.history import MAX_CHOICES, HistoryStore
-from bot.discord.cogs.moderation import check_moderator
+from bot.discord.cogs.credits import check_moderator
 from bot.discord.cogs.video import job_request
 from bot.discord.common import guild_id_of
 from bot.discord.presenter import NO_MENTIONS
@@ -43,7 +42,6 @@ if TYPE_CHECKING:
     from bot.discord.bot import VideoBot
     from bot.discord.cogs.video import VideoCog
 
-VIDEOS_PAGE_SIZE = 10
 _CHOICE_NAME_MAX = 100  # Discord's limit for an autocomplete choice's name
 
 
@@ -61,7 +59,7 @@ class HistoryCog(commands.Cog, name=HISTORY_COG):
     def __init__(self, bot: VideoBot, videos: VideoCog) -> None:
         self.bot = bot
         self.videos = videos
-        self.history = HistoryStore(bot.store)
+        self.history = bot.history
 
     # -- commands ------------------------------------------------------------------------------
 
@@ -86,8 +84,8 @@ class HistoryCog(commands.Cog, name=HISTORY_COG):
         """The member's own finished videos in this server, newest first, narrowed by what they typed."""
         if interaction.guild_id is None:
             return []
-        found = await self.history.remixable_videos(
-            interaction.guild_id, interaction.user.id, typed=str(current or ""), limit=MAX_CHOICES
+        found = await self.history.remix_choices(
+            interaction.guild_id, interaction.user.id, str(current or "")
         )
         return [app_commands.Choice(name=choice_name(job), value=job.id) for job in found]
 
@@ -203,19 +201,9 @@ class HistoryCog(commands.Cog, name=HISTORY_COG):
     async def _videos_page(
         self, guild_id: int, owner_id: int, page: int
     ) -> tuple[discord.Embed, discord.ui.View] | None:
-        credits = self.bot.jobs.credits
-        page = max(1, page)
-        jobs, total = await credits.jobs_page(
-            guild_id, user_id=owner_id, limit=VIDEOS_PAGE_SIZE, offset=(page - 1) * VIDEOS_PAGE_SIZE
-        )
-        if total == 0:
+        found = await self.history.videos_page(guild_id, owner_id, page)
+        if found is None:
             return None
-        pages = -(-total // VIDEOS_PAGE_SIZE)
-        if not jobs:  # the list shrank since the button was made: show its last page
-            page = pages
-            jobs, total = await credits.jobs_page(
-                guild_id, user_id=owner_id, limit=VIDEOS_PAGE_SIZE, offset=(page - 1) * VIDEOS_PAGE_SIZE
-            )
-        return videos_embed(jobs, page=page, pages=pages, total=total), videos_page_view(
-            owner_id, page, pages
-        )
+        return videos_embed(
+            found.jobs, page=found.page, pages=found.pages, total=found.total
+        ), videos_page_view(owner_id, found.page, found.pages)

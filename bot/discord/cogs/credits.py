@@ -7,10 +7,7 @@ guild's configured moderator role.
 
 from __future__ import annotations
 
-import csv
 import io
-import re
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import discord
@@ -19,16 +16,13 @@ from discord.ext import commands
 
 from bot.discord.common import guild_id_of, role_ids
 from bot.discord.presenter import NO_MENTIONS
-from bot.domain.credits import Balance, GuildPolicy, RoleOverride, period_bounds, zone
+from bot.domain.credits import Balance, GuildPolicy, RoleOverride, UsageReport
 from bot.domain.errors import UserError
-from bot.domain.jobs import FINAL_STATUSES, Job, JobStatus
+from bot.domain.jobs import Job
+from bot.services.credits import JobFilter, SettingsChange
 
 if TYPE_CHECKING:
     from bot.discord.bot import VideoBot
-
-PAGE_SIZE = 10
-_ID = re.compile(r"\d{15,21}")
-_CLEAR_WORDS = {"all", "any", "none", "clear", "*"}
 
 
 def balance_lines(balance: Balance) -> list[str]:
@@ -52,15 +46,6 @@ def job_line(job: Job) -> str:
     return f"`#{job.id}` {job.status.label} · <@{job.user_id}> · {job.cost} cr · {prompt}{link}"
 
 
-def _parse_list(text: str, what: str) -> tuple[str, ...]:
-    items = tuple(part for part in re.split(r"[\s,]+", text.strip()) if part)
-    if len(items) == 1 and items[0].lower() in _CLEAR_WORDS:
-        return ()
-    if not items:
-        raise UserError(f"Give the {what} separated by commas, or `all` to allow every one.")
-    return items
-
-
 class ModeratorCheck(NamedTuple):
     allowed: bool
     needs: str
@@ -75,7 +60,7 @@ async def check_moderator(bot: VideoBot, interaction: discord.Interaction[Any]) 
     who a moderator is."""
     guild_id = guild_id_of(interaction)
     user = interaction.user
-    policy = await bot.jobs.credits.policy(guild_id)
+    policy = await bot.credits.policy(guild_id)
     needs = "the Manage Server permission" + (" or the moderator role" if policy.moderator_role_id else "")
     if isinstance(user, discord.Member) and user.guild_permissions.manage_guild:
         return ModeratorCheck(True, needs)
@@ -90,6 +75,9 @@ class NotModerator(app_commands.CheckFailure):
 
 
 class ModeratorGroup(app_commands.Group):
+    """``/videomod``: each subcommand parses its options, calls one ``CreditsService`` method and
+    renders the result (``cancel`` goes through the bot, which also stops the job at the provider)."""
+
     def __init__(self, bot: VideoBot) -> None:
         super().__init__(
             name="videomod",
@@ -105,23 +93,13 @@ class ModeratorGroup(app_commands.Group):
             return True
         raise NotModerator(f"Only moderators can use /videomod: you need {check.needs}.")
 
-    async def _audit(self, interaction: discord.Interaction[Any], action: str, **details: Any) -> None:
-        target = details.pop("target", None)
-        await self.bot.jobs.credits.audit(
-            action,
-            guild_id=interaction.guild_id,
-            actor_id=interaction.user.id,
-            target_user_id=target,
-            details=details,
-        )
-
     async def _reply(self, interaction: discord.Interaction[Any], text: str, **kwargs: Any) -> None:
         await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS, **kwargs)
 
     @app_commands.command(name="quota", description="Show a member's credits")
     @app_commands.describe(user="The member")
     async def quota(self, interaction: discord.Interaction[Any], user: discord.Member) -> None:
-        balance, _ = await self.bot.jobs.balance(guild_id_of(interaction), user.id, role_ids(user))
+        balance, _ = await self.bot.credits.balance(guild_id_of(interaction), user.id, role_ids(user))
         await self._reply(interaction, f"Credits of {user.mention}:\n" + "\n".join(balance_lines(balance)))
 
     @app_commands.command(name="setquota", description="Set a member's allowance per period")
@@ -134,11 +112,13 @@ class ModeratorGroup(app_commands.Group):
         user: discord.Member,
         credits: app_commands.Range[int, 0, 1_000_000] | None = None,
     ) -> None:
-        guild_id = guild_id_of(interaction)
-        async with self.bot.store.transaction() as conn:
-            await self.bot.jobs.credits.set_member_allowance(guild_id, user.id, credits, conn)
-        await self._audit(interaction, "quota.set", target=user.id, credits=credits)
-        balance, _ = await self.bot.jobs.balance(guild_id, user.id, role_ids(user))
+        balance = await self.bot.credits.set_allowance(
+            guild_id_of(interaction),
+            actor_id=interaction.user.id,
+            user_id=user.id,
+            roles=role_ids(user),
+            credits=credits,
+        )
         what = f"set to {credits} credits" if credits is not None else "back to the default"
         await self._reply(
             interaction, f"Allowance of {user.mention} {what}.\n" + "\n".join(balance_lines(balance))
@@ -152,11 +132,13 @@ class ModeratorGroup(app_commands.Group):
         user: discord.Member,
         credits: app_commands.Range[int, 1, 1_000_000],
     ) -> None:
-        guild_id = guild_id_of(interaction)
-        async with self.bot.store.transaction() as conn:
-            await self.bot.jobs.credits.add_grant(guild_id, user.id, credits, interaction.user.id, conn)
-        await self._audit(interaction, "quota.grant", target=user.id, credits=credits)
-        balance, _ = await self.bot.jobs.balance(guild_id, user.id, role_ids(user))
+        balance = await self.bot.credits.grant(
+            guild_id_of(interaction),
+            actor_id=interaction.user.id,
+            user_id=user.id,
+            roles=role_ids(user),
+            credits=credits,
+        )
         await self._reply(
             interaction, f"Granted {credits} credits to {user.mention}.\n" + "\n".join(balance_lines(balance))
         )
@@ -164,11 +146,9 @@ class ModeratorGroup(app_commands.Group):
     @app_commands.command(name="resetquota", description="Forget what a member used this period")
     @app_commands.describe(user="The member")
     async def resetquota(self, interaction: discord.Interaction[Any], user: discord.Member) -> None:
-        guild_id = guild_id_of(interaction)
-        async with self.bot.store.transaction() as conn:
-            await self.bot.jobs.credits.reset_member(guild_id, user.id, conn)
-        await self._audit(interaction, "quota.reset", target=user.id)
-        balance, _ = await self.bot.jobs.balance(guild_id, user.id, role_ids(user))
+        balance = await self.bot.credits.reset_usage(
+            guild_id_of(interaction), actor_id=interaction.user.id, user_id=user.id, roles=role_ids(user)
+        )
         await self._reply(
             interaction, f"Usage of {user.mention} reset.\n" + "\n".join(balance_lines(balance))
         )
@@ -181,30 +161,20 @@ class ModeratorGroup(app_commands.Group):
         self,
         interaction: discord.Interaction[Any],
         user: discord.Member | None = None,
-        status: Literal["active", "completed", "failed", "cancelled"] | None = None,
+        status: JobFilter | None = None,
         page: app_commands.Range[int, 1, 10_000] = 1,
     ) -> None:
-        statuses: list[str] | None = None
-        if status == "active":
-            statuses = [s.value for s in JobStatus if s not in FINAL_STATUSES]
-        elif status is not None:
-            statuses = [status]
-        found, total = await self.bot.jobs.credits.jobs_page(
-            guild_id_of(interaction),
-            user_id=user.id if user else None,
-            statuses=statuses,
-            limit=PAGE_SIZE,
-            offset=(page - 1) * PAGE_SIZE,
+        found = await self.bot.credits.jobs(
+            guild_id_of(interaction), user_id=user.id if user else None, status=status, page=page
         )
-        pages = max(1, -(-total // PAGE_SIZE))
-        if not found:
+        if not found.jobs:
             await self._reply(
-                interaction, "No jobs match." if page == 1 else f"There are only {pages} page(s)."
+                interaction, "No jobs match." if page == 1 else f"There are only {found.pages} page(s)."
             )
             return
-        embed = discord.Embed(title=f"Video jobs · page {page} of {pages} · {total} in all")
-        embed.description = "\n".join(job_line(job) for job in found)
-        if page < pages:
+        embed = discord.Embed(title=f"Video jobs · page {page} of {found.pages} · {found.total} in all")
+        embed.description = "\n".join(job_line(job) for job in found.jobs)
+        if page < found.pages:
             embed.set_footer(text=f"Next: /videomod jobs page:{page + 1}")
         await interaction.response.send_message(embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
@@ -253,68 +223,29 @@ class ModeratorGroup(app_commands.Group):
         sizes: str | None = None,
         seconds: str | None = None,
     ) -> None:
-        guild_id = guild_id_of(interaction)
-        catalog = self.bot.catalog
-        changes: dict[str, Any] = {}
-        if allowance is not None:
-            changes["allowance"] = allowance
-        if period is not None:
-            changes["period"] = period
-        if timezone is not None:
-            zone(timezone)  # raises a UserError naming the problem
-            changes["timezone"] = timezone
-        if max_concurrent is not None:
-            changes["max_concurrent"] = max_concurrent
-        if cooldown is not None:
-            changes["cooldown_seconds"] = cooldown
-        if guild_cap is not None:
-            changes["guild_cap"] = guild_cap or None
-        if moderator_role is not None:
-            changes["moderator_role_id"] = moderator_role.id
-        if clear_moderator_role:
-            changes["moderator_role_id"] = None
-        if charge_moderation_blocked is not None:
-            changes["charge_moderation_blocked"] = charge_moderation_blocked
-        if channels is not None:
-            items = _parse_list(channels, "channels")
-            ids = tuple(int(m.group()) for item in items for m in [_ID.search(item)] if m)
-            if len(ids) != len(items):
-                raise UserError("Name channels as #mentions or ids, e.g. `#videos #art`, or `all`.")
-            changes["allowed_channels"] = ids
-        if models is not None:
-            chosen = _parse_list(models, "models")
-            unknown = [m for m in chosen if catalog.get(m) is None]
-            if unknown:
-                raise UserError(
-                    f"Unknown model(s): {', '.join(unknown)}. The catalog has {', '.join(m.name for m in catalog.models)}."
-                )
-            changes["allowed_models"] = chosen
-        if sizes is not None:
-            chosen = _parse_list(sizes, "sizes")
-            unknown = [s for s in chosen if s not in catalog.all_sizes]
-            if unknown:
-                raise UserError(
-                    f"Unknown size(s): {', '.join(unknown)}. Sizes: {', '.join(catalog.all_sizes)}."
-                )
-            changes["allowed_sizes"] = chosen
-        if seconds is not None:
-            chosen = _parse_list(seconds, "durations")
-            if not all(s.isdigit() and int(s) in catalog.all_seconds for s in chosen):
-                raise UserError(f"Durations must be among {', '.join(map(str, catalog.all_seconds))}.")
-            changes["allowed_seconds"] = tuple(int(s) for s in chosen)
-        async with self.bot.store.transaction() as conn:
-            policy = await self.bot.jobs.credits.policy(guild_id, conn)
-            if changes:
-                policy = replace(policy, **changes)
-                await self.bot.jobs.credits.set_policy(guild_id, policy, conn)
-        if changes:
-            await self._audit(
-                interaction, "settings.changed", **{k: _jsonable(v) for k, v in changes.items()}
-            )
-        roles = await self.bot.jobs.credits.role_overrides(guild_id)
-        title = "Settings updated" if changes else "Video settings"
+        change = SettingsChange(
+            allowance=allowance,
+            period=period,
+            timezone=timezone,
+            max_concurrent=max_concurrent,
+            cooldown_seconds=cooldown,
+            guild_cap=guild_cap,
+            moderator_role_id=moderator_role.id if moderator_role is not None else None,
+            clear_moderator_role=clear_moderator_role,
+            charge_moderation_blocked=charge_moderation_blocked,
+            channels=channels,
+            models=models,
+            sizes=sizes,
+            seconds=seconds,
+        )
+        result = await self.bot.credits.update_settings(
+            guild_id_of(interaction), actor_id=interaction.user.id, change=change
+        )
+        title = "Settings updated" if result.changed else "Video settings"
         await interaction.response.send_message(
-            embed=settings_embed(policy, roles, title), ephemeral=True, allowed_mentions=NO_MENTIONS
+            embed=settings_embed(result.policy, result.roles, title),
+            ephemeral=True,
+            allowed_mentions=NO_MENTIONS,
         )
 
     @app_commands.command(name="role", description="Give a role its own allowance or concurrency")
@@ -330,18 +261,13 @@ class ModeratorGroup(app_commands.Group):
         allowance: app_commands.Range[int, 0, 1_000_000] | None = None,
         max_concurrent: app_commands.Range[int, 1, 50] | None = None,
     ) -> None:
-        guild_id = guild_id_of(interaction)
-        async with self.bot.store.transaction() as conn:
-            await self.bot.jobs.credits.set_role_override(
-                guild_id, RoleOverride(role.id, allowance, max_concurrent), conn
-            )
-        await self._audit(
-            interaction, "role.override", role=role.id, allowance=allowance, max_concurrent=max_concurrent
+        result = await self.bot.credits.set_role_override(
+            guild_id_of(interaction),
+            actor_id=interaction.user.id,
+            override=RoleOverride(role.id, allowance, max_concurrent),
         )
-        policy = await self.bot.jobs.credits.policy(guild_id)
-        roles = await self.bot.jobs.credits.role_overrides(guild_id)
         await interaction.response.send_message(
-            embed=settings_embed(policy, roles, "Role overrides updated"),
+            embed=settings_embed(result.policy, result.roles, "Role overrides updated"),
             ephemeral=True,
             allowed_mentions=NO_MENTIONS,
         )
@@ -351,20 +277,12 @@ class ModeratorGroup(app_commands.Group):
     async def usage(
         self, interaction: discord.Interaction[Any], period: Literal["day", "week", "month"] | None = None
     ) -> None:
-        guild_id = guild_id_of(interaction)
-        policy = await self.bot.jobs.credits.policy(guild_id)
-        chosen = period or policy.period
-        start, end = period_bounds(chosen, policy.timezone, self.bot.jobs._clock())
-        report = await self.bot.jobs.credits.usage_report(guild_id, since=start, until=end)
-        embed = usage_embed(report, chosen, start)
-        file = discord.File(io.BytesIO(usage_csv(report).encode()), filename=f"videobot-usage-{chosen}.csv")
+        summary = await self.bot.credits.usage(guild_id_of(interaction), period)
+        embed = usage_embed(summary.report, summary.period, summary.start)
+        file = discord.File(io.BytesIO(summary.csv.encode()), filename=f"videobot-usage-{summary.period}.csv")
         await interaction.response.send_message(
             embed=embed, file=file, ephemeral=True, allowed_mentions=NO_MENTIONS
         )
-
-
-def _jsonable(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
 
 
 def settings_embed(policy: GuildPolicy, roles: list[RoleOverride], title: str) -> discord.Embed:
@@ -403,19 +321,19 @@ def settings_embed(policy: GuildPolicy, roles: list[RoleOverride], title: str) -
     return embed
 
 
-def usage_embed(report: dict[str, Any], period: str, start: float) -> discord.Embed:
+def usage_embed(report: UsageReport, period: str, start: float) -> discord.Embed:
     embed = discord.Embed(
         title=f"Usage this {period} (since <t:{int(start)}:d>)", colour=discord.Colour.blurple()
     )
     totals: dict[str, list[float]] = {}
-    for row in report["by_model"]:
-        if row["charge_state"] != "charged":
+    for row in report.by_model:
+        if row.charge_state != "charged":
             continue
-        entry = totals.setdefault(row["model"], [0, 0, 0, 0.0])
-        entry[0] += row["jobs"]
-        entry[1] += row["seconds"] or 0
-        entry[2] += row["credits"] or 0
-        entry[3] += row["usd"] or 0.0
+        entry = totals.setdefault(row.model, [0, 0, 0, 0.0])
+        entry[0] += row.jobs
+        entry[1] += row.seconds or 0
+        entry[2] += row.credits or 0
+        entry[3] += row.usd or 0.0
     if totals:
         embed.description = "\n".join(
             f"`{model}`: {int(j)} videos · {int(s)} s · {int(c)} credits · ~${usd:.2f}"
@@ -423,54 +341,18 @@ def usage_embed(report: dict[str, Any], period: str, start: float) -> discord.Em
         )
     else:
         embed.description = "No delivered videos in this period."
-    refunded = sum(row["jobs"] for row in report["by_model"] if row["charge_state"] == "refunded")
+    refunded = sum(row.jobs for row in report.by_model if row.charge_state == "refunded")
     embed.add_field(name="Failed or cancelled (refunded)", value=str(refunded))
-    if report["top_members"]:
+    if report.top_members:
         embed.add_field(
             name="Top members",
             value="\n".join(
-                f"<@{m['user_id']}>: {m['credits']} credits · {m['jobs']} videos"
-                for m in report["top_members"]
+                f"<@{m.user_id}>: {m.credits} credits · {m.jobs} videos" for m in report.top_members
             ),
             inline=False,
         )
     embed.set_footer(text="USD is an estimate from the catalog's prices.")
     return embed
-
-
-def usage_csv(report: dict[str, Any]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(
-        ["section", "model_or_user", "status", "charge_state", "jobs", "seconds", "credits", "usd"]
-    )
-    for row in report["by_model"]:
-        writer.writerow(
-            [
-                "model",
-                row["model"],
-                row["status"],
-                row["charge_state"],
-                row["jobs"],
-                row["seconds"],
-                row["credits"],
-                f"{row['usd'] or 0:.2f}",
-            ]
-        )
-    for row in report["top_members"]:
-        writer.writerow(
-            [
-                "member",
-                row["user_id"],
-                "",
-                "charged",
-                row["jobs"],
-                row["seconds"],
-                row["credits"],
-                f"{row['usd'] or 0:.2f}",
-            ]
-        )
-    return out.getvalue()
 
 
 class CreditsCog(commands.Cog):
@@ -487,18 +369,13 @@ class CreditsCog(commands.Cog):
     @app_commands.command(name="quota", description="Your video credits: left, reserved, and when they reset")
     @app_commands.guild_only()
     async def quota(self, interaction: discord.Interaction[Any]) -> None:
-        guild_id = guild_id_of(interaction)
-        balance, _ = await self.bot.jobs.balance(guild_id, interaction.user.id, role_ids(interaction.user))
-        lines = balance_lines(balance)
-        active, _ = await self.bot.jobs.credits.jobs_page(
-            guild_id,
-            user_id=interaction.user.id,
-            statuses=[s.value for s in JobStatus if s not in FINAL_STATUSES],
-            limit=PAGE_SIZE,
+        mine = await self.bot.credits.member_credits(
+            guild_id_of(interaction), interaction.user.id, role_ids(interaction.user)
         )
-        if active:
+        lines = balance_lines(mine.balance)
+        if mine.in_progress:
             lines.append("**In progress**")
-            lines.extend(job_line(job) for job in active)
+            lines.extend(job_line(job) for job in mine.in_progress)
         await interaction.response.send_message(
             "\n".join(lines), ephemeral=True, allowed_mentions=NO_MENTIONS
         )

@@ -1,0 +1,372 @@
+"""Credits use cases: balances and the request check ``JobService`` runs, what members and
+moderators see (``/quota``, ``/videomod``), and every moderator change with its audit record.
+
+Each change commits with its audit record in one transaction, and the result it returns is read
+after the commit, so the reply shows what is stored.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from bot.domain.catalog import Catalog
+from bot.domain.credits import (
+    Balance,
+    GuildPolicy,
+    Period,
+    RoleOverride,
+    UsageReport,
+    check_request,
+    effective_limits,
+    period_bounds,
+    zone,
+)
+from bot.domain.errors import UserError
+from bot.domain.jobs import FINAL_STATUSES, Job, JobRequest, JobStatus
+from bot.services.ports_credits import CreditsRepository, HistoryRepository, Transaction
+
+PAGE_SIZE = 10
+JobFilter = Literal["active", "completed", "failed", "cancelled"]
+
+_ID = re.compile(r"\d{15,21}")
+_CLEAR_WORDS = {"all", "any", "none", "clear", "*"}
+_ACTIVE = [s.value for s in JobStatus if s not in FINAL_STATUSES]
+
+
+@dataclass(frozen=True)
+class MemberCredits:
+    """What ``/quota`` shows: the balance and the videos still in progress."""
+
+    balance: Balance
+    in_progress: list[Job]
+
+
+@dataclass(frozen=True)
+class GuildSettings:
+    policy: GuildPolicy
+    roles: list[RoleOverride]
+    changed: bool = True
+
+
+@dataclass(frozen=True)
+class SettingsChange:
+    """The options of ``/videomod settings`` as given; None (or False) = leave as is. The list
+    options are text (``#videos #art``, ``sora-2, sora-2-pro``, ``all``) parsed here."""
+
+    allowance: int | None = None
+    period: Period | None = None
+    timezone: str | None = None
+    max_concurrent: int | None = None
+    cooldown_seconds: int | None = None
+    guild_cap: int | None = None  # 0 = no cap
+    moderator_role_id: int | None = None
+    clear_moderator_role: bool = False
+    charge_moderation_blocked: bool | None = None
+    channels: str | None = None
+    models: str | None = None
+    sizes: str | None = None
+    seconds: str | None = None
+
+
+@dataclass(frozen=True)
+class UsageSummary:
+    period: Period
+    start: float
+    report: UsageReport
+    csv: str
+
+
+@dataclass(frozen=True)
+class JobsPage:
+    jobs: list[Job]
+    page: int
+    pages: int
+    total: int
+
+
+def _parse_list(text: str, what: str) -> tuple[str, ...]:
+    items = tuple(part for part in re.split(r"[\s,]+", text.strip()) if part)
+    if len(items) == 1 and items[0].lower() in _CLEAR_WORDS:
+        return ()
+    if not items:
+        raise UserError(f"Give the {what} separated by commas, or `all` to allow every one.")
+    return items
+
+
+def _jsonable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def usage_csv(report: UsageReport) -> str:
+    """The usage report as CSV: one row per model and outcome, then one per top member."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        ["section", "model_or_user", "status", "charge_state", "jobs", "seconds", "credits", "usd"]
+    )
+    for row in report.by_model:
+        writer.writerow(
+            [
+                "model",
+                row.model,
+                row.status,
+                row.charge_state,
+                row.jobs,
+                row.seconds,
+                row.credits,
+                f"{row.usd or 0:.2f}",
+            ]
+        )
+    for member in report.top_members:
+        writer.writerow(
+            [
+                "member",
+                member.user_id,
+                "",
+                "charged",
+                member.jobs,
+                member.seconds,
+                member.credits,
+                f"{member.usd or 0:.2f}",
+            ]
+        )
+    return out.getvalue()
+
+
+class CreditsService:
+    def __init__(
+        self,
+        credits: CreditsRepository,
+        history: HistoryRepository,
+        *,
+        catalog: Catalog,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.credits = credits
+        self.history = history
+        self.catalog = catalog
+        self._clock = clock
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def policy(self, guild_id: int) -> GuildPolicy:
+        return await self.credits.policy(guild_id)
+
+    async def balance(
+        self,
+        guild_id: int,
+        user_id: int,
+        roles: Iterable[int] = (),
+        tx: Transaction | None = None,
+    ) -> tuple[Balance, GuildPolicy]:
+        """The member's balance now, and the guild's policy it came from. Inside ``tx`` when given
+        (a reservation must check the numbers it will change); else from one committed snapshot."""
+        if tx is None:
+            async with self.credits.snapshot() as snapshot:
+                return await self._balance(guild_id, user_id, roles, snapshot)
+        return await self._balance(guild_id, user_id, roles, tx)
+
+    async def _balance(
+        self, guild_id: int, user_id: int, roles: Iterable[int], tx: Transaction
+    ) -> tuple[Balance, GuildPolicy]:
+        now = self._clock()
+        policy = await self.credits.policy(guild_id, tx)
+        start, end = period_bounds(policy.period, policy.timezone, now)
+        member_allowance, reset_at = await self.credits.member_quota(guild_id, user_id, tx)
+        overrides = await self.credits.role_overrides(guild_id, tx)
+        limits = effective_limits(policy, overrides, set(roles), member_allowance)
+        since = max(start, reset_at or 0.0)
+        usage = await self.credits.usage(guild_id, user_id, since=since, guild_since=start, conn=tx)
+        return Balance(limits=limits, usage=usage, period_start=start, resets_at=end), policy
+
+    async def check_request(
+        self, request: JobRequest, roles: Iterable[int] = (), tx: Transaction | None = None
+    ) -> None:
+        """Raise a ``UserError`` saying why the guild's limits refuse this request (DMs have none)."""
+        if request.guild_id is None:
+            return
+        balance, policy = await self.balance(request.guild_id, request.user_id, roles, tx)
+        refusal = check_request(
+            policy,
+            balance,
+            cost=request.cost,
+            channel_id=request.channel_id,
+            model=request.model,
+            size=request.size,
+            seconds=request.seconds,
+            now=self._clock(),
+        )
+        if refusal is not None:
+            raise UserError(refusal.message)
+
+    async def member_credits(self, guild_id: int, user_id: int, roles: Iterable[int]) -> MemberCredits:
+        balance, _ = await self.balance(guild_id, user_id, roles)
+        active, _ = await self.history.jobs_page(guild_id, user_id=user_id, statuses=_ACTIVE, limit=PAGE_SIZE)
+        return MemberCredits(balance, active)
+
+    async def jobs(
+        self, guild_id: int, *, user_id: int | None = None, status: JobFilter | None = None, page: int = 1
+    ) -> JobsPage:
+        """One page of the guild's jobs for moderators, newest first."""
+        statuses: list[str] | None = None
+        if status == "active":
+            statuses = _ACTIVE
+        elif status is not None:
+            statuses = [status]
+        found, total = await self.history.jobs_page(
+            guild_id, user_id=user_id, statuses=statuses, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
+        )
+        return JobsPage(found, page, max(1, -(-total // PAGE_SIZE)), total)
+
+    async def usage(self, guild_id: int, period: Period | None = None) -> UsageSummary:
+        """Spend in the current day, week or month (the guild's own period by default)."""
+        policy = await self.credits.policy(guild_id)
+        chosen = period or policy.period
+        start, end = period_bounds(chosen, policy.timezone, self._clock())
+        report = await self.credits.usage_report(guild_id, since=start, until=end)
+        return UsageSummary(chosen, start, report, usage_csv(report))
+
+    # -- moderator changes ---------------------------------------------------------------------
+
+    async def set_allowance(
+        self, guild_id: int, *, actor_id: int, user_id: int, roles: Iterable[int], credits: int | None
+    ) -> Balance:
+        """A member's own allowance per period; None returns them to the server/role default."""
+        async with self.credits.transaction() as tx:
+            await self.credits.set_member_allowance(guild_id, user_id, credits, tx)
+            await self._audit(tx, guild_id, actor_id, "quota.set", target=user_id, credits=credits)
+        balance, _ = await self.balance(guild_id, user_id, roles)
+        return balance
+
+    async def grant(
+        self, guild_id: int, *, actor_id: int, user_id: int, roles: Iterable[int], credits: int
+    ) -> Balance:
+        """Extra credits valid until the period resets."""
+        if credits < 1:
+            raise UserError("Grant at least 1 credit.")
+        async with self.credits.transaction() as tx:
+            await self.credits.add_grant(guild_id, user_id, credits, actor_id, tx)
+            await self._audit(tx, guild_id, actor_id, "quota.grant", target=user_id, credits=credits)
+        balance, _ = await self.balance(guild_id, user_id, roles)
+        return balance
+
+    async def reset_usage(
+        self, guild_id: int, *, actor_id: int, user_id: int, roles: Iterable[int]
+    ) -> Balance:
+        """Forget what the member used this period (videos in progress stay reserved)."""
+        async with self.credits.transaction() as tx:
+            await self.credits.reset_member(guild_id, user_id, tx)
+            await self._audit(tx, guild_id, actor_id, "quota.reset", target=user_id)
+        balance, _ = await self.balance(guild_id, user_id, roles)
+        return balance
+
+    async def update_settings(self, guild_id: int, *, actor_id: int, change: SettingsChange) -> GuildSettings:
+        """Validate and apply a settings change (nothing given: just show them). Every problem is a
+        ``UserError`` naming the option, raised before anything is stored."""
+        changes = self._policy_changes(change)
+        async with self.credits.transaction() as tx:
+            policy = await self.credits.policy(guild_id, tx)
+            if changes:
+                policy = replace(policy, **changes)
+                await self.credits.set_policy(guild_id, policy, tx)
+                await self._audit(
+                    tx,
+                    guild_id,
+                    actor_id,
+                    "settings.changed",
+                    **{k: _jsonable(v) for k, v in changes.items()},
+                )
+            roles = await self.credits.role_overrides(guild_id, tx)
+        return GuildSettings(policy, roles, changed=bool(changes))
+
+    async def set_role_override(
+        self, guild_id: int, *, actor_id: int, override: RoleOverride
+    ) -> GuildSettings:
+        """A role's own allowance and/or concurrency; both None removes the override."""
+        async with self.credits.transaction() as tx:
+            await self.credits.set_role_override(guild_id, override, tx)
+            await self._audit(
+                tx,
+                guild_id,
+                actor_id,
+                "role.override",
+                role=override.role_id,
+                allowance=override.allowance,
+                max_concurrent=override.max_concurrent,
+            )
+            policy = await self.credits.policy(guild_id, tx)
+            roles = await self.credits.role_overrides(guild_id, tx)
+        return GuildSettings(policy, roles)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    async def _audit(
+        self,
+        tx: Transaction,
+        guild_id: int,
+        actor_id: int,
+        action: str,
+        *,
+        target: int | None = None,
+        **details: Any,
+    ) -> None:
+        await self.credits.audit(
+            action, guild_id=guild_id, actor_id=actor_id, target_user_id=target, details=details, conn=tx
+        )
+
+    def _policy_changes(self, change: SettingsChange) -> dict[str, Any]:
+        catalog = self.catalog
+        changes: dict[str, Any] = {}
+        if change.allowance is not None:
+            changes["allowance"] = change.allowance
+        if change.period is not None:
+            changes["period"] = change.period
+        if change.timezone is not None:
+            zone(change.timezone)  # raises a UserError naming the problem
+            changes["timezone"] = change.timezone
+        if change.max_concurrent is not None:
+            changes["max_concurrent"] = change.max_concurrent
+        if change.cooldown_seconds is not None:
+            changes["cooldown_seconds"] = change.cooldown_seconds
+        if change.guild_cap is not None:
+            changes["guild_cap"] = change.guild_cap or None
+        if change.moderator_role_id is not None:
+            changes["moderator_role_id"] = change.moderator_role_id
+        if change.clear_moderator_role:
+            changes["moderator_role_id"] = None
+        if change.charge_moderation_blocked is not None:
+            changes["charge_moderation_blocked"] = change.charge_moderation_blocked
+        if change.channels is not None:
+            items = _parse_list(change.channels, "channels")
+            ids = tuple(int(m.group()) for item in items for m in [_ID.search(item)] if m)
+            if len(ids) != len(items):
+                raise UserError("Name channels as #mentions or ids, e.g. `#videos #art`, or `all`.")
+            changes["allowed_channels"] = ids
+        if change.models is not None:
+            chosen = _parse_list(change.models, "models")
+            unknown = [m for m in chosen if catalog.get(m) is None]
+            if unknown:
+                raise UserError(
+                    f"Unknown model(s): {', '.join(unknown)}. The catalog has {', '.join(m.name for m in catalog.models)}."
+                )
+            changes["allowed_models"] = chosen
+        if change.sizes is not None:
+            chosen = _parse_list(change.sizes, "sizes")
+            unknown = [s for s in chosen if s not in catalog.all_sizes]
+            if unknown:
+                raise UserError(
+                    f"Unknown size(s): {', '.join(unknown)}. Sizes: {', '.join(catalog.all_sizes)}."
+                )
+            changes["allowed_sizes"] = chosen
+        if change.seconds is not None:
+            chosen = _parse_list(change.seconds, "durations")
+            if not all(s.isdigit() and int(s) in catalog.all_seconds for s in chosen):
+                raise UserError(f"Durations must be among {', '.join(map(str, catalog.all_seconds))}.")
+            changes["allowed_seconds"] = tuple(int(s) for s in chosen)
+        return changes

@@ -9,6 +9,7 @@ import importlib.metadata
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import sqlite3
@@ -33,7 +34,7 @@ from bot.domain.catalog import Catalog, Quote, load_catalog
 from bot.domain.errors import CatalogError, ConfigError, UserError
 from bot.domain.jobs import Job, JobRequest, JobStatus
 from bot.domain.provider_errors import AuthenticationError, UnsupportedEndpoint, VideoAPIError
-from bot.logsafety import install_redaction
+from bot.logsafety import install_redaction, register_secret
 from bot.services.jobs import clean_prompt
 from bot.settings import Settings, redact_urls
 
@@ -130,8 +131,17 @@ def build_parser() -> argparse.ArgumentParser:
         "Its files go to DATA_DIR/local-api.",
         formatter_class=formatter,
     )
-    local.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    local.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1); any other address needs an API key",
+    )
     local.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    local.add_argument(
+        "--api-key",
+        help="require 'Authorization: Bearer KEY' on every request (default LOCAL_API_KEY; prefer "
+        "that: a command line is visible to other users of the machine)",
+    )
     local.add_argument(
         "--generation-seconds",
         type=float,
@@ -314,15 +324,20 @@ async def video_api(
 
             # The in-process renderer's access log would repeat every request the client makes.
             logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+            # A fresh key per process: other programs on the machine can reach the port, and only
+            # this bot needs to talk to its renderer.
+            local_key = secrets.token_urlsafe(32)
+            register_secret(local_key)
             renderer = await stack.enter_async_context(
                 LocalRenderer(
                     LocalRendererConfig(
                         generation_seconds=settings.local_generation_seconds,
                         data_dir=settings.data_dir / "local-api" if keep_files else None,
+                        api_key=local_key,
                     )
                 )
             )
-            base_url, key = renderer.base_url, None
+            base_url, key = renderer.base_url, SecretStr(local_key)
             log.debug("local Videos API renderer at %s", base_url)
         client = await stack.enter_async_context(
             VideoAPIClient(
@@ -543,11 +558,19 @@ async def _tick(presenter: TerminalPresenter) -> None:
 
 async def serve_local_api(settings: Settings, args: argparse.Namespace) -> int:
     from bot.localapi.renderer import LocalRendererConfig, serve_forever
+    from bot.localapi.server import is_loopback, unprotected_host_message
 
     generation = (
         args.generation_seconds if args.generation_seconds is not None else settings.local_generation_seconds
     )
-    config = LocalRendererConfig(generation_seconds=generation, data_dir=settings.data_dir / "local-api")
+    key = args.api_key if args.api_key is not None else settings.local_api_key
+    api_key = (key.get_secret_value() if isinstance(key, SecretStr) else key) or None
+    if api_key is None and not is_loopback(args.host):
+        raise ConfigError(unprotected_host_message(args.host))
+    register_secret(api_key)
+    config = LocalRendererConfig(
+        generation_seconds=generation, data_dir=settings.data_dir / "local-api", api_key=api_key
+    )
     with contextlib.suppress(asyncio.CancelledError):
         await serve_forever(config, args.host, args.port)
     return 0

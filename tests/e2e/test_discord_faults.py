@@ -3,7 +3,6 @@ errors, a channel the bot can no longer post in, and a video over the upload lim
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import aiohttp
@@ -18,8 +17,7 @@ from tests.fakes.discord_server import (
     ROUTE_WEBHOOK_MESSAGE,
     FakeDiscord,
 )
-
-READY = "🎬 Your video is ready"
+from tests.helpers import READY, free_port
 
 
 def probe(data: bytes, tmp_path: Path) -> tuple[int, int, float]:
@@ -145,9 +143,7 @@ async def test_a_video_that_cannot_fit_is_linked_with_a_signed_expiring_url(
 ) -> None:
     # Too small for a watchable 12 s video even re-encoded (about 60 kbit/s), big enough for a thumbnail.
     fake.attachment_size_limit = 100_000
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     bot.env.update({"HTTP_PORT": str(port), "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"})
     await bot.start()
     handle = await fake.invoke_command("video", {"prompt": "too big for this server", "seconds": 12})

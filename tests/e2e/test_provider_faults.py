@@ -6,9 +6,7 @@ from __future__ import annotations
 from bot.localapi.renderer import LocalRenderer
 from tests.e2e.conftest import BotProcess, embed_of, field_value, is_final, mp4_uploads
 from tests.fakes.discord_server import FakeDiscord
-
-READY = "🎬 Your video is ready"
-FAILED = "❌ The video could not be made"
+from tests.helpers import FAILED, READY
 
 
 async def test_a_flaky_provider_still_delivers_once(

@@ -12,8 +12,7 @@ import pytest
 from bot.localapi.renderer import LocalRenderer
 from tests.e2e.conftest import BotProcess, is_final, mp4_uploads, provider_saw_prompt
 from tests.fakes.discord_server import FakeDiscord
-
-READY = "🎬 Your video is ready"
+from tests.helpers import READY
 
 
 async def wait_exit(bot: BotProcess, timeout: float = 60) -> int:  # noqa: ASYNC109

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,9 +14,10 @@ from bot.adapters.media import probe_video
 from bot.adapters.sqlite.store import Store
 from bot.adapters.videoapi.client import VideoAPIClient
 from bot.domain.jobs import ChargeState, Job, JobRequest, JobStatus
-from bot.localapi.renderer import LocalRenderer, LocalRendererConfig
+from bot.localapi.renderer import LocalRenderer
 from bot.services.jobs import JobService
 from bot.services.tracker import JobTracker
+from tests.conftest import RendererFactory
 
 
 @dataclass
@@ -57,12 +59,8 @@ def request(prompt: str, **changes: object) -> JobRequest:
 
 
 @pytest.fixture
-async def renderer(tmp_path: Path) -> AsyncIterator[LocalRenderer]:
-    config = LocalRendererConfig(
-        generation_seconds=1.0, queue_seconds=0.2, fps=8, poll_after_ms=100, data_dir=tmp_path / "renderer"
-    )
-    async with LocalRenderer(config) as server:
-        yield server
+def renderer_settings() -> dict[str, Any]:
+    return {"generation_seconds": 1.0, "queue_seconds": 0.2, "fps": 8, "poll_after_ms": 100}
 
 
 @pytest.fixture
@@ -178,9 +176,11 @@ async def test_failures_are_refunded_and_explained(
     assert presenter.delivered == {}
 
 
-async def test_a_job_past_its_deadline_is_failed_and_deleted(store: Store, tmp_path: Path) -> None:
-    config = LocalRendererConfig(generation_seconds=600, queue_seconds=0.1, fps=8, poll_after_ms=50)
-    async with LocalRenderer(config) as slow, VideoAPIClient(slow.base_url) as api:
+async def test_a_job_past_its_deadline_is_failed_and_deleted(
+    store: Store, make_renderer: RendererFactory, tmp_path: Path
+) -> None:
+    slow = await make_renderer(generation_seconds=600, queue_seconds=0.1, poll_after_ms=50)
+    async with VideoAPIClient(slow.base_url) as api:
         service = JobService(store)
         job = await service.submit(request("takes forever"))
         presenter = RecordingPresenter()
@@ -213,10 +213,10 @@ async def test_without_a_list_endpoint_single_lookups_are_used(
 
 
 async def test_a_completion_event_ahead_of_the_provider_goes_back_to_waiting(
-    store: Store, tmp_path: Path
+    store: Store, make_renderer: RendererFactory, tmp_path: Path
 ) -> None:
-    config = LocalRendererConfig(generation_seconds=4.0, queue_seconds=0.1, fps=8, poll_after_ms=50)
-    async with LocalRenderer(config) as server, VideoAPIClient(server.base_url, backoff_initial=0.01) as api:
+    server = await make_renderer(generation_seconds=4.0, queue_seconds=0.1, poll_after_ms=50)
+    async with VideoAPIClient(server.base_url, backoff_initial=0.01) as api:
         service = JobService(store)
         job = await service.submit(request("announced too early"))
         presenter = RecordingPresenter()

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from bot.localapi.renderer import LocalRenderer, LocalRendererConfig
-from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.discord import FakeDiscord
 
 RendererFactory = Callable[..., Awaitable[LocalRenderer]]
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from bot.localapi.renderer import LocalRenderer
-from tests.fakes.discord_server import FakeDiscord, RecordedRequest, StoredMessage
+from tests.fakes.discord import FakeDiscord, RecordedRequest, StoredMessage
 from tests.helpers import wait_for
 
 REPO = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ from PIL import Image
 
 from bot.localapi.renderer import LocalRenderer
 from tests.e2e.conftest import BotProcess
-from tests.fakes.discord_server import FakeDiscord, InteractionHandle
+from tests.fakes.discord import FakeDiscord, InteractionHandle
 
 
 def image_bytes(fmt: str, size: tuple[int, int] = (300, 300), **save: Any) -> bytes:

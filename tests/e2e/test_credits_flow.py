@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.localapi.renderer import LocalRenderer
 from tests.e2e.conftest import BotProcess, embed_of, is_final, provider_saw_prompt
-from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.discord import FakeDiscord
 from tests.helpers import READY, wait_for
 
 

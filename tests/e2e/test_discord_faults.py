@@ -11,7 +11,7 @@ import pytest
 from bot.adapters.media import probe_video
 from bot.localapi.renderer import LocalRenderer
 from tests.e2e.conftest import BotProcess, embed_of, field_value, is_final, mp4_uploads
-from tests.fakes.discord_server import (
+from tests.fakes.discord import (
     ROUTE_CHANNEL_MESSAGE,
     ROUTE_CHANNEL_MESSAGES,
     ROUTE_WEBHOOK_MESSAGE,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from bot.localapi.renderer import LocalRenderer
 from tests.e2e.conftest import BotProcess, embed_of, field_value, is_final, mp4_uploads
-from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.discord import FakeDiscord
 from tests.helpers import FAILED, READY
 
 

@@ -21,7 +21,7 @@ from tests.e2e.conftest import (
     mp4_uploads,
     provider_saw_prompt,
 )
-from tests.fakes.discord_server import (
+from tests.fakes.discord import (
     ROUTE_CALLBACK,
     ROUTE_WEBHOOK,
     FakeDiscord,

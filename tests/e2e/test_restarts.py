@@ -11,7 +11,7 @@ import pytest
 
 from bot.localapi.renderer import LocalRenderer
 from tests.e2e.conftest import BotProcess, is_final, mp4_uploads, provider_saw_prompt
-from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.discord import FakeDiscord
 from tests.helpers import READY
 
 

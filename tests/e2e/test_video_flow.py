@@ -12,7 +12,7 @@ from PIL import Image
 from bot.adapters.media import probe_video
 from bot.localapi.renderer import LocalRenderer
 from tests.e2e.conftest import BotProcess, embed_of, field_value, is_final, mp4_uploads
-from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.discord import FakeDiscord
 from tests.helpers import READY, ephemeral_content
 
 

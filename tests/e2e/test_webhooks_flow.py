@@ -13,7 +13,7 @@ import pytest
 
 from bot.localapi.renderer import LocalRenderer
 from tests.e2e.conftest import E2E_RENDERER, BotProcess, embed_of, field_value, is_final, mp4_uploads
-from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.discord import FakeDiscord
 from tests.helpers import READY, free_port, wait_for
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()

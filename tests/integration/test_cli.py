@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.adapters.media import probe_video
-from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.discord import FakeDiscord
 
 REPO = Path(__file__).resolve().parents[2]
 

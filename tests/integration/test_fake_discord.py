@@ -1,4 +1,4 @@
-"""Real discord.py 2.7 against the fake Discord in tests/fakes/discord_server.py.
+"""Real discord.py 2.7 against the fake Discord in tests/fakes/discord/.
 
 These tests pin down that the fake is faithful enough for the bot's own tests: a stock
 ``discord.Client`` + ``app_commands.CommandTree`` logs in, connects, syncs, receives interactions
@@ -18,7 +18,7 @@ import discord
 import pytest
 from discord import app_commands
 
-from tests.fakes.discord_server import (
+from tests.fakes.discord import (
     ROUTE_CALLBACK,
     ROUTE_CHANNEL_MESSAGE,
     ROUTE_CHANNEL_MESSAGES,

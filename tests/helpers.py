@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import socket
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -61,20 +60,6 @@ class ManualClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-class SteerableClock:
-    """Wall-clock time that a test can move forward: a render "takes" as long as the test needs
-    (until the condition it is checking holds), then :meth:`advance` finishes it at once."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
 
 
 def ephemeral_content(callback_json: dict[str, Any]) -> str:

@@ -115,17 +115,30 @@ class BotProcess:
 
 
 E2E_RENDERER: dict[str, Any] = {
-    "generation_seconds": 2.0,
-    "queue_seconds": 0.3,
+    "generation_seconds": 1.0,
+    "queue_seconds": 0.2,
     "fps": 12,
-    "poll_after_ms": 300,
+    "poll_after_ms": 200,
 }
+HELD = 3600.0
+"""``generation_seconds`` for a render that only finishes when the test calls ``release``."""
 
 
 @pytest.fixture
 def renderer_settings() -> dict[str, Any]:
-    """A render takes a couple of seconds: long enough for the bot to show progress."""
+    """A render takes a second: long enough for the bot to show progress."""
     return dict(E2E_RENDERER)
+
+
+def hold(renderer: LocalRenderer) -> None:
+    """Renders stay in progress until ``release``: for tests that act while a job is mid-render."""
+    renderer.config.generation_seconds = HELD
+
+
+def release(renderer: LocalRenderer) -> None:
+    """Finish held renders now rather than after a guessed sleep: the renderer measures every job
+    against the current ``generation_seconds``, so jobs older than that complete at once."""
+    renderer.config.generation_seconds = E2E_RENDERER["generation_seconds"]
 
 
 @pytest.fixture

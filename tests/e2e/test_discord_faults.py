@@ -10,7 +10,7 @@ import pytest
 
 from bot.adapters.media import probe_video
 from bot.localapi.renderer import LocalRenderer
-from tests.e2e.conftest import BotProcess, embed_of, field_value, is_final, mp4_uploads
+from tests.e2e.conftest import BotProcess, embed_of, field_value, hold, is_final, mp4_uploads, release
 from tests.fakes.discord import (
     ROUTE_CHANNEL_MESSAGE,
     ROUTE_CHANNEL_MESSAGES,
@@ -30,10 +30,13 @@ def probe(data: bytes, tmp_path: Path) -> tuple[int, int, float]:
 async def test_expired_token_switches_to_the_channel_route(
     bot: BotProcess, fake: FakeDiscord, renderer: LocalRenderer
 ) -> None:
-    fake.token_ttl_seconds = 1.5  # Discord: 15 minutes; generations can take longer
-    renderer.config.generation_seconds = 4
+    hold(renderer)
     await bot.start()
     handle = await fake.invoke_command("video", {"prompt": "a long render"})
+    await handle.original_message(timeout=30, predicate=lambda m: bool(m.embeds))
+    # Discord: tokens last 15 minutes; generations can take longer.
+    fake.expire_token(handle.token)
+    release(renderer)
     final = await handle.original_message(timeout=60, predicate=is_final(READY))
     refused = [r for r in handle.requests() if r.status == 401]
     assert 1 <= len(refused) <= 2  # bounded: the bot stops using the token after it is refused
@@ -45,11 +48,12 @@ async def test_expired_token_switches_to_the_channel_route(
 async def test_deleted_reply_gets_a_new_message(
     bot: BotProcess, fake: FakeDiscord, renderer: LocalRenderer
 ) -> None:
-    renderer.config.generation_seconds = 3
+    hold(renderer)
     await bot.start()
     handle = await fake.invoke_command("video", {"prompt": "a moderator deletes the card"})
     card = await handle.original_message(timeout=30, predicate=lambda m: bool(m.embeds))
     fake.delete_message(card.id)
+    release(renderer)
     replacement = await fake.wait_for_message(
         lambda m: m.id != card.id and bool(m.embeds) and m.embeds[0].get("title") == READY, timeout=60
     )
@@ -75,8 +79,7 @@ async def test_rate_limits_and_server_errors_are_retried_without_piling_up(
 async def test_lost_channel_access_delivers_by_direct_message(
     bot: BotProcess, fake: FakeDiscord, renderer: LocalRenderer
 ) -> None:
-    fake.token_ttl_seconds = 1.0
-    renderer.config.generation_seconds = 3
+    hold(renderer)
     await bot.start()
     handle = await fake.invoke_command("video", {"prompt": "the channel gets locked"})
     card = await handle.original_message(timeout=30, predicate=lambda m: bool(m.embeds))
@@ -88,6 +91,8 @@ async def test_lost_channel_access_delivers_by_direct_message(
             json={"message": "Missing Access", "code": 50001},
             predicate=lambda r, c=card.channel_id: r.params.get("channel_id") == str(c),
         )
+    fake.expire_token(handle.token)  # the interaction webhook is no way around the lock either
+    release(renderer)
     dm = await fake.wait_for_message(lambda m: m.guild_id is None and bool(m.attachments), timeout=60)
     assert dm.attachments[0].filename.endswith(".mp4")
     assert "couldn't post in" in dm.content and dm.allowed_mentions == {"parse": []}
@@ -97,8 +102,7 @@ async def test_lost_channel_access_delivers_by_direct_message(
 async def test_nowhere_to_deliver_refunds_and_records(
     bot: BotProcess, fake: FakeDiscord, renderer: LocalRenderer
 ) -> None:
-    fake.token_ttl_seconds = 1.0
-    renderer.config.generation_seconds = 3
+    hold(renderer)
     member = int(fake.default_user["id"])
     fake.dm_closed_users.add(member)
     await bot.start()
@@ -110,6 +114,8 @@ async def test_nowhere_to_deliver_refunds_and_records(
         json={"message": "Missing Access", "code": 50001},
         predicate=lambda r, c=card.channel_id: r.params.get("channel_id") == str(c),
     )
+    fake.expire_token(handle.token)
+    release(renderer)
     await bot.wait_log("job 1 failed: undeliverable", timeout=60)
     fake.faults.clear()
     quota = await (await fake.invoke_command("quota")).wait_response()

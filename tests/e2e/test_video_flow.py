@@ -26,6 +26,7 @@ def probe_bytes(data: bytes, tmp_path: Path, name: str) -> tuple[int, int, float
 async def test_video_is_acknowledged_tracked_and_delivered_once(
     bot: BotProcess, fake: FakeDiscord, renderer: LocalRenderer, tmp_path: Path
 ) -> None:
+    renderer.config.generation_seconds = 2.0  # long enough for the card to show the bar moving
     await bot.start()
     assert {c["name"] for c in fake.commands()} >= {"video", "quota", "videomod"}
     mark = fake.mark()

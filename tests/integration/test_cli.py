@@ -25,6 +25,9 @@ def videobot(
             "PYTHONPATH": str(REPO),
             "DATA_DIR": str(cwd / "data"),
             "DATABASE_URL": f"sqlite:///{cwd / 'bot.db'}",
+            # The default 5 s between status checks would be most of a test's run time; the
+            # renderer's own openai-poll-after-ms (1 s) still paces the polling.
+            "POLL_INTERVAL_SECONDS": "0.2",
         }
     )
     base.update(env or {})

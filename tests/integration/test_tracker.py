@@ -18,6 +18,7 @@ from bot.localapi.renderer import LocalRenderer
 from bot.services.jobs import JobService
 from bot.services.tracker import JobTracker
 from tests.conftest import RendererFactory
+from tests.helpers import wait_for
 
 
 @dataclass
@@ -215,7 +216,9 @@ async def test_without_a_list_endpoint_single_lookups_are_used(
 async def test_a_completion_event_ahead_of_the_provider_goes_back_to_waiting(
     store: Store, make_renderer: RendererFactory, tmp_path: Path
 ) -> None:
-    server = await make_renderer(generation_seconds=4.0, queue_seconds=0.1, poll_after_ms=50)
+    # Held in progress until the premature download has been refused, then finished at once (the
+    # renderer measures every job against the current generation_seconds).
+    server = await make_renderer(generation_seconds=3600, queue_seconds=0.1, poll_after_ms=50)
     async with VideoAPIClient(server.base_url, backoff_initial=0.01) as api:
         service = JobService(store)
         job = await service.submit(request("announced too early"))
@@ -232,8 +235,11 @@ async def test_a_completion_event_ahead_of_the_provider_goes_back_to_waiting(
         )
         tracker.notify_video_event(stored.provider_video_id, "video.completed")
         await tracker.sweep()
+        idle = asyncio.create_task(tracker.run_until_idle())
+        await wait_for(lambda: server.faults.pending == 0, "the premature download to be refused")
+        server.config.generation_seconds = 0.5
         async with asyncio.timeout(60):
-            await tracker.run_until_idle()
+            await idle
         await tracker.stop()
     assert job.id in presenter.delivered and presenter.failed == {}
     statuses = [status for job_id, status, _ in presenter.changes if job_id == job.id]

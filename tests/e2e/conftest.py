@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bot.localapi.renderer import LocalRenderer
+from bot.localapi.renderer import LocalRenderer, LocalRendererConfig
 from tests.fakes.discord import FakeDiscord, RecordedRequest, StoredMessage
 from tests.helpers import wait_for
 
@@ -128,6 +128,17 @@ HELD = 3600.0
 def renderer_settings() -> dict[str, Any]:
     """A render takes a second: long enough for the bot to show progress."""
     return dict(E2E_RENDERER)
+
+
+def renderer_config(tmp_path: Path, **changes: Any) -> LocalRendererConfig:
+    """The e2e renderer's configuration with changes, for tests that start a renderer of their own
+    (overriding ``renderer_settings`` is the simpler way)."""
+    return LocalRendererConfig(**{**E2E_RENDERER, "data_dir": tmp_path / "renderer", **changes})
+
+
+async def eventually(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:  # noqa: ASYNC109
+    """The name these tests used before ``tests.helpers.wait_for``; kept for tests written with it."""
+    await wait_for(check, what, timeout=timeout)
 
 
 def hold(renderer: LocalRenderer) -> None:

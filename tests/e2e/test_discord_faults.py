@@ -130,12 +130,15 @@ async def test_a_video_over_the_upload_limit_is_reencoded_to_fit(
     fake.attachment_size_limit = limit
     renderer.config.noise = True
     renderer.config.target_bitrate = 30_000_000  # about 14 MiB for 4 s
-    renderer.config.fps = 24
+    renderer.config.fps = 12  # size comes from the bitrate; fewer frames only make encoding quicker
     await bot.start()
     handle = await fake.invoke_command("video", {"prompt": "grainy and huge"})
     final = await handle.original_message(timeout=120, predicate=is_final(READY))
     served = renderer.requests[-1]
     assert served.path.endswith("/content")
+    assert renderer.config.data_dir is not None
+    (original,) = renderer.config.data_dir.glob("*/video.mp4")
+    assert original.stat().st_size > limit  # so the fit below took a re-encode
     (upload,) = mp4_uploads(fake)
     assert len(upload[1]) <= limit
     width, height, duration = probe(upload[1], tmp_path)

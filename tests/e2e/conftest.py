@@ -117,7 +117,7 @@ class BotProcess:
 E2E_RENDERER: dict[str, Any] = {
     "generation_seconds": 1.0,
     "queue_seconds": 0.2,
-    "fps": 12,
+    "fps": 6,  # frames cost CPU; durations, sizes and progress do not depend on them
     "poll_after_ms": 200,
 }
 HELD = 3600.0

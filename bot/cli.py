@@ -12,7 +12,6 @@ import os
 import secrets
 import shutil
 import signal
-import sqlite3
 import sys
 import tempfile
 import threading
@@ -27,7 +26,7 @@ import aiohttp
 import discord
 from pydantic import SecretStr, ValidationError
 
-from bot.adapters.sqlite.store import Store
+from bot.adapters.sqlite.store import Store, inspect_database
 from bot.adapters.videoapi.client import VideoAPIClient
 from bot.discord.embeds import progress_bar
 from bot.domain.catalog import Catalog, Quote, load_catalog
@@ -579,27 +578,6 @@ async def serve_local_api(settings: Settings, args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- check
 
 
-def _database_status(path: Path) -> tuple[bool, str]:
-    """The database as it is on disk, opened read-only and immutable so that ``check`` creates
-    nothing (not even the WAL side files)."""
-    if not path.exists():
-        return True, f"{path} not created yet (`videobot run` creates it)"
-    from bot.adapters.sqlite.store import _migrations
-
-    latest = max((version for version, _, _ in _migrations()), default=0)
-    try:
-        uri = path.resolve().as_uri() + "?mode=ro&immutable=1"
-        with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
-            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    except sqlite3.Error as exc:
-        return False, f"{path} cannot be read as SQLite ({exc})"
-    if version > latest:
-        return False, f"{path} has schema version {version}, newer than this videobot ({latest})"
-    later = "" if version == latest else f"; `videobot run` will migrate it to {latest}"
-    return True, f"{path} (schema version {version}{later})"
-
-
 async def check(settings: Settings, args: argparse.Namespace) -> int:
     """Print one line per check; exit 1 if any failed. Secrets are never printed; nothing is written."""
     problems = 0
@@ -636,7 +614,7 @@ async def check(settings: Settings, args: argparse.Namespace) -> int:
             "PUBLIC_BASE_URL is set but HTTP_PORT is not: nothing would serve the links",
         )
     try:
-        ok, detail = _database_status(settings.database_path)
+        ok, detail = inspect_database(settings.database_path)
         report(ok, "database", detail)
     except ConfigError as exc:
         report(False, "database", str(exc))

@@ -486,7 +486,7 @@ def _price(quote: Quote, settings: Settings) -> str:
 
 
 async def generate(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.adapters.media import ImageError, fit_image, sniff_image
+    from bot.adapters.media import fit_image, sniff_image
     from bot.app import job_service, job_tracker
 
     catalog: Catalog = load_catalog(settings.models_file)
@@ -505,8 +505,6 @@ async def generate(settings: Settings, args: argparse.Namespace) -> int:
                 fitted = fit_image(data, quote.width, quote.height)
             except OSError as exc:
                 raise UserError(f"cannot read {args.image}: {exc.strerror}") from None
-            except ImageError as exc:
-                raise UserError(exc.user_message) from None
             (workdir / "reference.png").write_bytes(fitted)
             reference = str(workdir / "reference.png")
         poll = LOCAL_POLL_SECONDS if settings.uses_local_api else settings.poll_interval_seconds

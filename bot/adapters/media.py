@@ -24,6 +24,8 @@ from typing import Any, Literal, TypeVar
 import av
 from PIL import Image, ImageDraw, ImageFile, ImageFont, ImageOps, UnidentifiedImageError
 
+from bot.domain.errors import UserError, VideobotError
+
 ACCEPTED_IMAGE_FORMATS = ("JPEG", "PNG", "WEBP")
 # GIF is opened too, only so that it can be refused with a message about animation rather than
 # "not an image". Every other format is never handed to a Pillow decoder at all.
@@ -37,12 +39,9 @@ T = TypeVar("T")
 _BACKGROUND = (0, 0, 0)
 
 
-class ImageError(Exception):
-    """An uploaded image cannot be used; ``user_message`` says why and what to do instead."""
-
-    def __init__(self, user_message: str) -> None:
-        super().__init__(user_message)
-        self.user_message = user_message
+class ImageError(UserError):
+    """An uploaded image cannot be used; ``user_message`` says why and what to do instead. A refusal
+    like any other, so every front end answers it as it answers ``UserError``."""
 
 
 # What one image may cost to decode. A fit keeps the decoded picture plus a working copy no larger
@@ -705,8 +704,10 @@ def probe_video(path: Path) -> VideoInfo:
         )
 
 
-class MediaError(Exception):
-    """A video could not be processed; ``user_message`` says so in plain words."""
+class MediaError(VideobotError):
+    """A video could not be processed; ``user_message`` says so in plain words. Not a refusal of
+    anything the member asked: the delivery planner reads the message as the reason a video is
+    linked or undeliverable rather than attached."""
 
     def __init__(self, user_message: str) -> None:
         super().__init__(user_message)

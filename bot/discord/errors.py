@@ -1,6 +1,7 @@
 """One place that turns errors into replies, for commands, buttons and forms alike.
 
-A refusal (``UserError``) shows its message; anything unexpected gets the apology with a reference
+A refusal (``UserError``) shows its message, with times as Discord timestamps (every client counts
+them down in the reader's own time zone) and channels as mentions; anything unexpected gets the apology with a reference
 the admin can find in the log. The answer goes where Discord still takes one: the interaction
 response when it is unanswered, else a followup, else (the token expired: 15 minutes) nowhere but
 the log (Red-DiscordBot's ``redbot/core/tree.py`` does the same).
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import discord
@@ -21,6 +23,19 @@ from bot.domain.errors import UserError
 log = logging.getLogger(__name__)
 
 DMS_REFUSED = "This command works in servers only, not in direct messages."
+
+
+class DiscordMarkup:
+    """``Markup`` that writes a refusal's times and channels as Discord renders them."""
+
+    def time(self, at: float) -> str:
+        return f"<t:{int(at)}:R>"
+
+    def channels(self, ids: Sequence[int]) -> str:
+        return ", ".join(f"<#{channel_id}>" for channel_id in ids)
+
+
+DISCORD_MARKUP = DiscordMarkup()
 
 
 def apology(reference: str) -> str:
@@ -35,7 +50,7 @@ def describe(error: BaseException, *, what: str = "command") -> str:
     """The member-facing text for ``error`` (unexpected errors are logged with a reference)."""
     original = getattr(error, "original", error)
     if isinstance(original, UserError):
-        return original.user_message
+        return original.render(DISCORD_MARKUP)
     if isinstance(error, app_commands.NoPrivateMessage):
         return DMS_REFUSED
     if isinstance(error, app_commands.CheckFailure):

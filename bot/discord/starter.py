@@ -17,7 +17,7 @@ from typing import Any
 import discord
 
 from bot.discord.common import role_ids
-from bot.discord.errors import DMS_REFUSED
+from bot.discord.errors import DMS_REFUSED, describe
 from bot.discord.mentions import NO_MENTIONS
 from bot.discord.presenter import DiscordPresenter
 from bot.domain.errors import UserError
@@ -92,7 +92,7 @@ class JobStarter:
                 await interaction.delete_original_response()
             if not isinstance(exc, UserError):
                 raise
-            await interaction.followup.send(exc.user_message, ephemeral=True, allowed_mentions=NO_MENTIONS)
+            await interaction.followup.send(describe(exc), ephemeral=True, allowed_mentions=NO_MENTIONS)
             return None
         if placeholder_id is not None:
             # Letting the presenter show the first card puts it in the same per-job queue as the

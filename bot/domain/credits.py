@@ -13,10 +13,20 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from bot.domain.errors import UserError
+from bot.domain.errors import (
+    ChannelNotAllowed,
+    CooldownActive,
+    NotEnoughCredits,
+    OptionNotAllowed,
+    RequestRefused,
+    ServerBudgetUsed,
+    TooManyInProgress,
+    UserError,
+)
 
 Period = Literal["day", "week", "month"]
 PERIODS: tuple[Period, ...] = ("day", "week", "month")
+LimitSource = Literal["server default", "role", "set by a moderator"]
 
 
 @dataclass(frozen=True)
@@ -57,9 +67,13 @@ class RoleOverride:
 
 @dataclass(frozen=True)
 class Limits:
+    """A member's allowance and concurrency, and where the allowance comes from (for a role:
+    ``source_role_id``, which a front end shows as it shows roles)."""
+
     allowance: int
     max_concurrent: int
-    source: str  # "server default", "role <id>", "set by a moderator"
+    source: LimitSource
+    source_role_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -84,11 +98,6 @@ class Balance:
     @property
     def remaining(self) -> int:
         return max(0, self.limits.allowance + self.usage.granted - self.usage.used - self.usage.reserved)
-
-
-@dataclass(frozen=True)
-class Refusal:
-    message: str
 
 
 def zone(name: str) -> ZoneInfo:
@@ -123,17 +132,19 @@ def effective_limits(
 ) -> Limits:
     """A moderator's per-member allowance wins; else the most generous of the member's roles and the
     guild default."""
-    allowance, concurrency, source = policy.allowance, policy.max_concurrent, "server default"
+    allowance, concurrency = policy.allowance, policy.max_concurrent
+    source: LimitSource = "server default"
+    source_role_id: int | None = None
     for role in roles:
         if role.role_id not in member_roles:
             continue
         if role.allowance is not None and role.allowance > allowance:
-            allowance, source = role.allowance, f"role <@&{role.role_id}>"
+            allowance, source, source_role_id = role.allowance, "role", role.role_id
         if role.max_concurrent is not None and role.max_concurrent > concurrency:
             concurrency = role.max_concurrent
     if member_allowance is not None:
-        allowance, source = member_allowance, "set by a moderator"
-    return Limits(allowance=allowance, max_concurrent=concurrency, source=source)
+        allowance, source, source_role_id = member_allowance, "set by a moderator", None
+    return Limits(allowance, concurrency, source, source_role_id)
 
 
 def check_request(
@@ -146,38 +157,29 @@ def check_request(
     size: str,
     seconds: int,
     now: float,
-) -> Refusal | None:
-    """Why this request must be refused, or None. Every message says what to do next."""
-    resets = f"<t:{int(balance.resets_at)}:R>"
+) -> RequestRefused | None:
+    """Why this request must be refused (the first reason), or None. The refusal holds the numbers
+    and its message says what to do next; the caller raises it."""
     if policy.allowed_channels and channel_id not in policy.allowed_channels:
-        where = ", ".join(f"<#{c}>" for c in policy.allowed_channels)
-        return Refusal(f"Videos can't be made in this channel. Use {where}.")
+        return ChannelNotAllowed(policy.allowed_channels)
     if policy.allowed_models and model not in policy.allowed_models:
-        return Refusal(f"This server doesn't allow `{model}`. Allowed: {', '.join(policy.allowed_models)}.")
+        return OptionNotAllowed("model", model, policy.allowed_models)
     if policy.allowed_sizes and size not in policy.allowed_sizes:
-        return Refusal(
-            f"This server doesn't allow {size} videos. Allowed: {', '.join(policy.allowed_sizes)}."
-        )
+        return OptionNotAllowed("size", size, policy.allowed_sizes)
     if policy.allowed_seconds and seconds not in policy.allowed_seconds:
-        allowed = ", ".join(str(s) for s in policy.allowed_seconds)
-        return Refusal(f"This server doesn't allow {seconds}-second videos. Allowed: {allowed} seconds.")
+        return OptionNotAllowed("seconds", seconds, policy.allowed_seconds)
     if cost > balance.remaining:
-        return Refusal(
-            f"This needs {cost} credits; you have {balance.remaining} left. Your credits reset {resets}. "
-            "Try a shorter or smaller video, or ask a moderator."
-        )
+        return NotEnoughCredits(cost, balance.remaining, balance.resets_at, now=now)
     usage = balance.usage
     if usage.active_jobs >= balance.limits.max_concurrent:
-        return Refusal(
-            f"You already have {usage.active_jobs} video{'s' if usage.active_jobs != 1 else ''} in progress "
-            f"(the limit is {balance.limits.max_concurrent}). Wait for one to finish, or cancel one."
-        )
+        return TooManyInProgress(usage.active_jobs, balance.limits.max_concurrent)
     if usage.last_submitted_at is not None and policy.cooldown_seconds > 0:
         ready = usage.last_submitted_at + policy.cooldown_seconds
         if now < ready:
-            return Refusal(f"Slow down a little: you can request another video <t:{int(ready) + 1}:R>.")
+            # The next whole second after ``ready``: a time shown to the second must not be early.
+            return CooldownActive(int(ready) + 1, now=now)
     if policy.guild_cap is not None and usage.guild_spent + cost > policy.guild_cap:
-        return Refusal(f"This server has used its video budget for this {policy.period}. It resets {resets}.")
+        return ServerBudgetUsed(policy.period, balance.resets_at, now=now)
     return None
 
 

@@ -188,7 +188,8 @@ class CreditsService:
     async def check_request(
         self, request: JobRequest, roles: Iterable[int] = (), tx: Transaction | None = None
     ) -> None:
-        """Raise a ``UserError`` saying why the guild's limits refuse this request (DMs have none)."""
+        """Raise the ``RequestRefused`` saying why the guild's limits refuse this request (DMs have
+        none)."""
         if request.guild_id is None:
             return
         balance, policy = await self.balance(request.guild_id, request.user_id, roles, tx)
@@ -203,7 +204,7 @@ class CreditsService:
             now=self._clock(),
         )
         if refusal is not None:
-            raise UserError(refusal.message)
+            raise refusal
 
     async def member_credits(self, guild_id: int, user_id: int, roles: Iterable[int]) -> MemberCredits:
         balance, _ = await self.balance(guild_id, user_id, roles)

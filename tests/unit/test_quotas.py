@@ -5,6 +5,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from bot.discord.cogs.credits import limits_source
+from bot.discord.errors import describe
 from bot.domain.credits import (
     Balance,
     GuildPolicy,
@@ -59,7 +61,8 @@ def test_most_generous_role_wins_and_member_setting_beats_roles() -> None:
     ]
     limits = effective_limits(policy, roles, {1, 2}, None)
     assert (limits.allowance, limits.max_concurrent) == (200, 2)
-    assert limits.source == "role <@&2>"
+    assert (limits.source, limits.source_role_id) == ("role", 2)
+    assert limits_source(limits) == "role <@&2>"
     assert effective_limits(policy, roles, {1, 2}, 10).allowance == 10
     assert effective_limits(policy, roles, set(), None) == Limits(60, 2, "server default")
 
@@ -95,7 +98,8 @@ def refuse(
         seconds=int(request.get("seconds", 4)),  # type: ignore[call-overload]
         now=now,
     )
-    return refusal.message if refusal else None
+    # What the member reads on Discord (the domain's refusal holds the numbers, see test_refusals).
+    return describe(refusal) if refusal else None
 
 
 def test_allowance_counts_used_reserved_and_grants() -> None:

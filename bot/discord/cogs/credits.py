@@ -16,7 +16,7 @@ from discord.ext import commands
 
 from bot.discord.common import guild_id_of, role_ids
 from bot.discord.presenter import NO_MENTIONS
-from bot.domain.credits import Balance, GuildPolicy, RoleOverride, UsageReport
+from bot.domain.credits import Balance, GuildPolicy, Limits, RoleOverride, UsageReport
 from bot.domain.errors import UserError
 from bot.domain.jobs import Job
 from bot.services.credits import JobFilter, SettingsChange
@@ -25,10 +25,17 @@ if TYPE_CHECKING:
     from bot.discord.bot import VideoBot
 
 
+def limits_source(limits: Limits) -> str:
+    """Where a member's allowance comes from, a role as its mention."""
+    if limits.source == "role" and limits.source_role_id is not None:
+        return f"role <@&{limits.source_role_id}>"
+    return limits.source
+
+
 def balance_lines(balance: Balance) -> list[str]:
     usage = balance.usage
     lines = [
-        f"**{balance.remaining}** credits left of {balance.limits.allowance} ({balance.limits.source})",
+        f"**{balance.remaining}** credits left of {balance.limits.allowance} ({limits_source(balance.limits)})",
         f"Used {usage.used} · reserved {usage.reserved} for videos in progress"
         + (f" · granted {usage.granted}" if usage.granted else ""),
         f"Resets <t:{int(balance.resets_at)}:R> (<t:{int(balance.resets_at)}:f>)",

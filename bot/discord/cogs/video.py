@@ -18,7 +18,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.adapters.media import ImageError, fit_image, sniff_image
+from bot.adapters.media import fit_image, sniff_image
 from bot.discord.starter import requester_of
 from bot.domain.errors import UserError
 from bot.domain.jobs import JobRequest
@@ -106,11 +106,9 @@ class VideoCog(commands.Cog):
             data = await image.read()
         except discord.HTTPException as exc:
             raise UserError("Discord didn't let the bot download that image. Upload it again.") from exc
-        try:
-            await asyncio.to_thread(sniff_image, data, max_bytes=MAX_IMAGE_BYTES)
-            fitted = await asyncio.to_thread(fit_image, data, width, height)
-        except ImageError as exc:
-            raise UserError(exc.user_message) from exc
+        # An ImageError is a UserError: the one error handler answers it.
+        await asyncio.to_thread(sniff_image, data, max_bytes=MAX_IMAGE_BYTES)
+        fitted = await asyncio.to_thread(fit_image, data, width, height)
         folder = self.bot.settings.data_dir / "references"
         path = folder / f"{int(time.time())}-{uuid.uuid4().hex}.png"
         await asyncio.to_thread(_write_file, path, fitted)

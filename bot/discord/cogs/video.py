@@ -20,6 +20,8 @@ from discord.ext import commands
 
 from bot.adapters.media import ImageError, fit_image, sniff_image
 from bot.discord.starter import requester_of
+from bot.discord.text import inert
+from bot.domain.bounds import check_optional
 from bot.domain.errors import UserError
 from bot.domain.jobs import JobRequest
 from bot.services.jobs import MAX_PROMPT_CHARS, clean_prompt
@@ -86,7 +88,9 @@ class VideoCog(commands.Cog):
         size: str | None,
         image: discord.Attachment | None,
     ) -> None:
-        # Cheap checks first, so refusals can be ephemeral and nothing is spent on them.
+        # Cheap checks first, so refusals can be ephemeral and nothing is spent on them. The
+        # seconds choices are enforced by Discord's client only: a forged 0 would mean "default".
+        seconds = check_optional("video.seconds", seconds)
         quote = self.bot.catalog.quote(model, size, seconds)
         text = clean_prompt(prompt)
         if image is not None:
@@ -135,5 +139,6 @@ def _precheck_attachment(image: discord.Attachment) -> None:
     claimed = (image.content_type or "").split(";")[0].strip().lower()
     if claimed and not claimed.startswith("image/"):
         raise UserError(
-            f"`{discord.utils.escape_markdown(image.filename)}` isn't an image. Attach a JPEG, PNG or WebP."
+            # No backticks: a filename with one would close the code span and run as Markdown.
+            f"{inert(image.filename, 100)} isn't an image. Attach a JPEG, PNG or WebP."
         )

@@ -6,32 +6,26 @@ a factory and registered on the tree by the cog rather than declared at class le
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-import uuid
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.adapters.media import ImageError, fit_image, sniff_image
 from bot.discord.starter import requester_of
 from bot.discord.text import inert
 from bot.domain.bounds import check_optional
 from bot.domain.errors import UserError
 from bot.domain.jobs import JobRequest
 from bot.services.jobs import MAX_PROMPT_CHARS, clean_prompt
+from bot.services.references import MAX_IMAGE_BYTES
 
 if TYPE_CHECKING:
     from bot.discord.bot import VideoBot
 
 log = logging.getLogger(__name__)
-
-MAX_IMAGE_BYTES = 10 * 1024 * 1024
 
 
 class VideoCog(commands.Cog):
@@ -100,32 +94,12 @@ class VideoCog(commands.Cog):
         async def attach_reference(request: JobRequest) -> JobRequest:
             if image is None:
                 return request
-            reference = await self._prepare_reference(image, quote.width, quote.height)
+            reference = await self.bot.references.prepare(
+                image.url, interaction.user.id, quote.width, quote.height
+            )
             return replace(request, reference_image_path=str(reference))
 
         await self.bot.starter.start(interaction, request, prepare=attach_reference)
-
-    async def _prepare_reference(self, image: discord.Attachment, width: int, height: int) -> Path:
-        try:
-            data = await image.read()
-        except discord.HTTPException as exc:
-            raise UserError("Discord didn't let the bot download that image. Upload it again.") from exc
-        try:
-            await asyncio.to_thread(sniff_image, data, max_bytes=MAX_IMAGE_BYTES)
-            fitted = await asyncio.to_thread(fit_image, data, width, height)
-        except ImageError as exc:
-            raise UserError(exc.user_message) from exc
-        folder = self.bot.settings.data_dir / "references"
-        path = folder / f"{int(time.time())}-{uuid.uuid4().hex}.png"
-        await asyncio.to_thread(_write_file, path, fitted)
-        return path
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".part")
-    partial.write_bytes(data)
-    partial.replace(path)
 
 
 def _precheck_attachment(image: discord.Attachment) -> None:

@@ -133,9 +133,11 @@ class VideoBot(commands.Bot):
         await self.tracker.stop()
         await self.presenter.close()
         await self.lifecycle.close()
-        await super().close()
-        for close in self._close_with:
-            await close()
+        try:
+            await super().close()
+        finally:
+            for close in self._close_with:
+                await close()
 
     def command_tree_hash(self) -> str:
         payload = sorted(

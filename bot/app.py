@@ -16,6 +16,7 @@ from typing import Any
 from bot.adapters.http.links import MediaLinks
 from bot.adapters.http.server import REPLAY_WINDOW_SECONDS, BotHTTPServer, HealthChecks, serve_http
 from bot.adapters.media import MediaError, make_thumbnail, reencode_to_fit
+from bot.adapters.reference_images import AttachmentImages
 from bot.adapters.sqlite.credits import SqliteCreditsRepository
 from bot.adapters.sqlite.history import SqliteHistoryRepository
 from bot.adapters.sqlite.store import Store
@@ -29,6 +30,7 @@ from bot.services.history import HistoryService
 from bot.services.jobs import JobService
 from bot.services.lifecycle import JobLifecycle
 from bot.services.ports import JobPresenter, VideoDeleter
+from bot.services.references import ReferenceImages
 from bot.services.tracker import JobTracker, VideoProvider
 from bot.settings import Settings
 
@@ -150,6 +152,11 @@ def build_bot(
             deadline_seconds=settings.job_deadline_minutes * 60,
         )
 
+    # One gate and one download session for the process; the fake Discord (and self-hosted
+    # stand-ins) serve attachments from the API base's origin, so that origin is allowed too.
+    images = AttachmentImages(extra_origin=settings.discord_api_base_url)
+    references = ReferenceImages(images, images, settings.data_dir / "references")
+
     return VideoBot(
         settings=settings,
         catalog=catalog,
@@ -160,4 +167,6 @@ def build_bot(
         lifecycle=lifecycle,
         delivery=delivery_planner(media_links),
         tracker_for=tracker_for,
+        references=references,
+        close_with=[images.close],
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
@@ -32,6 +32,7 @@ from bot.services.history import HistoryService
 from bot.services.jobs import JobService
 from bot.services.lifecycle import JobLifecycle
 from bot.services.ports import JobPresenter
+from bot.services.references import ReferenceImages
 from bot.services.tracker import JobTracker
 from bot.settings import Settings
 
@@ -78,6 +79,8 @@ class VideoBot(commands.Bot):
         lifecycle: JobLifecycle,
         delivery: DeliveryPlanner,
         tracker_for: Callable[[JobPresenter], JobTracker],
+        references: ReferenceImages,
+        close_with: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
         # The bot never joins voice: discord.py's start-up warnings about voice libraries are noise.
         discord.VoiceClient.warn_nacl = False
@@ -98,6 +101,10 @@ class VideoBot(commands.Bot):
         self.credits = credits
         self.history = history
         self.lifecycle = lifecycle
+        self.references = references
+        # What the composition root made for this bot (the attachment session, the image gate),
+        # closed after it.
+        self._close_with = tuple(close_with)
         self.presenter = DiscordPresenter(
             self,
             store,
@@ -126,7 +133,11 @@ class VideoBot(commands.Bot):
         await self.tracker.stop()
         await self.presenter.close()
         await self.lifecycle.close()
-        await super().close()
+        try:
+            await super().close()
+        finally:
+            for close in self._close_with:
+                await close()
 
     def command_tree_hash(self) -> str:
         payload = sorted(

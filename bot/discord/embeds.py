@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import discord
 
+from bot.discord.text import inert, inert_inline
 from bot.domain.jobs import ChargeState, Job, JobStatus
 from bot.domain.messages import REMIX_SOURCE_GONE_CODE
 
@@ -41,9 +42,10 @@ def estimate_finish(job: Job, now: float, expected_seconds: float) -> int | None
 
 
 def display_prompt(prompt: str, limit: int) -> str:
-    """A member's prompt as shown on the bot's public card: Markdown escaped (no masked links,
-    headings or spoilers smuggled onto the bot's message), clipped to ``limit``."""
-    return _clip(discord.utils.escape_markdown(prompt), limit)
+    """A member's prompt as shown on the bot's public card: inert (no masked link, live URL,
+    mention, heading or spoiler smuggled onto the bot's message; see ``bot.discord.text``),
+    clipped to ``limit``."""
+    return inert(prompt, limit)
 
 
 def _clip(text: str, limit: int) -> str:
@@ -66,7 +68,7 @@ def remix_source_gone(job: Job) -> bool:
 def lineage_text(job: Job, source: Job | None) -> str:
     """The "Remix of" value: a link to the source's message when it can be found."""
     if source is not None:
-        snippet = discord.utils.escape_markdown(_clip(" ".join(source.prompt.split()), 100))
+        snippet = inert_inline(source.prompt, 100)
         link = message_link(source)
         name = f"[Job #{source.id}]({link})" if link else f"Job #{source.id}"
         return f"{name}: {snippet}"
@@ -117,7 +119,10 @@ def job_embed(
         embed.add_field(name="Time", value=f"Took {_duration(took)}", inline=False)
     elif job.status is JobStatus.FAILED:
         embed.add_field(
-            name="What happened", value=_clip(job.error_message or "Unknown error.", 1000), inline=False
+            # The provider's words, which may quote the prompt back.
+            name="What happened",
+            value=inert(job.error_message or "Unknown error.", 1000),
+            inline=False,
         )
         embed.add_field(name="Credits", value=_failure_charge_text(job), inline=False)
     elif job.status is JobStatus.CANCELLED:

@@ -56,13 +56,15 @@ names, button labels, modal titles) would show the backslashes, so they take ``p
 which only breaks URLs and mentions and folds the text onto one line.
 
 ``csv_safe`` is for CSV exports: a cell that a spreadsheet would read as a formula gets a ``'``.
+It lives in ``bot.domain.text_csv`` (the services build the CSV) and is re-exported here.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from typing import overload
+
+from bot.domain.text_csv import csv_row as csv_row
+from bot.domain.text_csv import csv_safe as csv_safe
 
 ZWSP = "\u200b"
 ELLIPSIS = "…"
@@ -76,7 +78,6 @@ _LINE_BREAK = re.compile("\r\n|[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
 _SCHEME_SEPARATOR = re.compile(r":(?=/)")
 _MASS_MENTION = re.compile(r"@(?=everyone|here)", re.IGNORECASE)
 _INVITE_HOST = re.compile(r"discord(?:app)?\.(?=(?:gg|io|me|li|com/invite)/)", re.IGNORECASE)
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "＝", "＋", "－", "＠")
 
 
 def inert(text: str, limit: int | None = None) -> str:
@@ -100,24 +101,6 @@ def plain_inline(text: str, limit: int) -> str:
     (autocomplete choice names, footers, author names, labels): nothing to escape there, and a
     backslash would show, so only URLs, mass mentions and invites are broken."""
     return _clip(list(_broken(_one_line(text))), limit)
-
-
-@overload
-def csv_safe(cell: str) -> str: ...
-@overload
-def csv_safe(cell: int | float | None) -> int | float | None: ...
-def csv_safe(cell: str | int | float | None) -> str | int | float | None:
-    """A CSV cell a spreadsheet won't run: text starting with ``=``, ``+``, ``-``, ``@``, a tab or
-    a carriage return (or their full-width forms, which some spreadsheets also take) is prefixed
-    with ``'``. Numbers are left as numbers (``-5`` stays a number, not text)."""
-    if isinstance(cell, str) and cell.startswith(_FORMULA_STARTS):
-        return "'" + cell
-    return cell
-
-
-def csv_row(cells: Iterable[str | int | float | None]) -> list[str | int | float | None]:
-    """``csv_safe`` on every cell of a row, for ``csv.writer.writerow``."""
-    return [csv_safe(cell) for cell in cells]
 
 
 # -- internals -----------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ import discord
 
 from bot.discord.embeds import lineage_text, message_link, remix_source_gone
 from bot.discord.errors import answer_error
+from bot.discord.text import inert, inert_inline
 from bot.domain.errors import UserError
 from bot.domain.jobs import ChargeState, Job, JobStatus
 from bot.domain.messages import cancel_refusal
@@ -312,11 +313,6 @@ DYNAMIC_ITEMS = (RemixButton, AgainButton, DetailsButton, CancelButton, VideosPa
 # -- pure rendering ------------------------------------------------------------------------------
 
 
-def _clip(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def cost_text(job: Job) -> str:
     credits = f"{job.cost} credit{'s' if job.cost != 1 else ''}"
     if job.charge_state is ChargeState.REFUNDED:
@@ -327,7 +323,7 @@ def cost_text(job: Job) -> str:
 
 
 def videos_line(job: Job) -> str:
-    prompt = discord.utils.escape_markdown(_clip(job.prompt, _LINE_PROMPT))
+    prompt = inert_inline(job.prompt, _LINE_PROMPT)
     parts = [f"`#{job.id}` {job.status.label}", cost_text(job), prompt]
     if job.source_job_id is not None:
         parts.append(f"remix of #{job.source_job_id}")
@@ -349,9 +345,11 @@ def videos_embed(jobs: Sequence[Job], *, page: int, pages: int, total: int) -> d
 def details_embed(job: Job, source: Job | None = None) -> discord.Embed:
     """Everything known about a job, for its owner or a moderator: the full prompt (attach it as a
     file when it exceeds ``DETAILS_PROMPT_LIMIT``), settings, provider id, cost and timings."""
-    prompt = job.prompt
-    if len(prompt) > DETAILS_PROMPT_LIMIT:
-        prompt = prompt[: DETAILS_PROMPT_LIMIT - 40] + "… (the full prompt is attached)"
+    if len(job.prompt) > DETAILS_PROMPT_LIMIT:
+        prompt = inert(job.prompt, DETAILS_PROMPT_LIMIT - 40) + " (the full prompt is attached)"
+    else:
+        # Escaping can make a prompt up to twice as long; the embed's 4,096 still hold it clipped.
+        prompt = inert(job.prompt, DETAILS_PROMPT_LIMIT)
     embed = discord.Embed(title=f"Job #{job.id}", description=prompt, url=message_link(job))
     embed.add_field(name="Status", value=job.status.label, inline=True)
     embed.add_field(name="Requested by", value=f"<@{job.user_id}>", inline=True)
@@ -375,7 +373,7 @@ def details_embed(job: Job, source: Job | None = None) -> discord.Embed:
     embed.add_field(name="Timings", value="\n".join(_timings(job)), inline=False)
     if job.status is JobStatus.FAILED:
         embed.add_field(
-            name="What happened", value=_clip(job.error_message or "Unknown error.", 1000), inline=False
+            name="What happened", value=inert(job.error_message or "Unknown error.", 1000), inline=False
         )
     return embed
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from bot.domain.bounds import check, check_optional, check_policy, check_role_override
 from bot.domain.catalog import Catalog
 from bot.domain.credits import (
     Balance,
@@ -29,12 +30,17 @@ from bot.domain.credits import (
 )
 from bot.domain.errors import UserError
 from bot.domain.jobs import FINAL_STATUSES, Job, JobRequest, JobStatus
+from bot.domain.text_csv import csv_row
 from bot.services.ports import CreditsRepository, HistoryRepository, Transaction
 
 PAGE_SIZE = 10
 JobFilter = Literal["active", "completed", "failed", "cancelled"]
 
-_ID = re.compile(r"\d{15,21}")
+# ASCII digits only: \d also matches other scripts' digits ("١٢٣"), which int() would accept.
+_ID = re.compile(r"[0-9]{15,21}")
+# Durations are short numbers; anything longer is refused before int() sees it (int() of a
+# 5,000-digit string raises ValueError).
+_DURATION = re.compile(r"[0-9]{1,9}")
 _CLEAR_WORDS = {"all", "any", "none", "clear", "*"}
 _ACTIVE = [s.value for s in JobStatus if s not in FINAL_STATUSES]
 
@@ -110,31 +116,37 @@ def usage_csv(report: UsageReport) -> str:
     writer.writerow(
         ["section", "model_or_user", "status", "charge_state", "jobs", "seconds", "credits", "usd"]
     )
+    # Every cell through csv_row: a model name or status comes from configuration and the store,
+    # and a spreadsheet must not run any of them as a formula.
     for row in report.by_model:
         writer.writerow(
-            [
-                "model",
-                row.model,
-                row.status,
-                row.charge_state,
-                row.jobs,
-                row.seconds,
-                row.credits,
-                f"{row.usd or 0:.2f}",
-            ]
+            csv_row(
+                [
+                    "model",
+                    row.model,
+                    row.status,
+                    row.charge_state,
+                    row.jobs,
+                    row.seconds,
+                    row.credits,
+                    f"{row.usd or 0:.2f}",
+                ]
+            )
         )
     for member in report.top_members:
         writer.writerow(
-            [
-                "member",
-                member.user_id,
-                "",
-                "charged",
-                member.jobs,
-                member.seconds,
-                member.credits,
-                f"{member.usd or 0:.2f}",
-            ]
+            csv_row(
+                [
+                    "member",
+                    member.user_id,
+                    "",
+                    "charged",
+                    member.jobs,
+                    member.seconds,
+                    member.credits,
+                    f"{member.usd or 0:.2f}",
+                ]
+            )
         )
     return out.getvalue()
 
@@ -239,6 +251,7 @@ class CreditsService:
         self, guild_id: int, *, actor_id: int, user_id: int, roles: Iterable[int], credits: int | None
     ) -> Balance:
         """A member's own allowance per period; None returns them to the server/role default."""
+        credits = check_optional("setquota.credits", credits)
         async with self.credits.transaction() as tx:
             await self.credits.set_member_allowance(guild_id, user_id, credits, tx)
             await self._audit(tx, guild_id, actor_id, "quota.set", target=user_id, credits=credits)
@@ -249,8 +262,7 @@ class CreditsService:
         self, guild_id: int, *, actor_id: int, user_id: int, roles: Iterable[int], credits: int
     ) -> Balance:
         """Extra credits valid until the period resets."""
-        if credits < 1:
-            raise UserError("Grant at least 1 credit.")
+        credits = check("grant.credits", credits)
         async with self.credits.transaction() as tx:
             await self.credits.add_grant(guild_id, user_id, credits, actor_id, tx)
             await self._audit(tx, guild_id, actor_id, "quota.grant", target=user_id, credits=credits)
@@ -274,7 +286,8 @@ class CreditsService:
         async with self.credits.transaction() as tx:
             policy = await self.credits.policy(guild_id, tx)
             if changes:
-                policy = replace(policy, **changes)
+                # replace() checks nothing: the whole policy is checked before it is saved.
+                policy = check_policy(replace(policy, **changes))
                 await self.credits.set_policy(guild_id, policy, tx)
                 await self._audit(
                     tx,
@@ -290,6 +303,7 @@ class CreditsService:
         self, guild_id: int, *, actor_id: int, override: RoleOverride
     ) -> GuildSettings:
         """A role's own allowance and/or concurrency; both None removes the override."""
+        check_role_override(override)
         async with self.credits.transaction() as tx:
             await self.credits.set_role_override(guild_id, override, tx)
             await self._audit(
@@ -325,20 +339,20 @@ class CreditsService:
         catalog = self.catalog
         changes: dict[str, Any] = {}
         if change.allowance is not None:
-            changes["allowance"] = change.allowance
+            changes["allowance"] = check("settings.allowance", change.allowance)
         if change.period is not None:
             changes["period"] = change.period
         if change.timezone is not None:
             zone(change.timezone)  # raises a UserError naming the problem
             changes["timezone"] = change.timezone
         if change.max_concurrent is not None:
-            changes["max_concurrent"] = change.max_concurrent
+            changes["max_concurrent"] = check("settings.max_concurrent", change.max_concurrent)
         if change.cooldown_seconds is not None:
-            changes["cooldown_seconds"] = change.cooldown_seconds
+            changes["cooldown_seconds"] = check("settings.cooldown", change.cooldown_seconds)
         if change.guild_cap is not None:
-            changes["guild_cap"] = change.guild_cap or None
+            changes["guild_cap"] = check("settings.guild_cap", change.guild_cap) or None
         if change.moderator_role_id is not None:
-            changes["moderator_role_id"] = change.moderator_role_id
+            changes["moderator_role_id"] = check("snowflake", change.moderator_role_id)
         if change.clear_moderator_role:
             changes["moderator_role_id"] = None
         if change.charge_moderation_blocked is not None:
@@ -348,7 +362,7 @@ class CreditsService:
             ids = tuple(int(m.group()) for item in items for m in [_ID.search(item)] if m)
             if len(ids) != len(items):
                 raise UserError("Name channels as #mentions or ids, e.g. `#videos #art`, or `all`.")
-            changes["allowed_channels"] = ids
+            changes["allowed_channels"] = tuple(check("snowflake", i) for i in ids)
         if change.models is not None:
             chosen = _parse_list(change.models, "models")
             unknown = [m for m in chosen if catalog.get(m) is None]
@@ -367,7 +381,13 @@ class CreditsService:
             changes["allowed_sizes"] = chosen
         if change.seconds is not None:
             chosen = _parse_list(change.seconds, "durations")
-            if not all(s.isdigit() and int(s) in catalog.all_seconds for s in chosen):
-                raise UserError(f"Durations must be among {', '.join(map(str, catalog.all_seconds))}.")
-            changes["allowed_seconds"] = tuple(int(s) for s in chosen)
+            among = ", ".join(map(str, catalog.all_seconds))
+            # str.isdigit() is true for "²" and "١", which int() then refuses or reads as another
+            # number: only ASCII digits are durations.
+            if not all(_DURATION.fullmatch(s) for s in chosen):
+                raise UserError(f"Durations must be among {among}, as whole seconds in digits 0-9.")
+            durations = tuple(check("settings.seconds", int(s)) for s in chosen)
+            if not all(s in catalog.all_seconds for s in durations):
+                raise UserError(f"Durations must be among {among}.")
+            changes["allowed_seconds"] = durations
         return changes

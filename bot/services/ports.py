@@ -211,3 +211,46 @@ class HistoryRepository(Protocol):
     ) -> list[Job]:
         """The member's finished videos the provider can remix, newest first, narrowed by ``typed``."""
         ...
+
+
+# ==================================================================================================
+# Reference images (a member's starting image for /video)
+# ==================================================================================================
+
+
+class AttachmentUnavailable(Exception):
+    """The attachment was not downloaded. ``user_message`` is one line for the member; ``reason`` a
+    short tag for the log (``origin``, ``redirect``, ``status``, ``too-large``, ``network``). Neither
+    carries the URL, whose signed query string is nobody's business."""
+
+    def __init__(self, reason: str, user_message: str) -> None:
+        super().__init__(f"{reason}: {user_message}")
+        self.reason = reason
+        self.user_message = user_message
+
+
+class ImageUnusable(Exception):
+    """The downloaded bytes can't become a reference image (not a usable picture, too costly to
+    decode, or the member already has one being fitted: ``busy``)."""
+
+    def __init__(self, user_message: str, *, busy: bool = False) -> None:
+        super().__init__(user_message)
+        self.user_message = user_message
+        self.busy = busy
+
+
+class AttachmentFetcher(Protocol):
+    """Downloads a member's attachment, from Discord's CDN (or the one configured origin) only."""
+
+    async def fetch(self, url: str, *, max_bytes: int) -> bytes:
+        """The body, at most ``max_bytes``; ``AttachmentUnavailable`` otherwise (before connecting
+        when the URL points anywhere else)."""
+        ...
+
+
+class ImageFitter(Protocol):
+    """Checks and fits an image to a video's frame, bounded in memory and concurrency."""
+
+    async def fit(self, member_id: int, data: bytes, width: int, height: int, *, max_bytes: int) -> bytes:
+        """PNG bytes of exactly ``width`` x ``height``; ``ImageUnusable`` otherwise."""
+        ...

@@ -54,13 +54,13 @@ async def refusal(handle: InteractionHandle) -> str:
 
 
 ATTACHMENT_CASES: list[tuple[str, bytes, str, str, str]] = [
-    ("text file", b"just some notes", "notes.txt", "text/plain", "`notes.txt` isn't an image"),
+    ("text file", b"just some notes", "notes.txt", "text/plain", "notes.txt isn't an image."),
     (
         "PDF",
         b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj",
         "doc.pdf",
         "application/pdf",
-        "`doc.pdf` isn't an image",
+        "doc.pdf isn't an image.",
     ),
     (
         "SVG",

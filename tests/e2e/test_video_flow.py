@@ -37,7 +37,8 @@ async def test_video_is_acknowledged_tracked_and_delivered_once(
     final = await handle.original_message(timeout=60, predicate=is_final(READY))
 
     embed = embed_of(final)
-    assert embed["description"] == "a red fox in snow <@&1> @everyone"
+    # Shown as typed, inert: the mention escaped, @everyone broken by a zero-width space.
+    assert embed["description"] == "a red fox in snow \\<@&1\\> @\u200beveryone"
     assert field_value(embed, "Model") == "`sora-2`" and field_value(embed, "Duration") == "4 s"
     # Exactly one MP4 was uploaded, on the reply itself, and it is the requested video.
     uploads = mp4_uploads(fake, mark)

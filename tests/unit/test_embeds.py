@@ -75,7 +75,7 @@ def fields(embed: object) -> dict[str, str]:
 def test_in_progress_card_shows_request_bar_and_eta() -> None:
     embed = job_embed(make_job(), now=NOW)
     f = fields(embed)
-    assert embed.description == "a red fox running through snow @everyone"
+    assert embed.description == "a red fox running through snow @\u200beveryone"  # no highlight
     assert f["Model"] == "`sora-2`" and f["Size"] == "720x1280" and f["Duration"] == "4 s"
     assert f["Requested by"] == "<@3>"
     assert f["Progress"] == progress_bar(40)
@@ -116,7 +116,8 @@ def test_completed_card() -> None:
 
 def test_prompt_markdown_is_shown_literally() -> None:
     embed = job_embed(make_job(prompt="[free nitro](https://evil.example) **now**"), now=NOW)
-    assert embed.description == r"\[free nitro](https://evil.example) \*\*now\*\*"
+    # The link can't form and the URL is broken by a zero-width space (bot.discord.text.inert).
+    assert embed.description == r"\[free nitro\]\(https:" + "\u200b" + r"//evil.example\) \*\*now\*\*"
 
 
 def test_long_prompt_is_clipped() -> None:

@@ -232,7 +232,7 @@ def test_details_show_everything_and_attach_long_prompts() -> None:
     assert f"Requested: <t:{int(NOW - 60)}:f>" in fields["Timings"] and "Took 1 min 0 s" in fields["Timings"]
     assert embed.url == message_link(job)
     short = details_embed(make_job(provider_video_id=None))
-    assert short.description == make_job().prompt
+    assert short.description == "a red fox running through snow @\u200beveryone"  # inert, no highlight
     assert {f.name: f.value for f in short.fields}["Provider video id"] == "not sent to the provider"
 
 

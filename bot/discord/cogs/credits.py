@@ -16,6 +16,8 @@ from discord.ext import commands
 
 from bot.discord.common import guild_id_of, role_ids
 from bot.discord.presenter import NO_MENTIONS
+from bot.discord.text import inert_inline
+from bot.domain.bounds import check
 from bot.domain.credits import Balance, GuildPolicy, Limits, RoleOverride, UsageReport
 from bot.domain.errors import UserError
 from bot.domain.jobs import Job
@@ -45,7 +47,7 @@ def balance_lines(balance: Balance) -> list[str]:
 
 
 def job_line(job: Job) -> str:
-    prompt = discord.utils.escape_markdown(job.prompt[:60] + ("…" if len(job.prompt) > 60 else ""))
+    prompt = inert_inline(job.prompt, 60)
     link = ""
     message_id = job.delivered_message_id or job.reply_message_id
     if job.guild_id and message_id:
@@ -171,6 +173,8 @@ class ModeratorGroup(app_commands.Group):
         status: JobFilter | None = None,
         page: app_commands.Range[int, 1, 10_000] = 1,
     ) -> None:
+        # Range is enforced by Discord's client only; discord.py passes a forged number through.
+        page = check("jobs.page", page)
         found = await self.bot.credits.jobs(
             guild_id_of(interaction), user_id=user.id if user else None, status=status, page=page
         )
@@ -188,6 +192,7 @@ class ModeratorGroup(app_commands.Group):
     @app_commands.command(name="cancel", description="Cancel a job and refund its credits")
     @app_commands.describe(job="The job number (shown as Job #N on its card)")
     async def cancel(self, interaction: discord.Interaction[Any], job: int) -> None:
+        job = check("job", job)
         guild_id = guild_id_of(interaction)
         found = await self.bot.store.get_job(job)
         if found is None or found.guild_id != guild_id:

@@ -17,7 +17,9 @@ from discord.ext import commands
 
 from bot.discord.common import guild_id_of
 from bot.discord.mentions import NO_MENTIONS
+from bot.discord.text import plain_inline
 from bot.discord.views import HISTORY_COG, JOB_BUTTONS_COG, JobButtonHandler, videos_embed, videos_page_view
+from bot.domain.bounds import check
 from bot.domain.errors import UserError
 from bot.domain.jobs import Job
 from bot.services.jobs import MAX_PROMPT_CHARS
@@ -29,11 +31,10 @@ _CHOICE_NAME_MAX = 100  # Discord's limit for an autocomplete choice's name
 
 
 def choice_name(job: Job) -> str:
-    """``#12 · 4 s · a red fox running through…``, within Discord's 100 characters."""
+    """``#12 · 4 s · a red fox running through…``, within Discord's 100 characters. Choice names
+    render no Markdown, so the prompt is only made harmless there (``plain_inline``)."""
     prefix = f"#{job.id} · {job.seconds} s · "
-    prompt = " ".join(job.prompt.split())
-    room = _CHOICE_NAME_MAX - len(prefix)
-    return prefix + (prompt if len(prompt) <= room else prompt[: room - 1] + "…")
+    return prefix + plain_inline(job.prompt, _CHOICE_NAME_MAX - len(prefix))
 
 
 class HistoryCog(commands.Cog, name=HISTORY_COG):
@@ -94,6 +95,7 @@ class HistoryCog(commands.Cog, name=HISTORY_COG):
     # -- VideosPager ---------------------------------------------------------------------------
 
     async def show_videos_page(self, interaction: discord.Interaction[Any], owner_id: int, page: int) -> None:
+        check("videos.page", page)  # the page comes from the button's custom_id, which can be forged
         if interaction.user.id != owner_id:
             raise UserError(
                 "Only the member who opened this list can page through it. `/videos` shows yours."

@@ -26,6 +26,7 @@ from bot.discord.views import (
     details_embed,
     job_action_refusal,
 )
+from bot.domain.bounds import check
 from bot.domain.errors import JobActionRefused, JobNotFound
 from bot.domain.jobs import Job
 
@@ -82,6 +83,9 @@ class JobButtonsCog(commands.Cog, name=JOB_BUTTONS_COG):
 
     async def job_for(self, interaction: discord.Interaction[Any], job_id: int, action: JobAction) -> Job:
         """The job, if the member may do ``action`` to it; else a ``UserError`` saying why not."""
+        # A button's custom_id and /remix's option are whatever the client sent: a number SQLite
+        # can't hold would fail the query rather than be refused.
+        check("job", job_id)
         guild_id = guild_id_of(interaction)
         job = await self.bot.jobs.get(job_id)
         if job is None or job.guild_id != guild_id:

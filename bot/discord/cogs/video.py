@@ -6,30 +6,26 @@ a factory and registered on the tree by the cog rather than declared at class le
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-import uuid
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.adapters.media import fit_image, sniff_image
 from bot.discord.starter import requester_of
+from bot.discord.text import inert
+from bot.domain.bounds import check_optional
 from bot.domain.errors import UserError
 from bot.domain.jobs import JobRequest
 from bot.services.jobs import MAX_PROMPT_CHARS, clean_prompt
+from bot.services.references import MAX_IMAGE_BYTES
 
 if TYPE_CHECKING:
     from bot.discord.bot import VideoBot
 
 log = logging.getLogger(__name__)
-
-MAX_IMAGE_BYTES = 10 * 1024 * 1024
 
 
 class VideoCog(commands.Cog):
@@ -86,7 +82,9 @@ class VideoCog(commands.Cog):
         size: str | None,
         image: discord.Attachment | None,
     ) -> None:
-        # Cheap checks first, so refusals can be ephemeral and nothing is spent on them.
+        # Cheap checks first, so refusals can be ephemeral and nothing is spent on them. The
+        # seconds choices are enforced by Discord's client only: a forged 0 would mean "default".
+        seconds = check_optional("video.seconds", seconds)
         quote = self.bot.catalog.quote(model, size, seconds)
         text = clean_prompt(prompt)
         if image is not None:
@@ -96,30 +94,12 @@ class VideoCog(commands.Cog):
         async def attach_reference(request: JobRequest) -> JobRequest:
             if image is None:
                 return request
-            reference = await self._prepare_reference(image, quote.width, quote.height)
+            reference = await self.bot.references.prepare(
+                image.url, interaction.user.id, quote.width, quote.height
+            )
             return replace(request, reference_image_path=str(reference))
 
         await self.bot.starter.start(interaction, request, prepare=attach_reference)
-
-    async def _prepare_reference(self, image: discord.Attachment, width: int, height: int) -> Path:
-        try:
-            data = await image.read()
-        except discord.HTTPException as exc:
-            raise UserError("Discord didn't let the bot download that image. Upload it again.") from exc
-        # An ImageError is a UserError: the one error handler answers it.
-        await asyncio.to_thread(sniff_image, data, max_bytes=MAX_IMAGE_BYTES)
-        fitted = await asyncio.to_thread(fit_image, data, width, height)
-        folder = self.bot.settings.data_dir / "references"
-        path = folder / f"{int(time.time())}-{uuid.uuid4().hex}.png"
-        await asyncio.to_thread(_write_file, path, fitted)
-        return path
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".part")
-    partial.write_bytes(data)
-    partial.replace(path)
 
 
 def _precheck_attachment(image: discord.Attachment) -> None:
@@ -133,5 +113,6 @@ def _precheck_attachment(image: discord.Attachment) -> None:
     claimed = (image.content_type or "").split(";")[0].strip().lower()
     if claimed and not claimed.startswith("image/"):
         raise UserError(
-            f"`{discord.utils.escape_markdown(image.filename)}` isn't an image. Attach a JPEG, PNG or WebP."
+            # No backticks: a filename with one would close the code span and run as Markdown.
+            f"{inert(image.filename, 100)} isn't an image. Attach a JPEG, PNG or WebP."
         )

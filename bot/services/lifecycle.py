@@ -232,18 +232,21 @@ class JobLifecycle:
         - ``completed``: not cancelled. The job moves on to its download (the ``completed``
           trigger, as if the tracker had seen it), so it is posted and charged as usual;
           ``JobAlreadyFinished`` says so to whoever pressed Cancel.
-        - no answer (unreachable, 5xx, rate limited, too slow): not cancelled either;
-          ``CancelUnverified`` asks to try again in a minute. Refunding blind could give away a
-          finished video, and the job loses nothing by waiting (its deadline still refunds it).
+        - no answer (unreachable, an error, rate limited, slower than ``cancel_check_seconds``):
+          not cancelled either; ``CancelUnverified`` asks to try again in a minute. Refunding
+          blind could give away a video the provider has made and billed. The credits stay
+          reserved, not spent: the tracker delivers the video (charged) once the provider answers
+          again, or the job's deadline fails it (refunded).
         - not found there: cancelled (nothing exists to deliver; the tracker would fail it,
           refunded, anyway). Any other status: cancelled.
 
         A job not at the provider yet (waiting, or its create in flight) is cancelled without a
         check; a create that lands afterwards is deleted (``accepted``). The provider can still
-        finish between the check and the cancel: the status compare-and-set keeps one winner, so
-        either the tracker's completion wins (the cancel is refused as above) or the cancel does,
+        finish between the check and the cancel: the status compare-and-set keeps one winner.
+        Either the tracker's completion wins (the cancel is refused as above), or the cancel does
         and a completion seen after it moves nothing (``completed`` expects a job still at the
-        provider), so the video is never posted and is deleted there.
+        provider): that video is never posted, and its delete is sent to the provider. The
+        operator may pay for it, but nobody receives it free.
 
         Raises ``JobNotCancellable`` (or ``JobNotFound``) when it is past that point."""
         job = await self.jobs.get_job(job_id)

@@ -1,6 +1,6 @@
 """Benchmark: the real bot process against the naive approach, offline, and print ONE JSON document.
 
-Every mode runs the same workload against a fresh fake Discord (``tests/fakes/discord_server.py``,
+Every mode runs the same workload against a fresh fake Discord (``tests/fakes/discord/``,
 with Discord-like rate limits switched on) and a fresh local renderer (``bot/videoapi/local.py``) in
 this process; the bot under test is a separate process, so its memory and CPU are its own:
 
@@ -51,7 +51,7 @@ from aiohttp.typedefs import Handler, Middleware  # noqa: E402
 
 from bot.localapi import LocalRenderer, LocalRendererConfig  # noqa: E402
 from bot.settings import Settings  # noqa: E402
-from tests.fakes.discord_server import (  # noqa: E402
+from tests.fakes.discord import (  # noqa: E402
     ROUTE_CALLBACK,
     FakeDiscord,
     InteractionHandle,

@@ -9,9 +9,9 @@ import importlib.metadata
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
-import sqlite3
 import sys
 import tempfile
 import threading
@@ -26,14 +26,14 @@ import aiohttp
 import discord
 from pydantic import SecretStr, ValidationError
 
-from bot.adapters.sqlite.store import Store
+from bot.adapters.sqlite.store import Store, inspect_database
 from bot.adapters.videoapi.client import VideoAPIClient
 from bot.discord.embeds import progress_bar
 from bot.domain.catalog import Catalog, Quote, load_catalog
 from bot.domain.errors import CatalogError, ConfigError, UserError
 from bot.domain.jobs import Job, JobRequest, JobStatus
 from bot.domain.provider_errors import AuthenticationError, UnsupportedEndpoint, VideoAPIError
-from bot.logsafety import install_redaction
+from bot.logsafety import install_redaction, register_secret
 from bot.services.jobs import clean_prompt
 from bot.settings import Settings, redact_urls
 
@@ -130,8 +130,17 @@ def build_parser() -> argparse.ArgumentParser:
         "Its files go to DATA_DIR/local-api.",
         formatter_class=formatter,
     )
-    local.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    local.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1); any other address needs an API key",
+    )
     local.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    local.add_argument(
+        "--api-key",
+        help="require 'Authorization: Bearer KEY' on every request (default LOCAL_API_KEY; prefer "
+        "that: a command line is visible to other users of the machine)",
+    )
     local.add_argument(
         "--generation-seconds",
         type=float,
@@ -314,15 +323,20 @@ async def video_api(
 
             # The in-process renderer's access log would repeat every request the client makes.
             logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+            # A fresh key per process: other programs on the machine can reach the port, and only
+            # this bot needs to talk to its renderer.
+            local_key = secrets.token_urlsafe(32)
+            register_secret(local_key)
             renderer = await stack.enter_async_context(
                 LocalRenderer(
                     LocalRendererConfig(
                         generation_seconds=settings.local_generation_seconds,
                         data_dir=settings.data_dir / "local-api" if keep_files else None,
+                        api_key=local_key,
                     )
                 )
             )
-            base_url, key = renderer.base_url, None
+            base_url, key = renderer.base_url, SecretStr(local_key)
             log.debug("local Videos API renderer at %s", base_url)
         client = await stack.enter_async_context(
             VideoAPIClient(
@@ -543,38 +557,25 @@ async def _tick(presenter: TerminalPresenter) -> None:
 
 async def serve_local_api(settings: Settings, args: argparse.Namespace) -> int:
     from bot.localapi.renderer import LocalRendererConfig, serve_forever
+    from bot.localapi.server import is_loopback, unprotected_host_message
 
     generation = (
         args.generation_seconds if args.generation_seconds is not None else settings.local_generation_seconds
     )
-    config = LocalRendererConfig(generation_seconds=generation, data_dir=settings.data_dir / "local-api")
+    key = args.api_key if args.api_key is not None else settings.local_api_key
+    api_key = (key.get_secret_value() if isinstance(key, SecretStr) else key) or None
+    if api_key is None and not is_loopback(args.host):
+        raise ConfigError(unprotected_host_message(args.host))
+    register_secret(api_key)
+    config = LocalRendererConfig(
+        generation_seconds=generation, data_dir=settings.data_dir / "local-api", api_key=api_key
+    )
     with contextlib.suppress(asyncio.CancelledError):
         await serve_forever(config, args.host, args.port)
     return 0
 
 
 # --------------------------------------------------------------------------- check
-
-
-def _database_status(path: Path) -> tuple[bool, str]:
-    """The database as it is on disk, opened read-only and immutable so that ``check`` creates
-    nothing (not even the WAL side files)."""
-    if not path.exists():
-        return True, f"{path} not created yet (`videobot run` creates it)"
-    from bot.adapters.sqlite.store import _migrations
-
-    latest = max((version for version, _, _ in _migrations()), default=0)
-    try:
-        uri = path.resolve().as_uri() + "?mode=ro&immutable=1"
-        with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
-            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    except sqlite3.Error as exc:
-        return False, f"{path} cannot be read as SQLite ({exc})"
-    if version > latest:
-        return False, f"{path} has schema version {version}, newer than this videobot ({latest})"
-    later = "" if version == latest else f"; `videobot run` will migrate it to {latest}"
-    return True, f"{path} (schema version {version}{later})"
 
 
 async def check(settings: Settings, args: argparse.Namespace) -> int:
@@ -613,7 +614,7 @@ async def check(settings: Settings, args: argparse.Namespace) -> int:
             "PUBLIC_BASE_URL is set but HTTP_PORT is not: nothing would serve the links",
         )
     try:
-        ok, detail = _database_status(settings.database_path)
+        ok, detail = inspect_database(settings.database_path)
         report(ok, "database", detail)
     except ConfigError as exc:
         report(False, "database", str(exc))

@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     max_concurrent_deliveries: int = Field(default=3, ge=1)
     job_deadline_minutes: float = Field(default=60.0, gt=0)
     local_generation_seconds: float = Field(default=8.0, ge=0)
+    local_api_key: SecretStr | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator(
@@ -55,6 +56,7 @@ class Settings(BaseSettings):
         "webhook_secret",
         "video_api_key",
         "openai_api_key",
+        "local_api_key",
         mode="before",
     )
     @classmethod

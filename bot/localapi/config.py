@@ -1,4 +1,4 @@
-"""How the local renderer behaves: timings, models, moderation, expiry, webhooks."""
+"""How the local renderer behaves: timings, models, moderation, expiry, limits, webhooks."""
 
 from __future__ import annotations
 
@@ -17,8 +17,12 @@ def _default_models() -> dict[str, list[str]]:
 class LocalRendererConfig:
     """How the local renderer behaves. Timings are in seconds of ``clock`` time.
 
-    Timings, models, moderation and expiry are read on every request, so a test (or the bench) can
-    change them on a running renderer; storage and webhooks are read once, at start.
+    Timings, models, moderation, expiry and limits are read on every request, so a test (or the
+    bench) can change them on a running renderer; storage, webhooks and the cleanup interval are read
+    once, at start.
+
+    The limits keep a renderer that someone else can reach from growing without bound: memory (jobs
+    kept, jobs waiting for a render) and disk (rendered files, which are also deleted once expired).
     """
 
     generation_seconds: float = 6.0
@@ -36,7 +40,19 @@ class LocalRendererConfig:
     poll_after_ms: int | None = 1000
     """Sent as ``openai-poll-after-ms`` on create, remix, retrieve and list responses."""
     asset_ttl_seconds: int = 3600
-    """Downloads expire this long after completion."""
+    """Downloads expire this long after completion; the files are then deleted."""
+    max_jobs: int = 2000
+    """Jobs kept (listed, retrievable) at once. A create beyond it forgets the oldest finished job."""
+    max_active_jobs: int = 256
+    """Jobs ``queued`` or ``in_progress`` at once; a create beyond it is refused with a 429."""
+    max_stored_bytes: int = 2 * 1024**3
+    """Bytes of files on disk (renders and pending reference images). A new file beyond it deletes
+    the oldest finished job's files (its downloads then answer ``video_expired``); a render that
+    alone exceeds it fails."""
+    job_retention_seconds: float = 24 * 3600
+    """A finished job is forgotten (404) this long after it was created."""
+    cleanup_interval_seconds: float = 60.0
+    """How often expired files are deleted and jobs past their retention forgotten."""
     data_dir: Path | None = None
     """Where rendered files go; ``None`` means a temporary directory removed on close."""
     latency_seconds: float = 0.0
@@ -48,6 +64,15 @@ class LocalRendererConfig:
     webhook_url: str | None = None
     webhook_secret: str | None = None
     """With ``webhook_url``, sign and send ``video.completed`` / ``video.failed`` events there."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_jobs", "max_active_jobs", "max_stored_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.max_active_jobs > self.max_jobs:
+            raise ValueError("max_active_jobs cannot exceed max_jobs: every active job is also kept")
+        if self.cleanup_interval_seconds <= 0:
+            raise ValueError("cleanup_interval_seconds must be positive")
 
     @property
     def webhooks_enabled(self) -> bool:

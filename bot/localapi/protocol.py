@@ -8,6 +8,7 @@ import base64
 import binascii
 import io
 import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -46,6 +47,7 @@ class ApiError(Exception):
         error_type: str = "invalid_request_error",
         param: str | None = None,
         code: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -53,8 +55,14 @@ class ApiError(Exception):
         self.error_type = error_type
         self.param = param
         self.code = code
+        self.retry_after = retry_after
+        """Seconds, sent as ``Retry-After`` (whole seconds) and ``retry-after-ms``."""
 
     def response(self, headers: Mapping[str, str] | None = None) -> web.Response:
+        all_headers = dict(headers or {})
+        if self.retry_after is not None:
+            all_headers.setdefault("Retry-After", str(max(1, math.ceil(self.retry_after))))
+            all_headers.setdefault("retry-after-ms", str(round(self.retry_after * 1000)))
         body = {
             "error": {
                 "message": self.message,
@@ -63,7 +71,7 @@ class ApiError(Exception):
                 "code": self.code,
             }
         }
-        return web.json_response(body, status=self.status, headers=headers)
+        return web.json_response(body, status=self.status, headers=all_headers)
 
 
 def invalid(param: str, message: str, code: str | None = "invalid_value") -> ApiError:

@@ -23,6 +23,9 @@ ASSETS: Final[Mapping[str, Asset]] = {
 }
 """Download variant → the file that serves it."""
 
+REFERENCE_FILENAME: Final = "reference"
+"""An uploaded reference image, waiting in the job's directory for its render."""
+
 
 def render_assets(
     directory: Path,
@@ -32,13 +35,17 @@ def render_assets(
     height: int,
     seconds: float,
     fps: int,
-    first_frame: bytes | None,
+    use_reference: bool,
     noise: bool,
     target_bitrate: int | None,
-) -> None:
+) -> int:
     """Render the MP4, then its thumbnail and spritesheet, into ``directory`` (blocking: run it in a
-    worker thread)."""
+    worker thread); with ``use_reference``, the reference image waiting there becomes the first frame
+    and is then deleted. Returns the bytes the served files take."""
     directory.mkdir(parents=True, exist_ok=True)
+    reference = directory / REFERENCE_FILENAME
+    first_frame = reference.read_bytes() if use_reference else None
+    reference.unlink(missing_ok=True)
     video = directory / ASSETS["video"].filename
     render_video(
         video,
@@ -53,3 +60,4 @@ def render_assets(
     )
     make_thumbnail(video, directory / ASSETS["thumbnail"].filename)
     make_spritesheet(video, directory / ASSETS["spritesheet"].filename)
+    return sum((directory / asset.filename).stat().st_size for asset in ASSETS.values())

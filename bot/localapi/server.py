@@ -7,11 +7,16 @@ outermost first, inside the error conversion and the configured latency and outs
 authentication check and the handlers, so they see every request that reaches the API, before a
 bad key is refused. ``await request_body(request)`` gives them the parsed body the handlers will
 use. The renderer itself installs none.
+
+Security: with ``config.api_key`` set, every route needs ``Authorization: Bearer <key>``, checked
+before the renderer reads a body (a stranger's upload is refused unread). Request bodies live only
+as long as their request: nothing here keeps them, and jobs keep only their prompt and parameters.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import secrets
 from collections.abc import Mapping, Sequence
@@ -32,13 +37,16 @@ log = logging.getLogger(__name__)
 
 # Reference images and their multipart framing; well above what a 1792x1024 PNG needs.
 _MAX_REQUEST_BYTES: Final = 32 * 1024 * 1024
+# A connection that carried a larger body is closed after its response (see _release_middleware).
+_KEEP_ALIVE_BODY_BYTES: Final = 64 * 1024
 
 
 class LocalRenderer:
     """The local Videos API server; use as ``async with LocalRenderer(config) as renderer``.
 
     ``port=0`` picks a free port; ``base_url`` then reports the real one. ``jobs`` holds the jobs
-    (to look at one without HTTP). ``middlewares``: see the module docstring.
+    (to look at one without HTTP). ``middlewares``: see the module docstring. A ``host`` other than
+    a loopback address needs ``config.api_key``: the API lists every prompt it was sent.
     """
 
     def __init__(
@@ -50,6 +58,8 @@ class LocalRenderer:
         middlewares: Sequence[Middleware] = (),
     ) -> None:
         self.config = config or LocalRendererConfig()
+        if self.config.api_key is None and not is_loopback(host):
+            raise ValueError(unprotected_host_message(host))
         self.jobs = JobStore(self.config, on_rendered=self._job_rendered)
         self.app = create_app(self, middlewares)
         self._host = host
@@ -108,6 +118,17 @@ class LocalRenderer:
     # ----------------------------------------------------------------------- middlewares
 
     @web.middleware
+    async def _release_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await handler(request)
+        length = request.content_length
+        if request.body_exists and (length is None or length > _KEEP_ALIVE_BODY_BYTES):
+            # aiohttp holds a connection's last request, body included, until the next request
+            # arrives on it; closing a connection that carried a large body frees it now, so that
+            # idle connections cannot pin megabytes each.
+            response.force_close()
+        return response
+
+    @web.middleware
     async def _error_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             return await handler(request)
@@ -133,8 +154,8 @@ class LocalRenderer:
 
     @web.middleware
     async def _body_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        # Read every body before auth and the handlers, so that an unreadable one (too large) is
-        # refused the same way on every endpoint.
+        # Read every body before the handlers, so that an unreadable one (too large) is refused
+        # the same way on every endpoint.
         await request_body(request)
         return await handler(request)
 
@@ -163,11 +184,11 @@ class LocalRenderer:
         model = protocol.validated_model(config, fields.get("model", protocol.DEFAULT_MODEL))
         size = protocol.validated_size(config, model, fields.get("size", protocol.DEFAULT_SIZE))
         seconds = protocol.validated_seconds(config, fields.get("seconds", protocol.DEFAULT_SECONDS))
-        first_frame = None
+        reference = None
         if "input_reference" in fields:
-            first_frame = await protocol.validated_reference(fields["input_reference"], size)
-        job = self.jobs.start(
-            model=model, prompt=prompt, size=size, seconds=seconds, first_frame=first_frame, remixed_from=None
+            reference = await protocol.validated_reference(fields["input_reference"], size)
+        job = await self.jobs.start(
+            model=model, prompt=prompt, size=size, seconds=seconds, reference=reference, remixed_from=None
         )
         return self._json(self._resource_now(job), poll_hint=True)
 
@@ -183,16 +204,16 @@ class LocalRenderer:
                 f"Video '{source.id}' is {state.status}; only completed videos can be remixed.",
                 code="invalid_video_status",
             )
-        if expired(state, self.config, now):
+        if expired(source, state, self.config, now):
             raise ApiError(
                 400, f"The assets of video '{source.id}' have expired; it can no longer be remixed."
             )
-        job = self.jobs.start(
+        job = await self.jobs.start(
             model=source.model,
             prompt=prompt,
             size=source.size,
             seconds=source.seconds,
-            first_frame=None,
+            reference=None,
             remixed_from=source.id,
         )
         return self._json(resource(job, self.config, now), poll_hint=True)
@@ -259,7 +280,7 @@ class LocalRenderer:
                 f"Video '{job.id}' is {state.status}; its content can be downloaded once it has completed.",
                 code="video_not_ready",
             )
-        if expired(state, self.config, now):
+        if expired(job, state, self.config, now):
             raise ApiError(404, f"The assets of video '{job.id}' have expired.", code="video_expired")
         return web.FileResponse(job.directory / asset.filename, headers={"Content-Type": asset.content_type})
 
@@ -276,18 +297,38 @@ class LocalRenderer:
         return web.json_response(body, headers=headers)
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable only from this machine (``localhost`` or a loopback address)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        # A name that resolves elsewhere, or "" (every interface).
+        return False
+
+
+def unprotected_host_message(host: str) -> str:
+    return (
+        f"refusing to serve the local renderer on {host or 'every interface'!r} without an API key: "
+        "anyone who can reach it could read every prompt. Set LOCAL_API_KEY (or pass --api-key), "
+        "or listen on 127.0.0.1."
+    )
+
+
 def create_app(renderer: LocalRenderer, middlewares: Sequence[Middleware] = ()) -> web.Application:
     """The aiohttp application serving ``renderer``'s Videos API under ``/v1``."""
     app = web.Application(
         client_max_size=_MAX_REQUEST_BYTES,
-        # Outermost first: errors are converted last, and latency delays every response, even one
-        # an extension answers itself.
+        # Outermost first: errors are converted last (only the body release comes after), and
+        # latency delays every response, even one an extension answers itself.
         middlewares=[
+            renderer._release_middleware,
             renderer._error_middleware,
             renderer._latency_middleware,
             *middlewares,
-            renderer._body_middleware,
             renderer._auth_middleware,
+            renderer._body_middleware,
         ],
     )
     videos = f"{API_PREFIX}/videos"
@@ -315,6 +356,11 @@ async def serve_forever(config: LocalRendererConfig, host: str = "127.0.0.1", po
         ) from None
     try:
         log.info("Local Videos API renderer listening on %s", renderer.base_url)
+        if config.api_key is None:
+            log.warning(
+                "The local renderer has no API key: any program on this machine can read its prompts. "
+                "Set LOCAL_API_KEY to require one."
+            )
         await asyncio.Event().wait()
     finally:
         await renderer.close()

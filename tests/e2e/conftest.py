@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from bot.localapi import LocalRenderer, LocalRendererConfig
-from tests.fakes.discord_server import FakeDiscord, RecordedRequest, StoredMessage
+from tests.fakes.discord import FakeDiscord, RecordedRequest, StoredMessage
 from tests.fakes.provider import InstrumentedRenderer
+from tests.helpers import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 COMMANDS_ROUTE = "/applications/{application_id}/commands"
@@ -92,11 +93,15 @@ class BotProcess:
 
     async def wait_log(self, text: str, timeout: float = 30.0) -> None:  # noqa: ASYNC109
         """Wait for a line in the bot's log. Polls the file: the process is outside this loop."""
-        async with asyncio.timeout(timeout):
-            while text not in self.log():
-                if self.proc is not None and self.proc.returncode is not None:
-                    raise AssertionError(f"the bot exited:\n{self.log()}")
-                await asyncio.sleep(0.05)
+
+        def logged() -> bool:
+            if text in self.log():
+                return True
+            if self.proc is not None and self.proc.returncode is not None:
+                raise AssertionError(f"the bot exited:\n{self.log()}")
+            return False
+
+        await wait_for(logged, f"{text!r} in the bot's log", timeout=timeout, interval=0.05)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
@@ -110,29 +115,42 @@ class BotProcess:
         return code
 
 
+E2E_RENDERER: dict[str, Any] = {
+    "generation_seconds": 1.0,
+    "queue_seconds": 0.2,
+    "fps": 6,  # frames cost CPU; durations, sizes and progress do not depend on them
+    "poll_after_ms": 200,
+}
+HELD = 3600.0
+"""``generation_seconds`` for a render that only finishes when the test calls ``release``."""
+
+
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    async with FakeDiscord() as server:
-        yield server
-        assert server.internal_errors == []
+def renderer_settings() -> dict[str, Any]:
+    """A render takes a second: long enough for the bot to show progress."""
+    return dict(E2E_RENDERER)
 
 
 def renderer_config(tmp_path: Path, **changes: Any) -> LocalRendererConfig:
-    values: dict[str, Any] = {
-        "generation_seconds": 2.0,
-        "queue_seconds": 0.3,
-        "fps": 12,
-        "poll_after_ms": 300,
-        "data_dir": tmp_path / "renderer",
-    }
-    values.update(changes)
-    return LocalRendererConfig(**values)
+    """The e2e renderer's configuration with changes, for tests that start a renderer of their own
+    (overriding ``renderer_settings`` is the simpler way)."""
+    return LocalRendererConfig(**{**E2E_RENDERER, "data_dir": tmp_path / "renderer", **changes})
 
 
-@pytest.fixture
-async def renderer(tmp_path: Path) -> AsyncIterator[InstrumentedRenderer]:
-    async with InstrumentedRenderer(renderer_config(tmp_path)) as server:
-        yield server
+async def eventually(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:  # noqa: ASYNC109
+    """The name these tests used before ``tests.helpers.wait_for``; kept for tests written with it."""
+    await wait_for(check, what, timeout=timeout)
+
+
+def hold(renderer: LocalRenderer) -> None:
+    """Renders stay in progress until ``release``: for tests that act while a job is mid-render."""
+    renderer.config.generation_seconds = HELD
+
+
+def release(renderer: LocalRenderer) -> None:
+    """Finish held renders now rather than after a guessed sleep: the renderer measures every job
+    against the current ``generation_seconds``, so jobs older than that complete at once."""
+    renderer.config.generation_seconds = E2E_RENDERER["generation_seconds"]
 
 
 @pytest.fixture
@@ -147,17 +165,6 @@ async def bot(fake: FakeDiscord, renderer: LocalRenderer, tmp_path: Path) -> Asy
     for line in process.log().splitlines():
         assert "Traceback" not in line, process.log()
     assert process.fake.token not in process.log()
-
-
-async def eventually(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:  # noqa: ASYNC109
-    """Wait until ``check()`` holds, for state written by another process or server (the bot's own
-    requests arriving at the renderer). Bounded; re-checks every 20 ms."""
-    try:
-        async with asyncio.timeout(timeout):
-            while not check():  # noqa: ASYNC110 - the state has no event to wait on
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
 
 
 def provider_saw_prompt(renderer: InstrumentedRenderer, prompt: str) -> bool:

@@ -11,7 +11,7 @@ from typing import Any
 from PIL import Image
 
 from tests.e2e.conftest import BotProcess
-from tests.fakes.discord_server import FakeDiscord, InteractionHandle
+from tests.fakes.discord import FakeDiscord, InteractionHandle
 from tests.fakes.provider import InstrumentedRenderer
 
 

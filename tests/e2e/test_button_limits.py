@@ -16,7 +16,7 @@ from tests.e2e.test_remix_flow import (
     make_video,
     recorded_as_delivered,
 )
-from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.discord import FakeDiscord
 
 
 async def test_remix_right_after_a_delivery_with_default_settings_opens_the_form(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from tests.e2e.conftest import BotProcess, embed_of, eventually, is_final, provider_saw_prompt
-from tests.fakes.discord_server import FakeDiscord
+from tests.e2e.conftest import BotProcess, embed_of, is_final, provider_saw_prompt
+from tests.fakes.discord import FakeDiscord
 from tests.fakes.provider import InstrumentedRenderer
+from tests.helpers import READY, wait_for
 
 
 async def reply_text(handle: object) -> str:
@@ -27,7 +28,7 @@ async def test_moderator_limit_refuses_an_overspend_before_the_provider_sees_it(
 
     eight = await fake.invoke_command("video", {"prompt": "eight seconds of rain", "seconds": 8}, user=member)
     await eight.original_message(timeout=30, predicate=lambda m: bool(m.embeds))
-    await eventually(lambda: provider_saw_prompt(renderer, "eight seconds of rain"), "the 8 s job to be sent")
+    await wait_for(lambda: provider_saw_prompt(renderer, "eight seconds of rain"), "the 8 s job to be sent")
     posts_before = sum(1 for r in renderer.requests if r.method == "POST")
 
     four = await fake.invoke_command("video", {"prompt": "four more", "seconds": 4}, user=member)
@@ -39,23 +40,10 @@ async def test_moderator_limit_refuses_an_overspend_before_the_provider_sees_it(
         for r in renderer.requests
     )
 
-    await eight.original_message(timeout=60, predicate=is_final("🎬 Your video is ready"))
+    await eight.original_message(timeout=60, predicate=is_final(READY))
     quota = await reply_text(await fake.invoke_command("quota", user=member))
     assert "**2** credits left of 10 (set by a moderator)" in quota
     assert "Used 8 · reserved 0" in quota
-
-
-async def test_non_moderator_is_refused_in_code(bot: BotProcess, fake: FakeDiscord) -> None:
-    await bot.start()
-    member = int(fake.default_user["id"])
-    # Even if an admin opened the command to everyone, the bot checks who is asking.
-    handle = await fake.invoke_command(
-        "videomod grant", {"user": member, "credits": 1000}, user=member, ignore_default_permissions=True
-    )
-    text = await reply_text(handle)
-    assert "Only moderators can use /videomod" in text
-    quota = await reply_text(await fake.invoke_command("quota", user=member))
-    assert "**60** credits left of 60" in quota
 
 
 async def test_channel_allowlist_grant_cancel_and_usage(
@@ -78,13 +66,13 @@ async def test_channel_allowlist_grant_cancel_and_usage(
     )
     card = await job.original_message(timeout=30, predicate=lambda m: bool(m.embeds))
     job_number = int(embed_of(card)["footer"]["text"].split("#")[1])
-    await eventually(lambda: provider_saw_prompt(renderer, "long one"), "the job to reach the provider")
+    await wait_for(lambda: provider_saw_prompt(renderer, "long one"), "the job to reach the provider")
     text = await reply_text(await fake.invoke_command("videomod cancel", {"job": job_number}, user=moderator))
     assert text == f"Cancelled job #{job_number} of <@{member}>; 4 credits refunded."
     cancelled = await job.original_message(timeout=30, predicate=is_final("⏹️ Cancelled"))
     assert "Nothing was charged" in str(embed_of(cancelled))
     # The job was deleted at the provider too, so it stops costing money.
-    await eventually(lambda: any(r.method == "DELETE" for r in renderer.requests), "a provider DELETE")
+    await wait_for(lambda: any(r.method == "DELETE" for r in renderer.requests), "a provider DELETE")
 
     await reply_text(
         await fake.invoke_command("videomod grant", {"user": member, "credits": 5}, user=moderator)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import secrets
-import socket
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,19 +16,13 @@ import pytest
 from bot.adapters.http.links import KEY_META
 from bot.localapi.renderer import LocalRenderer
 from tests.e2e.conftest import BotProcess, is_final, mp4_uploads, renderer_config
-from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.discord import FakeDiscord
+from tests.helpers import READY, free_port
 
-READY = "🎬 Your video is ready"
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 PROVIDER_KEY = "sk-proj-" + secrets.token_urlsafe(32)
 # Shaped like a real bot token (base64 user id . timestamp . HMAC), unlike the fake's default.
 BOT_TOKEN = f"MTIzNDU2Nzg5MDEyMzQ1Njc4OQ.{secrets.token_urlsafe(4)}.{secrets.token_urlsafe(27)}"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture

@@ -3,23 +3,21 @@ errors, a channel the bot can no longer post in, and a video over the upload lim
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from bot.adapters.media import probe_video
-from tests.e2e.conftest import BotProcess, embed_of, field_value, is_final, mp4_uploads
-from tests.fakes.discord_server import (
+from tests.e2e.conftest import BotProcess, embed_of, field_value, hold, is_final, mp4_uploads, release
+from tests.fakes.discord import (
     ROUTE_CHANNEL_MESSAGE,
     ROUTE_CHANNEL_MESSAGES,
     ROUTE_WEBHOOK_MESSAGE,
     FakeDiscord,
 )
 from tests.fakes.provider import InstrumentedRenderer
-
-READY = "🎬 Your video is ready"
+from tests.helpers import READY, free_port
 
 
 def probe(data: bytes, tmp_path: Path) -> tuple[int, int, float]:
@@ -32,10 +30,13 @@ def probe(data: bytes, tmp_path: Path) -> tuple[int, int, float]:
 async def test_expired_token_switches_to_the_channel_route(
     bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
-    fake.token_ttl_seconds = 1.5  # Discord: 15 minutes; generations can take longer
-    renderer.config.generation_seconds = 4
+    hold(renderer)
     await bot.start()
     handle = await fake.invoke_command("video", {"prompt": "a long render"})
+    await handle.original_message(timeout=30, predicate=lambda m: bool(m.embeds))
+    # Discord: tokens last 15 minutes; generations can take longer.
+    fake.expire_token(handle.token)
+    release(renderer)
     final = await handle.original_message(timeout=60, predicate=is_final(READY))
     refused = [r for r in handle.requests() if r.status == 401]
     assert 1 <= len(refused) <= 2  # bounded: the bot stops using the token after it is refused
@@ -47,11 +48,12 @@ async def test_expired_token_switches_to_the_channel_route(
 async def test_deleted_reply_gets_a_new_message(
     bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
-    renderer.config.generation_seconds = 3
+    hold(renderer)
     await bot.start()
     handle = await fake.invoke_command("video", {"prompt": "a moderator deletes the card"})
     card = await handle.original_message(timeout=30, predicate=lambda m: bool(m.embeds))
     fake.delete_message(card.id)
+    release(renderer)
     replacement = await fake.wait_for_message(
         lambda m: m.id != card.id and bool(m.embeds) and m.embeds[0].get("title") == READY, timeout=60
     )
@@ -77,8 +79,7 @@ async def test_rate_limits_and_server_errors_are_retried_without_piling_up(
 async def test_lost_channel_access_delivers_by_direct_message(
     bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
-    fake.token_ttl_seconds = 1.0
-    renderer.config.generation_seconds = 3
+    hold(renderer)
     await bot.start()
     handle = await fake.invoke_command("video", {"prompt": "the channel gets locked"})
     card = await handle.original_message(timeout=30, predicate=lambda m: bool(m.embeds))
@@ -90,6 +91,8 @@ async def test_lost_channel_access_delivers_by_direct_message(
             json={"message": "Missing Access", "code": 50001},
             predicate=lambda r, c=card.channel_id: r.params.get("channel_id") == str(c),
         )
+    fake.expire_token(handle.token)  # the interaction webhook is no way around the lock either
+    release(renderer)
     dm = await fake.wait_for_message(lambda m: m.guild_id is None and bool(m.attachments), timeout=60)
     assert dm.attachments[0].filename.endswith(".mp4")
     assert "couldn't post in" in dm.content and dm.allowed_mentions == {"parse": []}
@@ -99,8 +102,7 @@ async def test_lost_channel_access_delivers_by_direct_message(
 async def test_nowhere_to_deliver_refunds_and_records(
     bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
-    fake.token_ttl_seconds = 1.0
-    renderer.config.generation_seconds = 3
+    hold(renderer)
     member = int(fake.default_user["id"])
     fake.dm_closed_users.add(member)
     await bot.start()
@@ -112,6 +114,8 @@ async def test_nowhere_to_deliver_refunds_and_records(
         json={"message": "Missing Access", "code": 50001},
         predicate=lambda r, c=card.channel_id: r.params.get("channel_id") == str(c),
     )
+    fake.expire_token(handle.token)
+    release(renderer)
     await bot.wait_log("job 1 failed: undeliverable", timeout=60)
     fake.faults.clear()
     quota = await (await fake.invoke_command("quota")).wait_response()
@@ -126,12 +130,15 @@ async def test_a_video_over_the_upload_limit_is_reencoded_to_fit(
     fake.attachment_size_limit = limit
     renderer.config.noise = True
     renderer.config.target_bitrate = 30_000_000  # about 14 MiB for 4 s
-    renderer.config.fps = 24
+    renderer.config.fps = 12  # size comes from the bitrate; fewer frames only make encoding quicker
     await bot.start()
     handle = await fake.invoke_command("video", {"prompt": "grainy and huge"})
     final = await handle.original_message(timeout=120, predicate=is_final(READY))
     served = renderer.requests[-1]
     assert served.path.endswith("/content")
+    assert renderer.config.data_dir is not None
+    (original,) = renderer.config.data_dir.glob("*/video.mp4")
+    assert original.stat().st_size > limit  # so the fit below took a re-encode
     (upload,) = mp4_uploads(fake)
     assert len(upload[1]) <= limit
     width, height, duration = probe(upload[1], tmp_path)
@@ -145,9 +152,7 @@ async def test_a_video_that_cannot_fit_is_linked_with_a_signed_expiring_url(
 ) -> None:
     # Too small for a watchable 12 s video even re-encoded (about 60 kbit/s), big enough for a thumbnail.
     fake.attachment_size_limit = 100_000
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     bot.env.update({"HTTP_PORT": str(port), "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"})
     await bot.start()
     handle = await fake.invoke_command("video", {"prompt": "too big for this server", "seconds": 12})

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from tests.e2e.conftest import BotProcess, embed_of, is_final
-from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.discord import FakeDiscord
 
 LOG_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
 

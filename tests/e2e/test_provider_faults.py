@@ -4,11 +4,9 @@ bodies, and an asset that expired before it was fetched."""
 from __future__ import annotations
 
 from tests.e2e.conftest import BotProcess, embed_of, field_value, is_final, mp4_uploads
-from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.discord import FakeDiscord
 from tests.fakes.provider import InstrumentedRenderer
-
-READY = "🎬 Your video is ready"
-FAILED = "❌ The video could not be made"
+from tests.helpers import FAILED, READY
 
 
 async def test_a_flaky_provider_still_delivers_once(

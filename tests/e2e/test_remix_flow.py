@@ -15,13 +15,12 @@ from bot.domain.jobs import ChargeState, JobRequest, JobStatus
 from tests.e2e.conftest import (
     BotProcess,
     embed_of,
-    eventually,
     field_value,
     is_final,
     mp4_uploads,
     provider_saw_prompt,
 )
-from tests.fakes.discord_server import (
+from tests.fakes.discord import (
     ROUTE_CALLBACK,
     ROUTE_WEBHOOK,
     FakeDiscord,
@@ -29,11 +28,8 @@ from tests.fakes.discord_server import (
     StoredMessage,
 )
 from tests.fakes.provider import InstrumentedRenderer
+from tests.helpers import CANCELLED, EPHEMERAL, FAILED, READY, ephemeral_content, wait_for
 
-READY = "🎬 Your video is ready"
-FAILED = "❌ The video could not be made"
-CANCELLED = "⏹️ Cancelled"
-EPHEMERAL = 64
 UPDATE_MESSAGE = 7
 MODAL = 9
 
@@ -42,11 +38,8 @@ MODAL = 9
 
 
 async def ephemeral_text(handle: InteractionHandle) -> str:
-    callback = await handle.wait_response(timeout=10)
-    assert callback.json["type"] == 4, callback.json
-    data = callback.json.get("data") or {}
-    assert data.get("flags", 0) & EPHEMERAL, "refusals and private answers are ephemeral"
-    return str(data.get("content") or "")
+    """Refusals and private answers: an immediate reply only the member sees."""
+    return ephemeral_content((await handle.wait_response(timeout=10)).json)
 
 
 def job_number(message: StoredMessage) -> int:
@@ -74,7 +67,7 @@ def job_row(bot: BotProcess, job_id: int) -> sqlite3.Row:
 
 async def recorded_as_delivered(bot: BotProcess, job_id: int) -> None:
     """The card shows the video a moment before the bot records the delivery (and the charge)."""
-    await eventually(lambda: job_row(bot, job_id)["status"] == "completed", f"job #{job_id} to be recorded")
+    await wait_for(lambda: job_row(bot, job_id)["status"] == "completed", f"job #{job_id} to be recorded")
 
 
 def creates(renderer: InstrumentedRenderer) -> list[str]:
@@ -281,9 +274,7 @@ async def test_only_the_owner_or_a_moderator_can_use_the_buttons(
     running = await fake.invoke_command("video", {"prompt": "a very long take"})
     card = await running.original_message(timeout=30, predicate=lambda m: "Cancel" in buttons(m))
     job = job_number(card)
-    await eventually(
-        lambda: provider_saw_prompt(renderer, "a very long take"), "the job to reach the provider"
-    )
+    await wait_for(lambda: provider_saw_prompt(renderer, "a very long take"), "the job to reach the provider")
 
     refusal = await ephemeral_text(await fake.invoke_component(card, f"videobot:cancel:{job}", user=bob))
     assert refusal == f"This is <@{alice}>'s video: only they or a moderator can cancel it."
@@ -296,7 +287,7 @@ async def test_only_the_owner_or_a_moderator_can_use_the_buttons(
     assert confirmation == f"Cancelled job #{job} of <@{alice}>; 4 credits refunded."
     cancelled = await running.original_message(timeout=30, predicate=is_final(CANCELLED))
     assert "Nothing was charged" in str(embed_of(cancelled)) and buttons(cancelled) == {}
-    await eventually(lambda: any(r.method == "DELETE" for r in renderer.requests), "a provider DELETE")
+    await wait_for(lambda: any(r.method == "DELETE" for r in renderer.requests), "a provider DELETE")
 
     renderer.config.generation_seconds = 2
     done = await make_video(fake, "a short one")

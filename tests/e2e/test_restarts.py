@@ -9,11 +9,10 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import BotProcess, is_final, mp4_uploads, provider_saw_prompt
-from tests.fakes.discord_server import FakeDiscord
+from tests.e2e.conftest import BotProcess, hold, is_final, mp4_uploads, provider_saw_prompt, release
+from tests.fakes.discord import FakeDiscord
 from tests.fakes.provider import InstrumentedRenderer
-
-READY = "🎬 Your video is ready"
+from tests.helpers import READY
 
 
 async def wait_exit(bot: BotProcess, timeout: float = 60) -> int:  # noqa: ASYNC109
@@ -54,7 +53,7 @@ async def test_sigkill_at_a_crash_point_then_restart_delivers_once(
 async def test_sigkill_mid_generation_then_restart_delivers_once(
     bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
-    renderer.config.generation_seconds = 4
+    hold(renderer)
     await bot.start()
     handle = await fake.invoke_command("video", {"prompt": "killed while generating"})
     await handle.original_message(
@@ -65,6 +64,7 @@ async def test_sigkill_mid_generation_then_restart_delivers_once(
     assert await wait_exit(bot) == -signal.SIGKILL
     mark = fake.mark()
     await bot.start(expect_sync=False)
+    release(renderer)
     await handle.original_message(timeout=60, predicate=is_final(READY))
     assert len(mp4_uploads(fake)) == 1
     # Same command definitions: the restart did not spend Discord's sync rate limit.
@@ -78,7 +78,7 @@ async def test_sigkill_mid_generation_then_restart_delivers_once(
 async def test_sigterm_shuts_down_gracefully_and_the_job_resumes(
     bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
-    renderer.config.generation_seconds = 4
+    hold(renderer)
     await bot.start()
     handle = await fake.invoke_command("video", {"prompt": "interrupted politely"})
     await handle.original_message(timeout=30, predicate=lambda m: bool(m.embeds))
@@ -89,6 +89,7 @@ async def test_sigterm_shuts_down_gracefully_and_the_job_resumes(
     assert "shutting down" in bot.log()
     mark = fake.mark()
     await bot.start(expect_sync=False)
+    release(renderer)
     await handle.original_message(timeout=60, predicate=is_final(READY))
     assert len(mp4_uploads(fake)) == 1
     # Same command definitions: the restart did not spend Discord's sync rate limit.

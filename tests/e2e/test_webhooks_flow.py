@@ -3,32 +3,22 @@ bot process's ``/webhooks/videos``; the bot delivers long before its (30 s) poll
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import secrets
-import socket
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.e2e.conftest import BotProcess, embed_of, field_value, is_final, mp4_uploads, renderer_config
-from tests.fakes.discord_server import FakeDiscord
+from tests.e2e.conftest import E2E_RENDERER, BotProcess, embed_of, field_value, is_final, mp4_uploads
+from tests.fakes.discord import FakeDiscord
 from tests.fakes.provider import InstrumentedRenderer
+from tests.helpers import READY, free_port, wait_for
 
-READY = "🎬 Your video is ready"
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 POLL_INTERVAL_SECONDS = 30.0
 GENERATION_SECONDS = 2.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
@@ -37,18 +27,16 @@ def webhook_port() -> int:
 
 
 @pytest.fixture
-async def renderer(tmp_path: Path, webhook_port: int) -> AsyncIterator[InstrumentedRenderer]:
-    """Overrides the harness's renderer: it sends signed events to the bot, and suggests no poll
-    interval (``openai-poll-after-ms``) so the bot's own 30 s interval is the only polling cadence."""
-    config = renderer_config(
-        tmp_path,
-        generation_seconds=GENERATION_SECONDS,
-        poll_after_ms=None,
-        webhook_url=f"http://127.0.0.1:{webhook_port}/webhooks/videos",
-        webhook_secret=SECRET,
-    )
-    async with InstrumentedRenderer(config) as server:
-        yield server
+def renderer_settings(webhook_port: int) -> dict[str, Any]:
+    """The renderer sends signed events to the bot, and suggests no poll interval
+    (``openai-poll-after-ms``) so the bot's own 30 s interval is the only polling cadence."""
+    return {
+        **E2E_RENDERER,
+        "generation_seconds": GENERATION_SECONDS,
+        "poll_after_ms": None,
+        "webhook_url": f"http://127.0.0.1:{webhook_port}/webhooks/videos",
+        "webhook_secret": SECRET,
+    }
 
 
 async def healthz(port: int) -> tuple[int, dict[str, Any]]:
@@ -61,12 +49,12 @@ async def healthz(port: int) -> tuple[int, dict[str, Any]]:
 
 async def wait_healthy(port: int, timeout: float = 15.0) -> dict[str, Any]:  # noqa: ASYNC109
     """/healthz turns ok once the gateway session is ready; bounded."""
-    async with asyncio.timeout(timeout):
-        while True:
-            status, body = await healthz(port)
-            if status == 200:
-                return body
-            await asyncio.sleep(0.05)
+
+    async def healthy() -> dict[str, Any] | None:
+        status, body = await healthz(port)
+        return body if status == 200 else None
+
+    return await wait_for(healthy, f"/healthz on port {port} to answer 200", timeout=timeout, interval=0.05)
 
 
 def status_requests(renderer: InstrumentedRenderer) -> list[str]:

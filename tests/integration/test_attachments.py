@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from bot.adapters.attachments import AttachmentRefused, fetch_attachment, is_allowed_attachment_url
-from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.discord import FakeDiscord
 
 CAP = 1024 * 1024
 PICTURE = bytes(range(256)) * 400  # 100 KiB

@@ -21,7 +21,7 @@ from bot.adapters.media import probe_video
 from bot.adapters.sqlite.store import Store
 from bot.cli import SHUTDOWN_GRACE_SECONDS
 from bot.localapi.renderer import LocalRenderer, LocalRendererConfig
-from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.discord import FakeDiscord
 
 REPO = Path(__file__).resolve().parents[2]
 LOG_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
@@ -35,7 +35,12 @@ def videobot(
     base_paths: bool = True,
 ) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "VIDEO_API", "OPENAI_"))}
-    base["PYTHONPATH"] = str(REPO)
+    base |= {
+        "PYTHONPATH": str(REPO),
+        # The default 5 s between status checks would be most of a test's run time; the
+        # renderer's own openai-poll-after-ms (1 s) still paces the polling.
+        "POLL_INTERVAL_SECONDS": "0.2",
+    }
     if base_paths:
         base |= {"DATA_DIR": str(cwd / "data"), "DATABASE_URL": f"sqlite:///{cwd / 'bot.db'}"}
     base.update(env or {})
@@ -120,38 +125,37 @@ async def run_async(*args: str, cwd: Path, env: dict[str, str]) -> tuple[int, st
     return proc.returncode or 0, out.decode(), err.decode()
 
 
-async def test_check_reports_each_part_and_never_prints_secrets(tmp_path: Path) -> None:
-    async with FakeDiscord() as fake:
-        env = {
-            "DISCORD_TOKEN": fake.token,
-            "DISCORD_API_BASE_URL": fake.api_base,
-            "VIDEO_API_BASE_URL": "local",
-        }
-        code, out, _ = await run_async("check", cwd=tmp_path, env=env)
-        assert code == 0, out
-        assert "[ok] Discord" in out and "[ok] Videos API" in out and "[ok] database" in out
-        assert "all checks passed" in out
-        assert fake.token not in out
+async def test_check_reports_each_part_and_never_prints_secrets(tmp_path: Path, fake: FakeDiscord) -> None:
+    env = {
+        "DISCORD_TOKEN": fake.token,
+        "DISCORD_API_BASE_URL": fake.api_base,
+        "VIDEO_API_BASE_URL": "local",
+    }
+    code, out, _ = await run_async("check", cwd=tmp_path, env=env)
+    assert code == 0, out
+    assert "[ok] Discord" in out and "[ok] Videos API" in out and "[ok] database" in out
+    assert "all checks passed" in out
+    assert fake.token not in out
 
-        invite_code, invite_out, _ = await run_async("invite", cwd=tmp_path, env=env)
-        assert invite_code == 0 and f"client_id={fake.application_id}" in invite_out
+    invite_code, invite_out, _ = await run_async("invite", cwd=tmp_path, env=env)
+    assert invite_code == 0 and f"client_id={fake.application_id}" in invite_out
 
-        models = tmp_path / "models.toml"
-        models.write_text("[[models]]\nname='x'\n", encoding="utf-8")
-        env |= {
-            "DISCORD_TOKEN": "wrong-secret-token",
-            "MODELS_FILE": str(models),
-            "VIDEO_API_BASE_URL": "http://127.0.0.1:9/v1",
-            "WEBHOOK_SECRET": "not-a-whsec-secret",
-            "HTTP_PORT": "8080",
-        }
-        code, out, _ = await run_async("check", cwd=tmp_path, env=env)
-        assert code == 1
-        assert "[FAIL] Discord" in out and "refused DISCORD_TOKEN" in out
-        assert "[FAIL] model catalog" in out and "`seconds` must be a list" in out
-        assert "[FAIL] Videos API" in out and "cannot connect" in out
-        assert "[FAIL] webhooks" in out and "not a Standard Webhooks secret" in out
-        assert "wrong-secret-token" not in out and "not-a-whsec-secret" not in out
+    models = tmp_path / "models.toml"
+    models.write_text("[[models]]\nname='x'\n", encoding="utf-8")
+    env |= {
+        "DISCORD_TOKEN": "wrong-secret-token",
+        "MODELS_FILE": str(models),
+        "VIDEO_API_BASE_URL": "http://127.0.0.1:9/v1",
+        "WEBHOOK_SECRET": "not-a-whsec-secret",
+        "HTTP_PORT": "8080",
+    }
+    code, out, _ = await run_async("check", cwd=tmp_path, env=env)
+    assert code == 1
+    assert "[FAIL] Discord" in out and "refused DISCORD_TOKEN" in out
+    assert "[FAIL] model catalog" in out and "`seconds` must be a list" in out
+    assert "[FAIL] Videos API" in out and "cannot connect" in out
+    assert "[FAIL] webhooks" in out and "not a Standard Webhooks secret" in out
+    assert "wrong-secret-token" not in out and "not-a-whsec-secret" not in out
 
 
 # --------------------------------------------------------------------------- first run

@@ -1,4 +1,4 @@
-"""Real discord.py 2.7 against the fake Discord in tests/fakes/discord_server.py.
+"""Real discord.py 2.7 against the fake Discord in tests/fakes/discord/.
 
 These tests pin down that the fake is faithful enough for the bot's own tests: a stock
 ``discord.Client`` + ``app_commands.CommandTree`` logs in, connects, syncs, receives interactions
@@ -11,14 +11,14 @@ import asyncio
 import contextlib
 import io
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import discord
 import pytest
 from discord import app_commands
 
-from tests.fakes.discord_server import (
+from tests.fakes.discord import (
     ROUTE_CALLBACK,
     ROUTE_CHANNEL_MESSAGE,
     ROUTE_CHANNEL_MESSAGES,
@@ -37,13 +37,11 @@ pytestmark = pytest.mark.timeout(30)
 WAIT = 5.0  # upper bound for any single wait; everything normally completes in milliseconds
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    async with FakeDiscord() as server:
-        with patched_discord(server):
-            yield server
-        # A bug inside the fake must not masquerade as a bot bug.
-        assert server.internal_errors == []
+@pytest.fixture(autouse=True)
+def _discord_points_at_the_fake(fake: FakeDiscord) -> Iterator[None]:
+    """A stock client has no base-URL settings: point discord.py itself at the fake."""
+    with patched_discord(fake):
+        yield
 
 
 class Bot(discord.Client):

@@ -9,9 +9,8 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AsyncExitStack
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,27 +26,16 @@ from standardwebhooks import Webhook
 from bot.adapters.media import probe_video
 from bot.localapi import LocalRenderer, LocalRendererConfig, serve_forever
 from bot.localapi.protocol import ApiError, request_body
+from tests.conftest import RendererFactory
 from tests.contract import ContractViolation, validate_request, validate_response
 from tests.fakes.provider import InstrumentedRenderer, RecordedFile
+from tests.helpers import ManualClock
 
 # Fast enough for tests, slow enough that every status can be observed. The smallest size the spec
 # allows is 720x1280, so a low frame rate is what keeps renders quick.
 # Timings are binary fractions so that clock arithmetic is exact.
 FAST_CONFIG = LocalRendererConfig(generation_seconds=1.0, queue_seconds=0.25, fps=4, poll_after_ms=100)
 PORTRAIT = "720x1280"
-
-
-class ManualClock:
-    """A clock that only moves when told to; used as ``LocalRendererConfig.clock``."""
-
-    def __init__(self, start: float = 1_800_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass(frozen=True)
@@ -137,29 +125,16 @@ class CheckedApi:
         return resource
 
 
-RendererFactory = Callable[..., Awaitable[InstrumentedRenderer]]
-
-
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock()
 
 
 @pytest.fixture
-async def make_renderer(clock: ManualClock) -> AsyncIterator[RendererFactory]:
-    """Start renderers using ``FAST_CONFIG`` and the manual clock, with keyword overrides."""
-    async with AsyncExitStack() as stack:
-
-        async def start(**overrides: Any) -> InstrumentedRenderer:
-            config = replace(FAST_CONFIG, **{"clock": clock, **overrides})
-            return await stack.enter_async_context(InstrumentedRenderer(config))
-
-        yield start
-
-
-@pytest.fixture
-async def renderer(make_renderer: RendererFactory) -> InstrumentedRenderer:
-    return await make_renderer()
+def renderer_settings(clock: ManualClock) -> dict[str, Any]:
+    """``FAST_CONFIG`` on the manual clock; without a data dir, each renderer cleans up after itself."""
+    fast = {f.name: getattr(FAST_CONFIG, f.name) for f in fields(FAST_CONFIG)}
+    return {**fast, "clock": clock, "data_dir": None}
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,9 +15,10 @@ from bot.adapters.sqlite.store import Store
 from bot.adapters.videoapi.client import VideoAPIClient
 from bot.app import job_service, job_tracker
 from bot.domain.jobs import ChargeState, Job, JobRequest, JobStatus
-from bot.localapi import LocalRendererConfig
 from bot.services.tracker import JobTracker
+from tests.conftest import RendererFactory
 from tests.fakes.provider import InstrumentedRenderer
+from tests.helpers import wait_for
 
 
 @dataclass
@@ -58,12 +60,8 @@ def request(prompt: str, **changes: object) -> JobRequest:
 
 
 @pytest.fixture
-async def renderer(tmp_path: Path) -> AsyncIterator[InstrumentedRenderer]:
-    config = LocalRendererConfig(
-        generation_seconds=1.0, queue_seconds=0.2, fps=8, poll_after_ms=100, data_dir=tmp_path / "renderer"
-    )
-    async with InstrumentedRenderer(config) as server:
-        yield server
+def renderer_settings() -> dict[str, Any]:
+    return {"generation_seconds": 1.0, "queue_seconds": 0.2, "fps": 8, "poll_after_ms": 100}
 
 
 @pytest.fixture
@@ -181,9 +179,11 @@ async def test_failures_are_refunded_and_explained(
     assert presenter.delivered == {}
 
 
-async def test_a_job_past_its_deadline_is_failed_and_deleted(store: Store, tmp_path: Path) -> None:
-    config = LocalRendererConfig(generation_seconds=600, queue_seconds=0.1, fps=8, poll_after_ms=50)
-    async with InstrumentedRenderer(config) as slow, VideoAPIClient(slow.base_url) as api:
+async def test_a_job_past_its_deadline_is_failed_and_deleted(
+    store: Store, make_renderer: RendererFactory, tmp_path: Path
+) -> None:
+    slow = await make_renderer(generation_seconds=600, queue_seconds=0.1, poll_after_ms=50)
+    async with VideoAPIClient(slow.base_url) as api:
         service = job_service(store)
         job = await service.submit(request("takes forever"))
         presenter = RecordingPresenter()
@@ -216,13 +216,12 @@ async def test_without_a_list_endpoint_single_lookups_are_used(
 
 
 async def test_a_completion_event_ahead_of_the_provider_goes_back_to_waiting(
-    store: Store, tmp_path: Path
+    store: Store, make_renderer: RendererFactory, tmp_path: Path
 ) -> None:
-    config = LocalRendererConfig(generation_seconds=4.0, queue_seconds=0.1, fps=8, poll_after_ms=50)
-    async with (
-        InstrumentedRenderer(config) as server,
-        VideoAPIClient(server.base_url, backoff_initial=0.01) as api,
-    ):
+    # Held in progress until the premature download has been refused, then finished at once (the
+    # renderer measures every job against the current generation_seconds).
+    server = await make_renderer(generation_seconds=3600, queue_seconds=0.1, poll_after_ms=50)
+    async with VideoAPIClient(server.base_url, backoff_initial=0.01) as api:
         service = job_service(store)
         job = await service.submit(request("announced too early"))
         presenter = RecordingPresenter()
@@ -238,8 +237,11 @@ async def test_a_completion_event_ahead_of_the_provider_goes_back_to_waiting(
         )
         tracker.notify_video_event(stored.provider_video_id, "video.completed")
         await tracker.sweep()
+        idle = asyncio.create_task(tracker.run_until_idle())
+        await wait_for(lambda: server.faults.pending == 0, "the premature download to be refused")
+        server.config.generation_seconds = 0.5
         async with asyncio.timeout(60):
-            await tracker.run_until_idle()
+            await idle
         await tracker.stop()
     assert job.id in presenter.delivered and presenter.failed == {}
     statuses = [status for job_id, status, _ in presenter.changes if job_id == job.id]

@@ -11,6 +11,7 @@ import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -28,11 +29,11 @@ from bot.domain.provider_errors import (
     SubmitUncertain,
     VideoAPIError,
 )
-from bot.localapi import LocalRenderer, LocalRendererConfig
+from tests.conftest import RendererFactory
 from tests.contract import validate_request, validate_response
 from tests.fakes.provider import InstrumentedRenderer
 
-FAST = {"generation_seconds": 0.6, "queue_seconds": 0.1, "fps": 8, "poll_after_ms": 50}
+FAST: dict[str, Any] = {"generation_seconds": 0.6, "queue_seconds": 0.1, "fps": 8, "poll_after_ms": 50}
 
 
 @dataclass
@@ -83,9 +84,8 @@ class ContractProxy:
 
 
 @pytest.fixture
-async def renderer(tmp_path: Path) -> AsyncIterator[InstrumentedRenderer]:
-    async with InstrumentedRenderer(LocalRendererConfig(data_dir=tmp_path / "renderer", **FAST)) as server:  # type: ignore[arg-type]
-        yield server
+def renderer_settings() -> dict[str, Any]:
+    return dict(FAST)
 
 
 @pytest.fixture
@@ -236,15 +236,14 @@ async def test_lost_create_on_a_provider_without_list_fails_visibly(renderer: In
     assert len([r for r in renderer.requests if r.method == "POST"]) == 1
 
 
-async def test_wrong_key_is_an_authentication_error(tmp_path: Path) -> None:
-    config = LocalRendererConfig(api_key="right", **FAST)  # type: ignore[arg-type]
-    async with LocalRenderer(config) as server:
-        async with VideoAPIClient(server.base_url, SecretStr("wrong-key-123")) as api:
-            with pytest.raises(AuthenticationError) as info:
-                await api.list()
-            assert "wrong-key-123" not in str(info.value) and "wrong-key-123" not in repr(api)
-        async with VideoAPIClient(server.base_url, SecretStr("right")) as api:
-            assert (await api.list()).data == []
+async def test_wrong_key_is_an_authentication_error(make_renderer: RendererFactory) -> None:
+    server = await make_renderer(api_key="right")
+    async with VideoAPIClient(server.base_url, SecretStr("wrong-key-123")) as api:
+        with pytest.raises(AuthenticationError) as info:
+            await api.list()
+        assert "wrong-key-123" not in str(info.value) and "wrong-key-123" not in repr(api)
+    async with VideoAPIClient(server.base_url, SecretStr("right")) as api:
+        assert (await api.list()).data == []
 
 
 def test_lenient_parsing_of_what_real_servers_return() -> None:

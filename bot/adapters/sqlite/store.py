@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import fields
@@ -277,3 +278,22 @@ def _split_sql(script: str) -> list[str]:
     """Split a migration into statements (they contain no semicolons inside strings or triggers)."""
     lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
     return [stmt.strip() for stmt in "\n".join(lines).split(";") if stmt.strip()]
+
+
+def inspect_database(path: Path) -> tuple[bool, str]:
+    """(ok, one line) about the database as it is on disk, for ``videobot check``: opened read-only
+    and immutable, so that checking creates nothing (not even the WAL side files)."""
+    if not path.exists():
+        return True, f"{path} not created yet (`videobot run` creates it)"
+    latest = max((version for version, _, _ in _migrations()), default=0)
+    try:
+        uri = path.resolve().as_uri() + "?mode=ro&immutable=1"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error as exc:
+        return False, f"{path} cannot be read as SQLite ({exc})"
+    if version > latest:
+        return False, f"{path} has schema version {version}, newer than this videobot ({latest})"
+    later = "" if version == latest else f"; `videobot run` will migrate it to {latest}"
+    return True, f"{path} (schema version {version}{later})"

@@ -1,0 +1,61 @@
+"""Fixtures the whole suite shares: the fake Discord and the local renderer.
+
+Every server here listens on a port the OS picks and writes under ``tmp_path``, so tests run in
+parallel (``pytest -n auto``) without sharing anything."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.localapi import LocalRendererConfig
+from tests.fakes.discord import FakeDiscord
+from tests.fakes.provider import InstrumentedRenderer
+
+RendererFactory = Callable[..., Awaitable[InstrumentedRenderer]]
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeDiscord]:
+    async with FakeDiscord() as server:
+        yield server
+        # A bug inside the fake must not masquerade as a bot bug.
+        assert server.internal_errors == []
+
+
+@pytest.fixture
+def renderer_settings() -> dict[str, Any]:
+    """``LocalRendererConfig`` fields for ``renderer`` and ``make_renderer``; directories and modules
+    override this fixture to set the pace their tests need."""
+    return {}
+
+
+@pytest.fixture
+async def make_renderer(tmp_path: Path, renderer_settings: dict[str, Any]) -> AsyncIterator[RendererFactory]:
+    """Start local renderers from ``renderer_settings`` with keyword overrides; all stop at teardown.
+
+    They are ``InstrumentedRenderer``s (the product's renderer plus a request log and fault injection),
+    so any test can look at what the bot sent or make the provider fail."""
+    numbers = itertools.count(1)
+    async with AsyncExitStack() as stack:
+
+        async def start(**overrides: Any) -> InstrumentedRenderer:
+            n = next(numbers)
+            values = {"data_dir": tmp_path / ("renderer" if n == 1 else f"renderer-{n}")}
+            values.update(renderer_settings)
+            values.update(overrides)
+            server = InstrumentedRenderer(LocalRendererConfig(**values))
+            await stack.enter_async_context(server)
+            return server
+
+        yield start
+
+
+@pytest.fixture
+async def renderer(make_renderer: RendererFactory) -> InstrumentedRenderer:
+    return await make_renderer()

@@ -11,14 +11,14 @@ from PIL import Image
 
 from tests.e2e.conftest import BotProcess, embed_of, is_final
 from tests.e2e.test_remix_flow import (
-    READY,
     ephemeral_text,
     job_number,
     job_row,
     recorded_as_delivered,
 )
-from tests.fakes.discord_server import ROUTE_CALLBACK, FakeDiscord, InteractionHandle
+from tests.fakes.discord import ROUTE_CALLBACK, FakeDiscord, InteractionHandle
 from tests.fakes.provider import InstrumentedRenderer, RecordedFile
+from tests.helpers import READY
 
 DEFERRED = 5
 # Discord answering the two acknowledgements slowly holds each press between its limit check and

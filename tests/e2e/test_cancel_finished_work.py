@@ -14,16 +14,15 @@ from aiohttp.typedefs import Handler
 
 from tests.e2e.conftest import BotProcess, eventually, is_final, mp4_uploads, renderer_config
 from tests.e2e.test_remix_flow import (
-    READY,
     buttons,
     ephemeral_text,
     job_number,
     job_row,
     recorded_as_delivered,
 )
-from tests.fakes.clock import HandClock
-from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.discord import FakeDiscord
 from tests.fakes.provider import InstrumentedRenderer
+from tests.helpers import READY, ManualClock
 
 
 class AnsweredStatusChecks:
@@ -41,8 +40,8 @@ class AnsweredStatusChecks:
 
 
 @pytest.fixture
-def provider_clock() -> HandClock:
-    return HandClock()
+def provider_clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture
@@ -52,7 +51,7 @@ def status_checks() -> AnsweredStatusChecks:
 
 @pytest.fixture
 async def renderer(
-    tmp_path: Path, provider_clock: HandClock, status_checks: AnsweredStatusChecks
+    tmp_path: Path, provider_clock: ManualClock, status_checks: AnsweredStatusChecks
 ) -> AsyncIterator[InstrumentedRenderer]:
     config = renderer_config(tmp_path, clock=provider_clock, generation_seconds=2.0, queue_seconds=1.0)
     async with InstrumentedRenderer(config, middlewares=[status_checks.middleware]) as server:
@@ -63,7 +62,7 @@ async def test_cancel_pressed_after_the_provider_finished_posts_the_video_and_ch
     bot: BotProcess,
     fake: FakeDiscord,
     renderer: InstrumentedRenderer,
-    provider_clock: HandClock,
+    provider_clock: ManualClock,
     status_checks: AnsweredStatusChecks,
 ) -> None:
     bot.env["POLL_INTERVAL_SECONDS"] = "600"

@@ -30,8 +30,8 @@ from bot.localapi import LocalRendererConfig
 from bot.services.jobs import JobService
 from bot.services.lifecycle import JobLifecycle
 from bot.services.tracker import JobTracker
-from tests.fakes.clock import HandClock
 from tests.fakes.provider import InstrumentedRenderer
+from tests.helpers import ManualClock
 from tests.integration.test_tracker import RecordingPresenter, request
 
 GENERATION_SECONDS = 2.0
@@ -63,7 +63,7 @@ def is_status_path(path: str) -> bool:
 class Harness:
     store: Store
     server: InstrumentedRenderer
-    clock: HandClock
+    clock: ManualClock
     lifecycle: JobLifecycle
     service: JobService
     tracker: JobTracker
@@ -103,7 +103,7 @@ class Harness:
 async def harness(
     tmp_path: Path, *, middlewares: Sequence[Middleware] = (), cancel_check_seconds: float = 2.0
 ) -> AsyncIterator[Harness]:
-    clock = HandClock()
+    clock = ManualClock()
     config = LocalRendererConfig(
         generation_seconds=GENERATION_SECONDS,
         queue_seconds=1.0,

@@ -71,9 +71,13 @@ class JobStarter:
         acknowledged = await interaction.response.defer(thinking=True)
         placeholder_id = acknowledged.message_id if acknowledged is not None else None
         prepared = request
+        created_image: Path | None = None  # the one file this attempt made, and may remove
         try:
             if prepare is not None:
                 prepared = await prepare(request)
+                made = prepared.reference_image_path
+                if made is not None and made != request.reference_image_path:
+                    created_image = Path(made)
             # Recording the reply with the job (one transaction) means the tracker, which may pick
             # the job up at once, always edits this message rather than posting another.
             job = await self.jobs.submit(
@@ -82,12 +86,10 @@ class JobStarter:
         except Exception as exc:
             # Nothing was reserved: take down the public "thinking…" placeholder and the image
             # ``prepare`` made; a refusal is then shown to the member only (other errors by the
-            # one error handler).
-            if (
-                prepared.reference_image_path
-                and prepared.reference_image_path != request.reference_image_path
-            ):
-                Path(prepared.reference_image_path).unlink(missing_ok=True)
+            # one error handler). An image the request came with (Again reuses its source job's)
+            # belongs to that other job: removing it would break the job that owns it.
+            if created_image is not None:
+                created_image.unlink(missing_ok=True)
             with contextlib.suppress(discord.HTTPException):
                 await interaction.delete_original_response()
             if not isinstance(exc, UserError):

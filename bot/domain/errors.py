@@ -41,6 +41,16 @@ class JobNotCancellable(UserError):
         self.status = status
 
 
+class JobAlreadyFinished(JobNotCancellable):
+    """The provider had already made the video when Cancel was pressed: it is posted and charged
+    instead (``JobLifecycle.cancel``'s rule: Cancel never refunds finished work)."""
+
+
+class CancelUnverified(JobNotCancellable):
+    """The provider could not be asked whether it has finished the video, so the job was not
+    cancelled (a refund for work it may have finished would be the operator's loss)."""
+
+
 class JobActionRefused(UserError):
     """A member may not use a job's button (not theirs, or the job is in the wrong state)."""
 

@@ -85,5 +85,22 @@ def _clip(text: str | None, limit: int = 300) -> str:
 def cancel_refusal(job: Job) -> str:
     """Why this job can't be cancelled (it is past the point where cancelling means anything)."""
     if job.status in (JobStatus.DOWNLOADING, JobStatus.UPLOADING):
-        return f"Job #{job.id} is already made and is being posted; it can't be cancelled now."
+        return already_finished(job)
     return f"Job #{job.id} has already finished ({job.status.label.lower()}); nothing to cancel."
+
+
+def already_finished(job: Job) -> str:
+    """Cancel was pressed on a video the provider has made: it is posted and charged instead."""
+    credits = "1 credit" if job.cost == 1 else f"{job.cost} credits"
+    return (
+        f"Job #{job.id} was already finished by the provider, so it can't be cancelled: "
+        f"it is being posted now and will be charged ({credits})."
+    )
+
+
+def cancel_unverified(job: Job) -> str:
+    """The provider could not be asked whether the video is made, so it was not cancelled."""
+    return (
+        f"Job #{job.id} was not cancelled: the bot couldn't reach the video provider to check whether "
+        "the video is already finished. Try again in a minute."
+    )

@@ -12,7 +12,7 @@ from typing import Any
 
 from bot.domain.catalog import Catalog
 from bot.domain.credits import Balance, GuildPolicy
-from bot.domain.errors import UserError
+from bot.domain.errors import JobAlreadyFinished, UserError
 from bot.domain.jobs import Job, JobRequest, Requester
 from bot.services.credits import CreditsService
 from bot.services.lifecycle import JobLifecycle
@@ -153,8 +153,14 @@ class JobService:
     async def cancel(self, job_id: int, *, actor_id: int, presenter: CancelPresenter | None = None) -> Job:
         """Cancel and refund a job, delete it at the provider, and (with ``presenter``) show the
         final card in the background: the caller answers its interaction first, within 3 s.
-        Raises ``JobNotCancellable`` when the job is past cancelling."""
-        cancelled = await self.lifecycle.cancel(job_id, actor_id=actor_id)
+        Raises ``JobNotCancellable`` when the job is past cancelling: ``JobAlreadyFinished`` when
+        the provider had made the video (it is posted and charged instead; ``JobLifecycle.cancel``
+        has the rule), ``CancelUnverified`` when the provider could not be asked."""
+        try:
+            cancelled = await self.lifecycle.cancel(job_id, actor_id=actor_id)
+        except JobAlreadyFinished:
+            self.wake_tracker()  # the job is waiting for its download now
+            raise
         if presenter is not None:
             self.lifecycle.spawn(presenter.job_cancelled(cancelled), name=f"show-cancel-{job_id}")
         self.wake_tracker()

@@ -7,7 +7,8 @@ cancelled) write their audit record right after their own state change. Nothing 
 ``JobRepository.transition``.
 
 It also owns the one path that deletes a video at the provider (a job cancelled or given up on
-must not keep running, and paid for, there).
+must not keep running, and paid for, there), and the one status check a cancel makes there first:
+Cancel never refunds finished work (see ``JobLifecycle.cancel``).
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from bot.domain.errors import JobNotCancellable, JobNotFound
+from bot.domain.errors import CancelUnverified, JobAlreadyFinished, JobNotCancellable, JobNotFound
 from bot.domain.jobs import (
     TRANSITIONS,
+    WITH_PROVIDER,
     ChargeState,
     Job,
     JobChanges,
@@ -28,13 +30,25 @@ from bot.domain.jobs import (
     JobStatus,
     Trigger,
 )
-from bot.domain.messages import cancel_refusal
-from bot.domain.provider_errors import VideoAPIError
-from bot.services.ports import AuditLog, GuildPolicies, JobRepository, Receipt, Transaction, VideoDeleter
+from bot.domain.messages import already_finished, cancel_refusal, cancel_unverified
+from bot.domain.provider_errors import NotFound, VideoAPIError
+from bot.services.ports import AuditLog, GuildPolicies, JobRepository, ProviderVideos, Receipt, Transaction
 
 log = logging.getLogger(__name__)
 
 MODERATION_BLOCKED = "moderation_blocked"
+# The status check before a cancel refunds: bounded so the canceller's interaction (3 s to answer)
+# still gets its reply when the provider is slow.
+CANCEL_CHECK_SECONDS = 2.0
+
+
+_BEING_POSTED = (JobStatus.DOWNLOADING, JobStatus.UPLOADING)
+
+
+def _not_cancellable(job: Job) -> JobNotCancellable:
+    if job.status in _BEING_POSTED:
+        return JobAlreadyFinished(job.id, job.status.value, already_finished(job))
+    return JobNotCancellable(job.id, job.status.value, cancel_refusal(job))
 
 
 class JobLifecycle:
@@ -43,15 +57,17 @@ class JobLifecycle:
         jobs: JobRepository,
         audit: AuditLog,
         policies: GuildPolicies,
-        provider: VideoDeleter | None = None,
+        provider: ProviderVideos | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        cancel_check_seconds: float = CANCEL_CHECK_SECONDS,
     ) -> None:
         self.jobs = jobs
         self.audit = audit
         self.policies = policies
         self.provider = provider
         self._clock = clock
+        self.cancel_check_seconds = cancel_check_seconds
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def _move(self, job: Job, trigger: Trigger, changes: JobChanges) -> Job | None:
@@ -207,18 +223,43 @@ class JobLifecycle:
     async def cancel(self, job_id: int, *, actor_id: int) -> Job:
         """Cancel and refund a job the provider has not finished, and delete it there.
 
-        Cancelling always refunds: a member should not pay for a video they never receive. Raises
-        ``JobNotCancellable`` (or ``JobNotFound``) when it is past that point."""
+        The rule: **Cancel never refunds finished work.** A cancel refunds in full (a member should
+        not pay for a video they never receive), so it must not reach a video the provider has
+        already made, and billed, but the tracker has not fetched yet. Before refunding a job at
+        the provider, its status is asked there (one ``GET /videos/{id}``, at most
+        ``cancel_check_seconds``):
+
+        - ``completed``: not cancelled. The job moves on to its download (the ``completed``
+          trigger, as if the tracker had seen it), so it is posted and charged as usual;
+          ``JobAlreadyFinished`` says so to whoever pressed Cancel.
+        - no answer (unreachable, an error, rate limited, slower than ``cancel_check_seconds``):
+          not cancelled either; ``CancelUnverified`` asks to try again in a minute. Refunding
+          blind could give away a video the provider has made and billed. The credits stay
+          reserved, not spent: the tracker delivers the video (charged) once the provider answers
+          again, or the job's deadline fails it (refunded).
+        - not found there: cancelled (nothing exists to deliver; the tracker would fail it,
+          refunded, anyway). Any other status: cancelled.
+
+        A job not at the provider yet (waiting, or its create in flight) is cancelled without a
+        check; a create that lands afterwards is deleted (``accepted``). The provider can still
+        finish between the check and the cancel: the status compare-and-set keeps one winner.
+        Either the tracker's completion wins (the cancel is refused as above), or the cancel does
+        and a completion seen after it moves nothing (``completed`` expects a job still at the
+        provider): that video is never posted, and its delete is sent to the provider. The
+        operator may pay for it, but nobody receives it free.
+
+        Raises ``JobNotCancellable`` (or ``JobNotFound``) when it is past that point."""
         job = await self.jobs.get_job(job_id)
         if job is None:
             raise JobNotFound(job_id)
+        if job.cancellable:
+            await self._refuse_if_finished(job)
         changes = JobChanges(
             status=JobStatus.CANCELLED, charge_state=ChargeState.REFUNDED, finished_at=self._clock()
         )
         cancelled = await self._move(job, Trigger.CANCELLED, changes)
         if cancelled is None:
-            current = await self.jobs.get_job(job_id) or job
-            raise JobNotCancellable(current.id, current.status.value, cancel_refusal(current))
+            raise _not_cancellable(await self.jobs.get_job(job_id) or job)
         await self.audit.audit(
             "job.cancelled",
             guild_id=cancelled.guild_id,
@@ -229,6 +270,28 @@ class JobLifecycle:
         if cancelled.provider_video_id:
             self.delete_at_provider(cancelled.id, cancelled.provider_video_id)
         return cancelled
+
+    async def _refuse_if_finished(self, job: Job) -> None:
+        """The provider's say before a cancel refunds (``cancel``'s rule): raises when the video is
+        made (and sends the job on to its delivery) or when the provider can't be asked."""
+        if job.status not in WITH_PROVIDER or not job.provider_video_id or self.provider is None:
+            return
+        try:
+            async with asyncio.timeout(self.cancel_check_seconds):
+                video = await self.provider.retrieve(job.provider_video_id)
+        except NotFound:
+            return
+        except (VideoAPIError, TimeoutError) as exc:
+            log.warning("job %s: not cancelled, the provider status check failed: %s", job.id, exc)
+            raise CancelUnverified(job.id, job.status.value, cancel_unverified(job)) from exc
+        if video.status != "completed":
+            return
+        moved = await self.completed(job, video.status)
+        current = moved or await self.jobs.get_job(job.id) or job
+        if current.status in _BEING_POSTED:
+            log.info("job %s: cancel refused, the provider had finished it; delivering", job.id)
+            raise _not_cancellable(current)
+        # Anything else (cancelled or failed meanwhile): the cancel's own compare-and-set answers.
 
     # -- the provider-delete path ----------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from bot.domain.credits import GuildPolicy, RoleOverride, Usage, UsageReport
 from bot.domain.jobs import Job, JobChanges, JobRequest, JobStatus
+from bot.domain.provider import Video
 
 # ==================================================================================================
 # Jobs
@@ -114,8 +115,17 @@ class CancelPresenter(Protocol):
         """Show the cancelled card (the member who pressed Cancel was answered already)."""
 
 
-class VideoDeleter(Protocol):
+class ProviderVideos(Protocol):
+    """The provider calls the lifecycle makes itself (``VideoAPIClient`` implements them)."""
+
+    async def retrieve(self, video_id: str) -> Video:
+        """The video's status now (the check before a cancel refunds)."""
+        ...
+
     async def delete(self, video_id: str) -> bool: ...
+
+
+VideoDeleter = ProviderVideos  # the name the composition root still imports
 
 
 # ==================================================================================================

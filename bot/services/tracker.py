@@ -315,6 +315,11 @@ class JobTracker:
             elif job.status in WITH_PROVIDER:
                 at_provider.append(job)
         pushed, self._pushed = self._pushed, {}
+        # An event for a job that is backing off waits for its retry instead of being dropped.
+        for job in active:
+            video_id = job.provider_video_id
+            if job.id in self._not_before and video_id is not None and video_id in pushed:
+                self._pushed[video_id] = pushed.pop(video_id)
         if pushed:
             at_provider = await self._apply_pushed(at_provider, pushed)
         if at_provider and now >= self._next_status_refresh:

@@ -20,7 +20,7 @@ from aiohttp import web
 from bot.adapters.sqlite.store import Store
 from bot.adapters.videoapi.client import VideoAPIClient
 from bot.app import job_service, job_tracker
-from bot.domain.jobs import ChargeState, JobStatus
+from bot.domain.jobs import ChargeState, Job, JobStatus
 from bot.domain.provider_errors import DownloadTooLarge
 from bot.localapi import LocalRendererConfig
 from bot.services.tracker import FREE_SPACE_MARGIN_BYTES, MAX_STEP_FAILURES, DiskUsage, JobTracker
@@ -284,3 +284,50 @@ async def test_room_for_the_margin_but_not_the_file_refuses_before_writing_then_
     assert stored is not None and stored.status is JobStatus.COMPLETED
     assert presenter.delivered[job.id][4:8] == b"ftyp"
     assert all(not name.endswith(".part") for names in partials_seen for name in names)
+
+
+class FlakyPresenter(RecordingPresenter):
+    """Showing progress fails once (a Discord hiccup): the status step fails and backs off."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures_left = 1
+
+    async def job_changed(self, job: Job) -> None:
+        if self.failures_left:
+            self.failures_left -= 1
+            raise RuntimeError("Discord hiccup")
+        await super().job_changed(job)
+
+
+async def test_a_webhook_event_for_a_job_backing_off_is_kept_for_its_retry(
+    store: Store, tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    presenter = FlakyPresenter()
+    job = await job_service(store).submit(request("event while backing off"))
+    # A video that stays unfinished for the whole test: the event is what says "completed".
+    config = LocalRendererConfig(generation_seconds=120, queue_seconds=0.0, fps=8, data_dir=tmp_path / "slow")
+    async with (
+        InstrumentedRenderer(config) as slow,
+        VideoAPIClient(slow.base_url, backoff_initial=0.01) as api,
+    ):
+        video = await api.create(prompt=job.prompt, model="sora-2", size="720x1280", seconds=4)
+        await store.update_job(job.id, status=JobStatus.QUEUED, provider_video_id=video.id)
+        # Push mode with the safety sweep far away: after the first look, only events move the job.
+        tracker = job_tracker(
+            store, api, presenter, tmp_path / "data", clock=clock, push_mode=True, safety_interval=3600
+        )
+        await tracker.sweep()  # the first status look: showing it fails, the job backs off
+        await settle(tracker)
+        retry_at = tracker.retry_at(job.id)
+        assert retry_at is not None
+        tracker.notify_video_event(video.id)  # arrives while the job waits out its backoff
+        await tracker.sweep()
+        await settle(tracker)
+        assert presenter.changes == []
+        clock.now = retry_at
+        await tracker.sweep()  # the retry applies the event that waited
+        await settle(tracker)
+        await tracker.stop()
+    assert (job.id, "downloading", 100) in presenter.changes

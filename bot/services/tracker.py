@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import logging
 import shutil
@@ -89,7 +90,16 @@ class NotEnoughSpace(StepFailed):
         )
 
 
+class DiskSpace(Protocol):
+    """What ``shutil.disk_usage`` answers, as far as the download check reads it."""
+
+    @property
+    def free(self) -> int: ...
+
+
 class DiskUsage(NamedTuple):
+    """A ``shutil.disk_usage`` answer (for a simulated disk)."""
+
     total: int
     used: int
     free: int
@@ -154,7 +164,7 @@ class JobTracker:
         deadline_seconds: float = 3600.0,
         clock: Callable[[], float] = time.time,
         backoff: wait_base | None = None,
-        disk_usage: Callable[[Path], DiskUsage | Any] = shutil.disk_usage,
+        disk_usage: Callable[[Path], DiskSpace] = shutil.disk_usage,
         free_space_margin: int = FREE_SPACE_MARGIN_BYTES,
         housekeeping: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     ) -> None:
@@ -609,6 +619,10 @@ class JobTracker:
             except DownloadTooLarge as exc:
                 await self._fail(job, exc.code or "download_too_large", too_large_message(exc))
                 return
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:  # the disk filled up during the download
+                    raise NotEnoughSpace(f"the disk filled up while downloading to {path.parent}") from exc
+                raise
             except VideoAPIError as exc:
                 if await self._still_generating(job):
                     return
@@ -641,7 +655,7 @@ class JobTracker:
         existing = folder
         while not existing.exists() and existing.parent != existing:
             existing = existing.parent
-        free = int(self._disk_usage(existing).free)
+        free = self._disk_usage(existing).free
         need = (expected or 0) + self.free_space_margin
         if free < need:
             raise NotEnoughSpace(

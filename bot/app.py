@@ -31,6 +31,7 @@ from bot.services.jobs import JobService
 from bot.services.lifecycle import JobLifecycle
 from bot.services.ports import JobPresenter, VideoDeleter
 from bot.services.references import ReferenceImages
+from bot.services.retention import RetentionPolicy, RetentionService
 from bot.services.tracker import JobTracker, VideoProvider
 from bot.settings import Settings
 
@@ -86,6 +87,16 @@ def job_tracker(
     )
 
 
+def retention_service(store: Store, settings: Settings) -> RetentionService:
+    """Hourly pruning of expired tokens, old files, prompts and audit records (``bot.services.retention``)."""
+    policy = RetentionPolicy(
+        media_days=settings.media_retention_days,
+        job_details_days=settings.job_details_retention_days,
+        audit_days=settings.audit_retention_days,
+    )
+    return RetentionService(store, settings.data_dir, policy)
+
+
 def fit_video(src: Path, dst: Path, limit: int) -> str | None:
     """The media adapter's re-encode, as the delivery planner's ``Fit``: the reason when it can't."""
     try:
@@ -135,6 +146,7 @@ def build_bot(
     credits = credits_service(store, catalog=catalog)
     wake = asyncio.Event()  # a new job or a cancel wakes the tracker
     jobs = job_service(store, lifecycle=lifecycle, credits=credits, catalog=catalog, on_new_job=wake.set)
+    retention = retention_service(store, settings)
 
     def tracker_for(presenter: JobPresenter) -> JobTracker:
         return JobTracker(
@@ -150,6 +162,7 @@ def build_bot(
             max_concurrent_submissions=settings.max_concurrent_submissions,
             max_concurrent_deliveries=settings.max_concurrent_deliveries,
             deadline_seconds=settings.job_deadline_minutes * 60,
+            housekeeping=[retention.run_forever],  # runs while the tracker does
         )
 
     # One gate and one download session for the process; the fake Discord (and self-hosted

@@ -35,6 +35,7 @@ from bot.domain.jobs import Job, JobRequest, JobStatus
 from bot.domain.provider_errors import AuthenticationError, UnsupportedEndpoint, VideoAPIError
 from bot.logsafety import install_redaction, register_secret
 from bot.services.jobs import clean_prompt
+from bot.services.retention import make_private_dir
 from bot.settings import Settings, redact_urls
 
 log = logging.getLogger("videobot")
@@ -344,6 +345,7 @@ async def video_api(
                 key,
                 max_attempts=max_attempts,
                 requests_per_minute=settings.video_api_requests_per_minute,
+                max_download_bytes=settings.max_download_bytes,
             )
         )
         yield client
@@ -379,7 +381,7 @@ async def run_bot(settings: Settings, args: argparse.Namespace) -> int:
     catalog = load_catalog(settings.models_file)
     log.info("videos from %s; %s", describe_provider(settings), describe_catalog(catalog))
     point_discord_at(settings.discord_api_base_url, settings.discord_gateway_url)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(settings.data_dir)  # owner-only: tokens, prompts and members' images live there
     async with Store.open(settings.database_path) as store, video_api(settings) as api:
         links = None
         if settings.public_base_url and settings.http_port is not None:

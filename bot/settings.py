@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from bot.domain.errors import ConfigError
 
 LOCAL_API = "local"
+MIN_AUDIT_RETENTION_DAYS = 32
 _URL_CREDENTIALS = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#@\s]+@")
 
 
@@ -49,6 +50,15 @@ class Settings(BaseSettings):
     local_api_key: SecretStr | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # Hardening: bounds on what the bot downloads and how long it keeps what members gave it.
+    # Not the Discord upload limit: bigger files are re-encoded or linked, so they must download.
+    max_download_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
+    # 0 = keep forever. Media and references of finished jobs; prompts and error texts of finished
+    # jobs (the rows stay: credits, history and remix lineage read them); audit records and grants.
+    media_retention_days: float = Field(default=7.0, ge=0)
+    job_details_retention_days: float = Field(default=90.0, ge=0)
+    audit_retention_days: float = Field(default=365.0, ge=0)
+
     @field_validator(
         "models_file",
         "http_port",
@@ -63,6 +73,17 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: object) -> object:
         # `.env.example` lists every variable; an empty `HTTP_PORT=` means "not set", not "invalid".
         return None if value == "" else value
+
+    @field_validator("audit_retention_days")
+    @classmethod
+    def _grants_outlive_a_period(cls, value: float) -> float:
+        # Grants count for the period they were given in (a month at most): never prune one early.
+        if 0 < value < MIN_AUDIT_RETENTION_DAYS:
+            raise ValueError(
+                f"must be 0 (keep forever) or at least {MIN_AUDIT_RETENTION_DAYS} days, "
+                "longer than the longest credit period (a month)"
+            )
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -62,3 +62,14 @@ class SubmitUncertain(VideoAPIError):
 
 class UnsupportedEndpoint(VideoAPIError):
     """The provider does not implement this optional endpoint (e.g. list or delete)."""
+
+
+class DownloadTooLarge(VideoAPIError):
+    """The provider's file is larger than the bot accepts (``MAX_DOWNLOAD_BYTES``): by its
+    ``Content-Length``, or counted while streaming when the header was missing or wrong. Not
+    retried: the same file would be refused again."""
+
+    def __init__(self, message: str, *, limit: int, size: int | None = None) -> None:
+        super().__init__(message, code="download_too_large")
+        self.limit = limit
+        self.size = size

@@ -17,6 +17,7 @@ from bot.domain.jobs import Job, JobRequest, Requester
 from bot.services.credits import CreditsService
 from bot.services.lifecycle import JobLifecycle
 from bot.services.ports import CancelPresenter, JobRepository, Receipt, Transaction
+from bot.services.retention import PROMPT_REMOVED
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,11 @@ class JobService:
     def again_request(self, source: Job, requester: Requester) -> JobRequest:
         """The same request once more (prompt, settings, starting image, remix source), as a new
         job charged to ``requester``."""
+        if source.prompt == PROMPT_REMOVED:
+            raise UserError(
+                f"The prompt of job #{source.id} is no longer stored (old job details are deleted), "
+                "so it can't be made again. Use `/video` with a new prompt."
+            )
         if source.reference_image_path and not Path(source.reference_image_path).exists():
             raise UserError(
                 f"The starting image of job #{source.id} is no longer stored, so it can't be made again. "

@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import logging
+import shutil
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
+
+from tenacity import RetryCallState, Retrying
+from tenacity.wait import wait_base, wait_exponential, wait_random_exponential
 
 from bot.domain.errors import UndeliverableError
 from bot.domain.jobs import WITH_PROVIDER, Job, JobStatus
@@ -32,6 +37,7 @@ from bot.domain.messages import (
 from bot.domain.provider import Video, VideoList
 from bot.domain.provider_errors import (
     BadRequest,
+    DownloadTooLarge,
     NotFound,
     SubmitUncertain,
     UnsupportedEndpoint,
@@ -49,10 +55,61 @@ MAX_STEP_FAILURES = 5
 # (the queue before submission, the download and the upload): see ``Job.deadline_at``.
 DEADLINE_GRACE_SECONDS = 600.0
 LOST_CREATE_SEARCH_DEPTH = 50  # recent videos searched for a create whose answer was lost
+# A failed step is retried after a growing pause, not on the next sweep (which could be 50 ms
+# away): about 2 s, doubling, at most 5 min. Half of each pause is fixed and half random ("equal
+# jitter"): jobs that failed together spread out, and each pause is at least as long as the last.
+STEP_BACKOFF_BASE_SECONDS = 2.0
+STEP_BACKOFF_MAX_SECONDS = 300.0
+# Free space a download must leave on the disk of DATA_DIR (the database, logs and re-encodes
+# need room too).
+FREE_SPACE_MARGIN_BYTES = 64 * 1024 * 1024
+MIB = 1024 * 1024
 
 
 class ReferenceMissing(Exception):
     """The fitted reference image of a job is gone from disk (deleted, or a different DATA_DIR)."""
+
+
+class StepFailed(Exception):
+    """A step could not run now, for a reason that may pass (it is retried with backoff). When the
+    retries run out, the job fails with this code and member-facing message."""
+
+    def __init__(self, code: str, user_message: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.user_message = user_message
+
+
+class NotEnoughSpace(StepFailed):
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            "disk_full",
+            "The bot's disk was too full to save this video, so it gave up. Nothing was charged; "
+            "please try again later.",
+            detail,
+        )
+
+
+class DiskSpace(Protocol):
+    """What ``shutil.disk_usage`` answers, as far as the download check reads it."""
+
+    @property
+    def free(self) -> int: ...
+
+
+class DiskUsage(NamedTuple):
+    """A ``shutil.disk_usage`` answer (for a simulated disk)."""
+
+    total: int
+    used: int
+    free: int
+
+
+def step_backoff(base: float = STEP_BACKOFF_BASE_SECONDS, cap: float = STEP_BACKOFF_MAX_SECONDS) -> wait_base:
+    """The pause before a failed step's next try (see ``STEP_BACKOFF_BASE_SECONDS``)."""
+    return wait_exponential(multiplier=base / 2, max=cap / 2) + wait_random_exponential(
+        multiplier=base / 2, max=cap / 2
+    )
 
 
 class VideoProvider(Protocol):
@@ -78,7 +135,12 @@ class VideoProvider(Protocol):
 
     async def list(self, *, limit: int = 100, after: str | None = None, order: str = "desc") -> VideoList: ...
 
-    async def download(self, video_id: str, dest: Path) -> int: ...
+    async def download(
+        self, video_id: str, dest: Path, *, check_room: Callable[[int | None], None] | None = None
+    ) -> int:
+        """``check_room`` gets the announced size before anything is written; raising refuses it.
+        A file over the client's limit raises ``DownloadTooLarge``."""
+        ...
 
     async def delete(self, video_id: str) -> bool: ...
 
@@ -101,6 +163,10 @@ class JobTracker:
         max_concurrent_deliveries: int = 3,
         deadline_seconds: float = 3600.0,
         clock: Callable[[], float] = time.time,
+        backoff: wait_base | None = None,
+        disk_usage: Callable[[Path], DiskSpace] = shutil.disk_usage,
+        free_space_margin: int = FREE_SPACE_MARGIN_BYTES,
+        housekeeping: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     ) -> None:
         self.store = store
         self.lifecycle = lifecycle
@@ -124,6 +190,14 @@ class JobTracker:
         self._next_status_refresh = 0.0
         self._upload_attempted: set[int] = set()  # jobs this process has tried to post
         self._step_failures: dict[int, int] = {}
+        # Job id → clock time before which its steps are not retried (after a failure).
+        self._not_before: dict[int, float] = {}
+        self._backoff = backoff if backoff is not None else step_backoff()
+        self._disk_usage = disk_usage
+        self.free_space_margin = free_space_margin
+        # Periodic work that runs while the tracker does (retention), started and stopped with it.
+        self._housekeeping = tuple(housekeeping)
+        self._housekeepers: list[asyncio.Task[None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: asyncio.Task[None] | None = None
         self.sweeps = 0
@@ -134,6 +208,10 @@ class JobTracker:
     def start(self) -> None:
         if self._runner is None:
             self._runner = asyncio.create_task(self.run(), name="job-tracker")
+            self._housekeepers = [
+                asyncio.create_task(work(), name=f"housekeeping-{n}")
+                for n, work in enumerate(self._housekeeping)
+            ]
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -141,11 +219,24 @@ class JobTracker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
             self._runner = None
+        for housekeeper in self._housekeepers:
+            housekeeper.cancel()
+        await asyncio.gather(*self._housekeepers, return_exceptions=True)
+        self._housekeepers = []
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.lifecycle.close()
+
+    @property
+    def steps_running(self) -> int:
+        """Submit, delivery and status steps in flight now."""
+        return len(self._tasks)
+
+    def retry_at(self, job_id: int) -> float | None:
+        """When a job whose step failed is tried again (clock time), if it is backing off."""
+        return self._not_before.get(job_id)
 
     @property
     def alive(self) -> bool:
@@ -217,8 +308,14 @@ class JobTracker:
         """Move every active job one step. Returns how long to wait before the next sweep."""
         self.sweeps += 1
         now = self.last_sweep_at = self._clock()
-        jobs = [job for job in await self.store.active_jobs() if job.id not in self._busy]
+        active = await self.store.active_jobs()
+        # Backoffs that ended, or of jobs that ended some other way (a cancel), are dropped.
+        ids = {job.id for job in active}
+        self._not_before = {k: t for k, t in self._not_before.items() if k in ids and t > now}
+        jobs = [job for job in active if job.id not in self._busy]
         jobs = [job for job in jobs if not await self._past_deadline(job, now)]
+        # A job whose step failed waits out its backoff (its deadline still applies, above).
+        jobs = [job for job in jobs if job.id not in self._not_before]
         at_provider: list[Job] = []
         for job in jobs:
             if job.status in (JobStatus.PENDING, JobStatus.SUBMITTING):
@@ -228,6 +325,11 @@ class JobTracker:
             elif job.status in WITH_PROVIDER:
                 at_provider.append(job)
         pushed, self._pushed = self._pushed, {}
+        # An event for a job that is backing off waits for its retry instead of being dropped.
+        for job in active:
+            video_id = job.provider_video_id
+            if job.id in self._not_before and video_id is not None and video_id in pushed:
+                self._pushed[video_id] = pushed.pop(video_id)
         if pushed:
             at_provider = await self._apply_pushed(at_provider, pushed)
         if at_provider and now >= self._next_status_refresh:
@@ -235,8 +337,14 @@ class JobTracker:
             self._next_status_refresh = now + self._status_interval(at_provider, now)
         if not at_provider:
             self._next_status_refresh = now  # the next job in flight is checked without delay
-            return self.idle_interval
-        return max(self.min_poll_interval, self._next_status_refresh - now)
+            return self._until_retry(now, self.idle_interval)
+        return self._until_retry(now, max(self.min_poll_interval, self._next_status_refresh - now))
+
+    def _until_retry(self, now: float, delay: float) -> float:
+        """``delay``, shortened so the sweep after the earliest backoff ends retries that job."""
+        if not self._not_before:
+            return delay
+        return min(delay, max(self.min_poll_interval, min(self._not_before.values()) - now))
 
     def _status_interval(self, jobs: list[Job], now: float) -> float:
         """How long until the next status refresh.
@@ -276,23 +384,38 @@ class JobTracker:
         return waiting
 
     async def _guarded(self, job: Job, step: str, action: Callable[[], Awaitable[None]]) -> None:
-        """Run a step; an unexpected error is logged and the step retried on a later sweep, up to
-        ``MAX_STEP_FAILURES`` times, after which the job fails (refunded) instead of looping."""
+        """Run a step; an error is logged and the step retried after a backoff (``step_backoff``),
+        up to ``MAX_STEP_FAILURES`` times, after which the job fails (refunded) instead of looping."""
         try:
             await action()
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             failures = self._step_failures[job.id] = self._step_failures.get(job.id, 0) + 1
             if failures < MAX_STEP_FAILURES:
-                log.exception("job %s: %s failed (%d); retrying on a later sweep", job.id, step, failures)
+                pause = self._pause_after(failures)
+                self._not_before[job.id] = self._clock() + pause
+                if isinstance(exc, StepFailed):  # expected, and explained: no traceback
+                    log.warning(
+                        "job %s: %s failed (%d): %s; retrying in %.1fs", job.id, step, failures, exc, pause
+                    )
+                else:
+                    log.exception("job %s: %s failed (%d); retrying in %.1fs", job.id, step, failures, pause)
                 return
-            log.exception("job %s: %s failed %d times; giving up", job.id, step, failures)
+            log.error("job %s: %s failed %d times; giving up", job.id, step, failures, exc_info=exc)
+            if isinstance(exc, StepFailed):
+                await self._fail(job, exc.code, exc.user_message)
+                return
             await self._fail(
                 job,
                 "internal_error",
                 "The bot ran into a problem it couldn't get past while making this video.",
             )
+
+    def _pause_after(self, failures: int) -> float:
+        state = RetryCallState(Retrying(), None, (), {})
+        state.attempt_number = failures
+        return float(self._backoff(state))
 
     async def _past_deadline(self, job: Job, now: float) -> bool:
         """Fail (and refund) any job still unfinished past its deadline (``Job.deadline_at``: the
@@ -487,8 +610,19 @@ class JobTracker:
             if not job.provider_video_id:
                 await self._fail(job, "no_video", "The provider reported success but gave no video.")
                 return
+            # Before any request: a full disk is retried later (with backoff), not downloaded into.
+            self._check_room(path.parent, None)
             try:
-                await self.api.download(job.provider_video_id, path)
+                await self.api.download(
+                    job.provider_video_id, path, check_room=functools.partial(self._check_room, path.parent)
+                )
+            except DownloadTooLarge as exc:
+                await self._fail(job, exc.code or "download_too_large", too_large_message(exc))
+                return
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:  # the disk filled up during the download
+                    raise NotEnoughSpace(f"the disk filled up while downloading to {path.parent}") from exc
+                raise
             except VideoAPIError as exc:
                 if await self._still_generating(job):
                     return
@@ -514,6 +648,19 @@ class JobTracker:
             return  # the presenter explained or will retry; the job stays in UPLOADING
         reached(FailPoint.AFTER_UPLOAD_BEFORE_RECORD)
         await self._mark_delivered(current, receipt)
+
+    def _check_room(self, folder: Path, expected: int | None) -> None:
+        """Raise ``NotEnoughSpace`` unless the disk holding ``folder`` has room for ``expected``
+        bytes (unknown: none) and the margin."""
+        existing = folder
+        while not existing.exists() and existing.parent != existing:
+            existing = existing.parent
+        free = self._disk_usage(existing).free
+        need = (expected or 0) + self.free_space_margin
+        if free < need:
+            raise NotEnoughSpace(
+                f"{free / MIB:.0f} MiB free in {existing}, the download needs {need / MIB:.0f} MiB"
+            )
 
     async def _mark_delivered(self, job: Job, receipt: Receipt | int) -> None:
         await self.lifecycle.delivered(job, receipt)
@@ -545,6 +692,23 @@ class JobTracker:
     def _forget(self, job_id: int) -> None:
         self._upload_attempted.discard(job_id)
         self._step_failures.pop(job_id, None)
+        self._not_before.pop(job_id, None)
+
+
+def too_large_message(exc: DownloadTooLarge) -> str:
+    size = f"{size_text(exc.size)}, " if exc.size is not None else ""
+    return (
+        f"The finished video is {size}more than this bot downloads (at most {size_text(exc.limit)} "
+        "per video), so it was not fetched. Nothing was charged; try a shorter or smaller video."
+    )
+
+
+def size_text(n: int) -> str:
+    if n >= MIB:
+        return f"{n / MIB:,.1f} MiB".replace(".0 MiB", " MiB")
+    if n >= 1024:
+        return f"{n / 1024:,.0f} KiB"
+    return f"{n:,} bytes"
 
 
 def matches_job(video: Video, job: Job) -> bool:

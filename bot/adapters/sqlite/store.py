@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -23,10 +25,44 @@ from typing import Any, Literal
 
 import aiosqlite
 
-from bot.domain.jobs import ACTIVE_STATUSES, ChargeState, Job, JobChanges, JobRequest, JobStatus
+from bot.domain.jobs import (
+    ACTIVE_STATUSES,
+    FINAL_STATUSES,
+    ChargeState,
+    Job,
+    JobChanges,
+    JobRequest,
+    JobStatus,
+)
+
+log = logging.getLogger(__name__)
 
 _JOB_COLUMNS = tuple(f.name for f in fields(Job))
 _ACTIVE = tuple(s.value for s in ACTIVE_STATUSES)
+_IN_ACTIVE = f"status IN ({', '.join('?' for _ in _ACTIVE)})"
+# The database holds interaction tokens, the media-link key and members' prompts: owner-only.
+FILE_MODE = 0o600
+SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file owner-only before SQLite opens it (SQLite would create it with the
+    process umask, usually 0644, and gives -wal/-shm the main file's mode), and narrow existing
+    ones. ``os.open``'s mode is masked by the umask, which only removes bits; the chmod makes the
+    mode exact."""
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, FILE_MODE))
+    restrict_files(path)
+
+
+def restrict_files(path: Path) -> None:
+    """The database file and the side files SQLite keeps next to it, ``FILE_MODE``."""
+    for candidate in (path, *(path.with_name(path.name + suffix) for suffix in SIDE_FILES)):
+        try:
+            if candidate.exists() and candidate.stat().st_mode & 0o777 != FILE_MODE:
+                os.chmod(candidate, FILE_MODE)
+        except OSError as exc:  # not ours (a volume owned by another user): say so, keep running
+            log.warning("could not make %s owner-only: %s", candidate, exc.strerror)
 
 
 def _migrations() -> list[tuple[int, str, str]]:
@@ -70,7 +106,8 @@ class Store:
 
     @classmethod
     async def connect(cls, path: Path, *, clock: Callable[[], float] = time.time) -> Store:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        await asyncio.to_thread(_create_private, path)
         conn = await aiosqlite.connect(path, isolation_level=None)
         conn.row_factory = aiosqlite.Row
         await conn.execute("PRAGMA journal_mode=WAL")
@@ -83,6 +120,7 @@ class Store:
         except BaseException:
             await conn.close()
             raise
+        await asyncio.to_thread(restrict_files, path)  # -wal/-shm exist now; older ones may be 0644
         return store
 
     async def close(self) -> None:
@@ -272,6 +310,65 @@ class Store:
         values["updated_at"] = self._clock()
         assignments = ", ".join(f"{column} = ?" for column in values)
         await conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values.values(), job_id))
+
+    # -- retention (``bot.services.retention``) -------------------------------------------------
+
+    async def clear_expired_tokens(self, now: float) -> int:
+        """Forget interaction tokens past their expiry, on every job (they are credentials, and
+        useless by then: the presenter uses channel routes). Returns how many were cleared."""
+        async with self.transaction() as tx:
+            cursor = await tx.execute(
+                "UPDATE jobs SET interaction_token = NULL WHERE interaction_token IS NOT NULL "
+                "AND (token_expires_at IS NULL OR token_expires_at < ?)",
+                (now,),
+            )
+            return cursor.rowcount
+
+    async def prune_job_details(self, finished_before: float, placeholder: str) -> int:
+        """Replace the prompt (with ``placeholder``) and drop the error text of jobs that finished
+        before ``finished_before``, and the prompt in their submission's audit record. The rows
+        stay: credits, usage reports, history and remix lineage count them."""
+        final = tuple(s.value for s in FINAL_STATUSES)
+        async with self.transaction() as tx:
+            cursor = await tx.execute(
+                f"UPDATE jobs SET prompt = ?, error_message = NULL "
+                f"WHERE status IN ({', '.join('?' for _ in final)}) AND finished_at < ? AND prompt != ? "
+                "RETURNING id",
+                (placeholder, *final, finished_before, placeholder),
+            )
+            ids = [int(row[0]) for row in await cursor.fetchall()]
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                await tx.execute(
+                    "UPDATE audit_log SET details = json_remove(details, '$.prompt') "
+                    f"WHERE job_id IN ({', '.join('?' for _ in chunk)}) AND json_valid(details) "
+                    "AND json_extract(details, '$.prompt') IS NOT NULL",
+                    chunk,
+                )
+            return len(ids)
+
+    async def prune_records(self, before: float) -> tuple[int, int]:
+        """Delete audit records and grants created before ``before``: (audit rows, grants)."""
+        async with self.transaction() as tx:
+            audit = await tx.execute("DELETE FROM audit_log WHERE created_at < ?", (before,))
+            grants = await tx.execute("DELETE FROM grants WHERE created_at < ?", (before,))
+            return audit.rowcount, grants.rowcount
+
+    async def jobs_keeping_files(self, finished_since: float) -> tuple[set[int], set[str]]:
+        """Ids of the jobs whose files stay (unfinished, or finished at or after ``finished_since``)
+        and the reference images they use, from one snapshot."""
+        where = f"{_IN_ACTIVE} OR finished_at IS NULL OR finished_at >= ?"
+        async with self.snapshot() as snap:
+            ids = await self.fetchall(
+                f"SELECT id FROM jobs WHERE {where}", (*_ACTIVE, finished_since), tx=snap
+            )
+            refs = await self.fetchall(
+                f"SELECT DISTINCT reference_image_path FROM jobs WHERE reference_image_path IS NOT NULL "
+                f"AND ({where})",
+                (*_ACTIVE, finished_since),
+                tx=snap,
+            )
+        return {int(row[0]) for row in ids}, {str(row[0]) for row in refs}
 
 
 def _split_sql(script: str) -> list[str]:

@@ -30,6 +30,7 @@ from bot.domain.provider_errors import (
     AuthenticationError,
     BadRequest,
     ConnectionFailed,
+    DownloadTooLarge,
     NotFound,
     RateLimited,
     ServerError,
@@ -50,6 +51,10 @@ _RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 # Statuses after which a create request was certainly not processed, so sending it again is safe.
 _NOT_PROCESSED_STATUSES = frozenset({408, 409, 429})
 _CHUNK = 256 * 1024
+DEFAULT_MAX_DOWNLOAD_BYTES = 512 * 1024 * 1024
+# Called with the size the provider announces (None: no usable Content-Length) before anything is
+# written; raising refuses the download (the tracker checks free disk space here).
+RoomCheck = Callable[[int | None], None]
 
 
 class _Retryable(Exception):
@@ -132,8 +137,10 @@ class VideoAPIClient:
         read_timeout: float = 120.0,
         user_agent: str = "videobot",
         requests_per_minute: int | None = None,
+        max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.max_download_bytes = max_download_bytes
         self._api_key = api_key
         self._max_attempts = max_attempts
         self._backoff = wait_exponential_jitter(
@@ -351,13 +358,27 @@ class VideoAPIClient:
         )
         return self._parse(Video, body)
 
-    async def download(self, video_id: str, dest: Path, *, variant: Variant = "video") -> int:
-        """Stream one asset to ``dest`` (via a temporary name, then rename). Returns its size in bytes."""
-        return await self._with_retries(lambda: self._download_once(video_id, dest, variant))
+    async def download(
+        self,
+        video_id: str,
+        dest: Path,
+        *,
+        variant: Variant = "video",
+        check_room: RoomCheck | None = None,
+    ) -> int:
+        """Stream one asset to ``dest`` (via a temporary name, then rename). Returns its size in bytes.
 
-    async def _download_once(self, video_id: str, dest: Path, variant: Variant) -> int:
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        At most ``max_download_bytes`` are accepted: a larger ``Content-Length`` is refused before
+        the body is read, and a body that runs past the limit (no header, or a wrong one) is cut
+        there. Either raises ``DownloadTooLarge`` and is not retried; nothing is left on disk."""
+        return await self._with_retries(lambda: self._download_once(video_id, dest, variant, check_room))
+
+    async def _download_once(
+        self, video_id: str, dest: Path, variant: Variant, check_room: RoomCheck | None
+    ) -> int:
+        dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         partial = dest.with_name(dest.name + ".part")
+        limit = self.max_download_bytes
         if self.budget is not None:
             await self.budget.acquire()
         self.request_counts["GET content"] = self.request_counts.get("GET content", 0) + 1
@@ -370,14 +391,30 @@ class VideoAPIClient:
                     if resp.status in _RETRYABLE_STATUSES:
                         raise _Retryable(error, maybe_processed=False)
                     raise error
+                announced = resp.content_length
+                if announced is not None and announced > limit:
+                    # Refused from the header: the body is never read (leaving the block closes
+                    # the connection rather than draining it).
+                    raise DownloadTooLarge(
+                        f"the provider's file is {announced} bytes, over the {limit}-byte download limit",
+                        limit=limit,
+                        size=announced,
+                    )
+                if check_room is not None:
+                    check_room(announced)
                 size = 0
                 out = await asyncio.to_thread(partial.open, "wb")
                 try:
                     async for chunk in resp.content.iter_chunked(_CHUNK):
+                        size += len(chunk)
+                        if size > limit:
+                            raise DownloadTooLarge(
+                                f"the provider's file ran past the {limit}-byte download limit",
+                                limit=limit,
+                            )
                         # File writes and fsync happen in a worker thread: a slow disk must not
                         # stall the gateway heartbeat or interaction acknowledgements.
                         await asyncio.to_thread(out.write, chunk)
-                        size += len(chunk)
                         reached(FailPoint.DURING_DOWNLOAD)
                     await asyncio.to_thread(_flush_to_disk, out)
                 finally:

@@ -332,6 +332,7 @@ async def video_api(
                 LocalRenderer(
                     LocalRendererConfig(
                         generation_seconds=settings.local_generation_seconds,
+                        fps=settings.local_render_fps,
                         data_dir=settings.data_dir / "local-api" if keep_files else None,
                         api_key=local_key,
                     )
@@ -568,7 +569,10 @@ async def serve_local_api(settings: Settings, args: argparse.Namespace) -> int:
         raise ConfigError(unprotected_host_message(args.host))
     register_secret(api_key)
     config = LocalRendererConfig(
-        generation_seconds=generation, data_dir=settings.data_dir / "local-api", api_key=api_key
+        generation_seconds=generation,
+        fps=settings.local_render_fps,
+        data_dir=settings.data_dir / "local-api",
+        api_key=api_key,
     )
     with contextlib.suppress(asyncio.CancelledError):
         await serve_forever(config, args.host, args.port)

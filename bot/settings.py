@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     max_concurrent_deliveries: int = Field(default=3, ge=1)
     job_deadline_minutes: float = Field(default=60.0, gt=0)
     local_generation_seconds: float = Field(default=8.0, ge=0)
+    # Frames per second of the built-in renderer's demo videos: fewer frames, less CPU per video.
+    local_render_fps: int = Field(default=24, ge=1, le=60)
     local_api_key: SecretStr | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

@@ -51,6 +51,7 @@ class BotProcess:
                 "DATABASE_URL": f"sqlite:///{self.database}",
                 "DATA_DIR": str(self.workdir / "data"),
                 "POLL_INTERVAL_SECONDS": "1",
+                "LOCAL_RENDER_FPS": "6",  # for bots that render in-process (the default provider)
                 "PROGRESS_EDIT_INTERVAL_SECONDS": "0.2",
                 "LOG_LEVEL": "INFO",
                 "PYTHONPATH": str(REPO),

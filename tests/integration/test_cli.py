@@ -40,6 +40,8 @@ def videobot(
         # The default 5 s between status checks would be most of a test's run time; the
         # renderer's own openai-poll-after-ms (1 s) still paces the polling.
         "POLL_INTERVAL_SECONDS": "0.2",
+        # Demo renders at 6 frames a second: the same pipeline for a quarter of the CPU.
+        "LOCAL_RENDER_FPS": "6",
     }
     if base_paths:
         base |= {"DATA_DIR": str(cwd / "data"), "DATABASE_URL": f"sqlite:///{cwd / 'bot.db'}"}
@@ -114,6 +116,7 @@ async def run_async(*args: str, cwd: Path, env: dict[str, str]) -> tuple[int, st
             "PYTHONPATH": str(REPO),
             "DATA_DIR": str(cwd / "data"),
             "DATABASE_URL": f"sqlite:///{cwd / 'bot.db'}",
+            "POLL_INTERVAL_SECONDS": "0.2",  # as in videobot(): not 5 s of waiting per status check
         }
     )
     base.update(env)
@@ -198,7 +201,7 @@ def test_generate_shows_the_provider_percentage_state_and_time_and_no_cost_for_t
 
 
 async def test_generate_shows_the_price_in_usd_when_the_provider_charges(tmp_path: Path) -> None:
-    async with LocalRenderer(LocalRendererConfig(generation_seconds=1, queue_seconds=0.1)) as renderer:
+    async with LocalRenderer(LocalRendererConfig(generation_seconds=1, queue_seconds=0.1, fps=6)) as renderer:
         code, _, err = await run_async(
             "generate",
             "a red fox",
@@ -215,7 +218,12 @@ def test_generate_on_a_terminal_keeps_log_lines_out_of_the_progress_bar(tmp_path
     """stderr is a real pseudo-terminal: the bar is redrawn in place, and the DEBUG records that
     arrive while it is shown each start on a line of their own."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "VIDEO_API", "OPENAI_"))}
-    env |= {"PYTHONPATH": str(REPO), "LOG_LEVEL": "DEBUG", "LOCAL_GENERATION_SECONDS": "2.5"}
+    env |= {
+        "PYTHONPATH": str(REPO),
+        "LOG_LEVEL": "DEBUG",
+        "LOCAL_GENERATION_SECONDS": "2.5",
+        "LOCAL_RENDER_FPS": "6",
+    }
     leader, follower = pty.openpty()
     proc = subprocess.Popen(
         [sys.executable, "-m", "bot", "generate", "a fox", "--out", "fox.mp4"],

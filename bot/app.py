@@ -29,15 +29,15 @@ from bot.services.delivery import DeliveryPlanner
 from bot.services.history import HistoryService
 from bot.services.jobs import JobService
 from bot.services.lifecycle import JobLifecycle
-from bot.services.ports import JobPresenter, VideoDeleter
+from bot.services.ports import JobPresenter, ProviderVideos, VideoProvider
 from bot.services.references import ReferenceImages
 from bot.services.retention import RetentionPolicy, RetentionService
-from bot.services.tracker import JobTracker, VideoProvider
+from bot.services.tracker import JobTracker
 from bot.settings import Settings
 
 
 def job_lifecycle(
-    store: Store, provider: VideoDeleter | None = None, *, clock: Callable[[], float] = time.time
+    store: Store, provider: ProviderVideos | None = None, *, clock: Callable[[], float] = time.time
 ) -> JobLifecycle:
     credits = SqliteCreditsRepository(store)
     return JobLifecycle(store, credits, credits, provider, clock=clock)

@@ -3,7 +3,7 @@ API client) and the Discord layer implement them, and the services never import 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from bot.domain.credits import GuildPolicy, RoleOverride, Usage, UsageReport
 from bot.domain.jobs import Job, JobChanges, JobRequest, JobStatus
-from bot.domain.provider import Video
+from bot.domain.provider import Video, VideoList
 
 # ==================================================================================================
 # Jobs
@@ -125,15 +125,12 @@ class ProviderVideos(Protocol):
     async def delete(self, video_id: str) -> bool: ...
 
 
-VideoDeleter = ProviderVideos  # the name the composition root still imports
-
-
 # ==================================================================================================
 # Credits and history
 # ==================================================================================================
 
 
-class CreditsRepository(Protocol):
+class CreditsRepository(AuditLog, GuildPolicies, Protocol):
     """Policy, per-member quotas, grants and the audit log of each guild.
 
     Methods with an optional ``conn`` read the last committed state without one (never another
@@ -147,8 +144,6 @@ class CreditsRepository(Protocol):
     def snapshot(self) -> AbstractAsyncContextManager[Transaction]:
         """Several reads that must agree (a balance): one consistent committed state. Read-only."""
         ...
-
-    async def policy(self, guild_id: int, conn: Transaction | None = None) -> GuildPolicy: ...
 
     async def set_policy(self, guild_id: int, policy: GuildPolicy, conn: Transaction) -> None: ...
 
@@ -183,18 +178,6 @@ class CreditsRepository(Protocol):
         guild_since: float,
         conn: Transaction | None = None,
     ) -> Usage: ...
-
-    async def audit(
-        self,
-        action: str,
-        *,
-        guild_id: int | None,
-        actor_id: int | None,
-        target_user_id: int | None = None,
-        job_id: int | None = None,
-        details: Mapping[str, Any] | None = None,
-        conn: Transaction | None = None,
-    ) -> None: ...
 
     async def audit_entries(self, guild_id: int, *, limit: int = 50) -> list[dict[str, Any]]: ...
 
@@ -264,3 +247,60 @@ class ImageFitter(Protocol):
     async def fit(self, member_id: int, data: bytes, width: int, height: int, *, max_bytes: int) -> bytes:
         """PNG bytes of exactly ``width`` x ``height``; ``ImageUnusable`` otherwise."""
         ...
+
+
+# ==================================================================================================
+# The provider, the disk and retention
+# ==================================================================================================
+
+
+class VideoProvider(Protocol):
+    """The Videos API as the tracker uses it (``bot.adapters.videoapi.client.VideoAPIClient``)."""
+
+    last_poll_after: float | None
+    supports_list: bool | None
+
+    async def create(
+        self,
+        *,
+        prompt: str,
+        model: str,
+        size: str,
+        seconds: int,
+        input_reference: bytes | None = None,
+        input_reference_type: str = "image/png",
+    ) -> Video: ...
+
+    async def remix(self, video_id: str, prompt: str) -> Video: ...
+
+    async def retrieve(self, video_id: str) -> Video: ...
+
+    async def list(self, *, limit: int = 100, after: str | None = None, order: str = "desc") -> VideoList: ...
+
+    async def download(
+        self, video_id: str, dest: Path, *, check_room: Callable[[int | None], None] | None = None
+    ) -> int:
+        """``check_room`` gets the announced size before anything is written; raising refuses it.
+        A file over the client's limit raises ``DownloadTooLarge``."""
+        ...
+
+    async def delete(self, video_id: str) -> bool: ...
+
+
+class DiskSpace(Protocol):
+    """What ``shutil.disk_usage`` answers, as far as the download check reads it."""
+
+    @property
+    def free(self) -> int: ...
+
+
+class RetentionRepository(Protocol):
+    """The store's side of retention (``bot.adapters.sqlite.store.Store``)."""
+
+    async def clear_expired_tokens(self, now: float) -> int: ...
+
+    async def prune_job_details(self, finished_before: float, placeholder: str) -> int: ...
+
+    async def prune_records(self, before: float) -> tuple[int, int]: ...
+
+    async def jobs_keeping_files(self, finished_since: float) -> tuple[set[int], set[str]]: ...

@@ -30,7 +30,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+
+from bot.services.ports import RetentionRepository
 
 log = logging.getLogger(__name__)
 
@@ -42,18 +43,6 @@ MEDIA_DIR = "media"
 REFERENCES_DIR = "references"
 # DATA_DIR/media files carry their job's id: job-12.mp4, job-12.fit-8388608.mp4, video-12.thumb.webp.
 _MEDIA_NAME = re.compile(r"^(?:job|video)-(\d+)[.-]")
-
-
-class RetentionRepository(Protocol):
-    """The store's side of retention (``bot.adapters.sqlite.store.Store``)."""
-
-    async def clear_expired_tokens(self, now: float) -> int: ...
-
-    async def prune_job_details(self, finished_before: float, placeholder: str) -> int: ...
-
-    async def prune_records(self, before: float) -> tuple[int, int]: ...
-
-    async def jobs_keeping_files(self, finished_since: float) -> tuple[set[int], set[str]]: ...
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import shutil
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 from tenacity import RetryCallState, Retrying
 from tenacity.wait import wait_base, wait_exponential, wait_random_exponential
@@ -34,7 +34,7 @@ from bot.domain.messages import (
     explain_provider_error,
     remix_source_gone,
 )
-from bot.domain.provider import Video, VideoList
+from bot.domain.provider import Video
 from bot.domain.provider_errors import (
     BadRequest,
     DownloadTooLarge,
@@ -45,7 +45,7 @@ from bot.domain.provider_errors import (
 )
 from bot.services.failpoints import FailPoint, reached
 from bot.services.lifecycle import JobLifecycle
-from bot.services.ports import JobPresenter, JobRepository, Receipt
+from bot.services.ports import DiskSpace, JobPresenter, JobRepository, Receipt, VideoProvider
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +90,6 @@ class NotEnoughSpace(StepFailed):
         )
 
 
-class DiskSpace(Protocol):
-    """What ``shutil.disk_usage`` answers, as far as the download check reads it."""
-
-    @property
-    def free(self) -> int: ...
-
-
 class DiskUsage(NamedTuple):
     """A ``shutil.disk_usage`` answer (for a simulated disk)."""
 
@@ -110,39 +103,6 @@ def step_backoff(base: float = STEP_BACKOFF_BASE_SECONDS, cap: float = STEP_BACK
     return wait_exponential(multiplier=base / 2, max=cap / 2) + wait_random_exponential(
         multiplier=base / 2, max=cap / 2
     )
-
-
-class VideoProvider(Protocol):
-    """The Videos API as the tracker uses it (``bot.adapters.videoapi.client.VideoAPIClient``)."""
-
-    last_poll_after: float | None
-    supports_list: bool | None
-
-    async def create(
-        self,
-        *,
-        prompt: str,
-        model: str,
-        size: str,
-        seconds: int,
-        input_reference: bytes | None = None,
-        input_reference_type: str = "image/png",
-    ) -> Video: ...
-
-    async def remix(self, video_id: str, prompt: str) -> Video: ...
-
-    async def retrieve(self, video_id: str) -> Video: ...
-
-    async def list(self, *, limit: int = 100, after: str | None = None, order: str = "desc") -> VideoList: ...
-
-    async def download(
-        self, video_id: str, dest: Path, *, check_room: Callable[[int | None], None] | None = None
-    ) -> int:
-        """``check_room`` gets the announced size before anything is written; raising refuses it.
-        A file over the client's limit raises ``DownloadTooLarge``."""
-        ...
-
-    async def delete(self, video_id: str) -> bool: ...
 
 
 class JobTracker:

@@ -320,7 +320,7 @@ async def video_api(
     async with contextlib.AsyncExitStack() as stack:
         base_url, key = settings.video_api_base_url, settings.api_key
         if settings.uses_local_api:
-            from bot.localapi.renderer import LocalRenderer, LocalRendererConfig
+            from bot.localapi import LocalRenderer, LocalRendererConfig
 
             # The in-process renderer's access log would repeat every request the client makes.
             logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
@@ -557,7 +557,7 @@ async def _tick(presenter: TerminalPresenter) -> None:
 
 
 async def serve_local_api(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.localapi.renderer import LocalRendererConfig, serve_forever
+    from bot.localapi import LocalRendererConfig, serve_forever
     from bot.localapi.server import is_loopback, unprotected_host_message
 
     generation = (

@@ -3,7 +3,7 @@ refused. With the default settings (no cooldown) a member can remix right after 
 
 from __future__ import annotations
 
-from bot.localapi.renderer import LocalRenderer
+from bot.localapi import LocalRenderer
 from tests.e2e.conftest import BotProcess, embed_of, is_final
 from tests.e2e.test_remix_flow import (
     MODAL,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bot.adapters.http.links import KEY_META
-from bot.localapi.renderer import LocalRenderer
+from bot.localapi import LocalRenderer
 from tests.e2e.conftest import BotProcess, is_final, mp4_uploads, renderer_config
 from tests.fakes.discord import FakeDiscord
 from tests.helpers import READY, free_port

@@ -20,7 +20,7 @@ import yaml
 from bot.adapters.media import probe_video
 from bot.adapters.sqlite.store import Store
 from bot.cli import SHUTDOWN_GRACE_SECONDS
-from bot.localapi.renderer import LocalRenderer, LocalRendererConfig
+from bot.localapi import LocalRenderer, LocalRendererConfig
 from tests.fakes.discord import FakeDiscord
 
 REPO = Path(__file__).resolve().parents[2]

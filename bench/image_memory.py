@@ -13,8 +13,16 @@ per mode, so the figure is that process's own:
 
 The peak is sampled with psutil (the worker plus any children, every 2 ms) and cross-checked with
 the kernel's high-water mark (``VmHWM``, reset through ``/proc/self/clear_refs`` once the images are
-loaded); the larger of the two counts. Run ``python bench/image_memory.py``; it prints ONE JSON
-document, with ``peak_rss_raise_mb`` per mode and the naive/bounded ratio.
+loaded); the larger of the two counts.
+
+- ``bot_process``: the real bot (``python -m bot run``) against the fake Discord and the local
+  renderer; five different members send ``/video`` with one image each at the same moment, and the
+  bot process's resident set (plus any children) is sampled every 5 ms from before the five requests
+  until every member has an answer (a job card or a one-line refusal). The tests reuse
+  ``bomb_the_bot`` (``tests/e2e/test_image_bomb_memory.py``).
+
+Run ``python bench/image_memory.py``; it prints ONE JSON document, with ``peak_rss_raise_mb`` per
+mode, the naive/bounded ratio and the naive/bot ratio.
 """
 
 from __future__ import annotations
@@ -29,14 +37,21 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tests.fakes.discord import FakeDiscord
 
 REPO = Path(__file__).resolve().parents[1]
-MODES = ("bounded", "bounded_ungated", "naive")
+WORKER_MODES = ("bounded", "bounded_ungated", "naive")
+BOT_MODE = "bot_process"
+MODES = (*WORKER_MODES, BOT_MODE)
 TARGET = (1792, 1024)
+TARGET_MODEL = "sora-2-pro"  # the only model in the default catalog with 1792x1024
 MB = 1_000_000
 
 
@@ -209,9 +224,165 @@ def measure(
     }
 
 
+# ------------------------------------------------------------------------------ the real bot process
+
+
+class TreeRssSampler:
+    """Samples a process's resident set plus its children's in a background thread, so the
+    measuring event loop (which also serves the fake Discord) cannot delay the samples much."""
+
+    def __init__(self, pid: int, interval: float = 0.005) -> None:
+        import psutil
+
+        self.process = psutil.Process(pid)
+        self.interval = interval
+        self.baseline = _tree_rss(self.process)
+        self.peak = self.baseline
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _tree_rss(self.process))
+            self.samples += 1
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> TreeRssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _tree_rss(self.process))
+
+
+def _reset_hwm(pid: int) -> bool:
+    """Reset the kernel's peak-RSS mark of ``pid`` to its current RSS; False where not allowed."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def _proc_status_bytes(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} in /proc/{pid}/status")
+
+
+def _image_size(data: bytes) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:  # the header only: nothing is decoded
+        return image.size
+
+
+async def bomb_the_bot(
+    fake: FakeDiscord,
+    pid: int,
+    images: Sequence[tuple[str, bytes]],
+    size: tuple[int, int] = TARGET,
+    model: str = TARGET_MODEL,
+    timeout: float = 120,  # noqa: ASYNC109
+) -> dict[str, Any]:
+    """Five new members each send ``/video`` with one of ``images`` at the same moment; returns the
+    bot process's peak RSS rise until all have an answer, and what each member saw (``outcomes``,
+    one line each: ``card: <title>`` for a started job, ``refused: <text>`` for a refusal)."""
+    from tests.helpers import wait_for
+
+    members = [int(fake.add_member(name=f"bomber{n}")["user"]["id"]) for n in range(len(images))]
+    attachments = [
+        fake.add_attachment(
+            data,
+            name,
+            "image/png" if name.endswith(".png") else "image/jpeg",
+            width=_image_size(data)[0],
+            height=_image_size(data)[1],
+        )
+        for name, data in images
+    ]
+    gc.collect()
+    hwm_reset = _reset_hwm(pid)
+    started = time.perf_counter()
+    with TreeRssSampler(pid) as sampler:
+        handles = await asyncio.gather(
+            *(
+                fake.invoke_command(
+                    "video",
+                    {
+                        "prompt": f"a storm over the sea, take {n}",
+                        "model": model,
+                        "size": f"{size[0]}x{size[1]}",
+                    },
+                    attachments={"image": attachment},
+                    user=member,
+                )
+                for n, (member, attachment) in enumerate(zip(members, attachments, strict=True))
+            )
+        )
+
+        def outcome(handle: Any) -> str | None:
+            for message in handle.followups:
+                return f"refused: {message.content}"
+            mid = handle._state.original_message_id
+            message = fake.messages.get(mid) if mid is not None else None
+            if message is not None and not message.deleted and message.embeds:
+                return f"card: {message.embeds[0].get('title')}"
+            return None
+
+        await wait_for(
+            lambda: all(outcome(h) is not None for h in handles),
+            "an answer to each of the five members",
+            timeout=timeout,
+            interval=0.05,
+        )
+    seconds = time.perf_counter() - started
+    sampled = sampler.peak - sampler.baseline
+    kernel = _proc_status_bytes(pid, "VmHWM") - sampler.baseline if hwm_reset else None
+    raise_bytes = max(sampled, kernel or 0)
+    return {
+        "peak_rss_raise_mb": round(raise_bytes / MB, 1),
+        "sampled_raise_mb": round(sampled / MB, 1),
+        "kernel_hwm_raise_mb": None if kernel is None else round(kernel / MB, 1),
+        "baseline_rss_mb": round(sampler.baseline / MB, 1),
+        "samples": sampler.samples,
+        "seconds": round(seconds, 2),
+        "outcomes": [outcome(h) for h in handles],
+    }
+
+
+async def measure_bot_process(paths: Sequence[Path], size: tuple[int, int], workdir: Path) -> dict[str, Any]:
+    """Start the fake Discord, a local renderer that holds its renders (so the bot's memory is the
+    images' alone) and the real bot, and ``bomb_the_bot`` once."""
+    from bot.localapi import LocalRenderer, LocalRendererConfig
+    from tests.e2e.conftest import E2E_RENDERER, BotProcess, hold
+    from tests.fakes.discord import FakeDiscord
+
+    config = LocalRendererConfig(**{**E2E_RENDERER, "data_dir": workdir / "renderer"})
+    async with FakeDiscord() as fake, LocalRenderer(config) as renderer:
+        hold(renderer)
+        process = BotProcess(fake=fake, renderer=renderer, workdir=workdir / "bot")
+        process.workdir.mkdir()
+        await process.start()
+        try:
+            assert process.proc is not None
+            images = [(path.name, path.read_bytes()) for path in paths]
+            return await bomb_the_bot(fake, process.proc.pid, images, size)
+        finally:
+            with contextlib.suppress(TimeoutError, ProcessLookupError):
+                await process.stop()
+            if process.proc is not None and process.proc.returncode is None:
+                process.proc.kill()
+                await process.proc.wait()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=WORKER_MODES, help=argparse.SUPPRESS)
     parser.add_argument("--size", default=f"{TARGET[0]}x{TARGET[1]}", help="target WIDTHxHEIGHT")
     parser.add_argument(
         "--modes", default=",".join(MODES), help="comma-separated subset of " + ", ".join(MODES)
@@ -226,11 +397,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="image-memory-") as tmp:
         paths = write_images(Path(tmp))
         images = [{"name": path.name, "bytes": path.stat().st_size} for path in paths]
-        results = {mode: measure(mode, paths, (width, height)) for mode in modes}
+        results = {
+            mode: asyncio.run(measure_bot_process(paths, (width, height), Path(tmp)))
+            if mode == BOT_MODE
+            else measure(mode, paths, (width, height))
+            for mode in modes
+        }
     document: dict[str, Any] = {"target": f"{width}x{height}", "images": images, "modes": results}
     if "naive" in results and "bounded" in results:
         document["naive_over_bounded"] = round(
             results["naive"]["peak_rss_raise_mb"] / max(results["bounded"]["peak_rss_raise_mb"], 0.1), 1
+        )
+    if "naive" in results and BOT_MODE in results:
+        document["naive_over_bot"] = round(
+            results["naive"]["peak_rss_raise_mb"] / max(results[BOT_MODE]["peak_rss_raise_mb"], 0.1), 1
         )
     print(json.dumps(document, indent=2))
     return 0

@@ -291,7 +291,13 @@ def configure_logging(settings: Settings) -> StatusLine:
     # One redacting filter over every record: tokens, keys, secrets and URL credentials never reach
     # the log, at any level (bot.logsafety).
     install_redaction(
-        [settings.discord_token, settings.video_api_key, settings.openai_api_key, settings.webhook_secret]
+        [
+            settings.discord_token,
+            settings.video_api_key,
+            settings.openai_api_key,
+            settings.webhook_secret,
+            settings.local_api_key,
+        ]
     )
     return status
 

@@ -6,7 +6,6 @@ import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 import discord
@@ -19,13 +18,11 @@ from bot.discord.cogs.history import HistoryCog
 from bot.discord.cogs.jobs import JobButtonsCog
 from bot.discord.cogs.video import VideoCog
 from bot.discord.errors import answer_error
-from bot.discord.errors import respond_ephemeral as respond_ephemeral
 from bot.discord.mentions import NO_MENTIONS
 from bot.discord.presenter import DiscordPresenter
 from bot.discord.starter import JobStarter
 from bot.discord.views import DYNAMIC_ITEMS, JobButtons
 from bot.domain.catalog import Catalog
-from bot.domain.jobs import Job
 from bot.services.credits import CreditsService
 from bot.services.delivery import DeliveryPlanner
 from bot.services.history import HistoryService
@@ -49,11 +46,8 @@ def point_discord_at(api_base_url: str, gateway_url: str) -> None:
 
 
 class BotStore(Protocol):
-    """What the bot itself (and the cogs not yet given services) reads and writes directly."""
-
-    def transaction(self) -> AbstractAsyncContextManager[Any]: ...
-
-    async def get_job(self, job_id: int) -> Job | None: ...
+    """What the bot itself reads and writes: the hash of the synced command tree, and a ping for
+    ``/healthz``. Everything else reaches the store through the services."""
 
     async def get_meta(self, key: str) -> str | None: ...
 
@@ -107,7 +101,7 @@ class VideoBot(commands.Bot):
         self._close_with = tuple(close_with)
         self.presenter = DiscordPresenter(
             self,
-            store,
+            jobs.store,  # reads jobs (a remix's source) to render cards
             lifecycle,
             catalog,
             delivery=delivery,
@@ -117,6 +111,7 @@ class VideoBot(commands.Bot):
         )
         self.tracker = tracker_for(self.presenter)
         self.starter = JobStarter(jobs, self.presenter)
+        self._closed_parts = False
         self.tree.error(self.on_app_command_error)
 
     async def setup_hook(self) -> None:
@@ -130,14 +125,22 @@ class VideoBot(commands.Bot):
         self.tracker.start()  # resumes every unfinished job from the store
 
     async def close(self) -> None:
-        await self.tracker.stop()
-        await self.presenter.close()
-        await self.lifecycle.close()
+        # Each part is closed even when one before it fails; a second close (``async with bot``
+        # after a timed-out shutdown) finds nothing left to do. The tracker closes the lifecycle.
+        if self._closed_parts:
+            return
+        self._closed_parts = True
         try:
-            await super().close()
+            await self.tracker.stop()
         finally:
-            for close in self._close_with:
-                await close()
+            try:
+                await self.presenter.close()
+            finally:
+                try:
+                    await super().close()
+                finally:
+                    for close in self._close_with:
+                        await close()
 
     def command_tree_hash(self) -> str:
         payload = sorted(

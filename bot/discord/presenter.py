@@ -193,6 +193,8 @@ class DiscordPresenter:
                 size = plan.path.stat().st_size
                 log.info("job %s: upload of %d bytes refused as too large", job.id, size)
                 limit = int(size * 0.9)
+                if plan.temporary:
+                    plan.path.unlink(missing_ok=True)  # the next plan makes its own copy
                 continue
             if plan.temporary:
                 plan.path.unlink(missing_ok=True)  # the original stays in DATA_DIR for re-delivery

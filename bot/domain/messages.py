@@ -28,7 +28,11 @@ _BY_CODE = {
     "canceled": "The provider cancelled this video.",
 }
 
-NO_CHARGE = "No credits were charged."
+
+def credits_text(amount: int) -> str:
+    """``1 credit``, ``4 credits``."""
+    return "1 credit" if amount == 1 else f"{amount} credits"
+
 
 REMIX_SOURCE_GONE_CODE = "remix_source_gone"
 REMIX_SOURCE_GONE = "The provider no longer has the source video, so it can't be remixed."
@@ -91,7 +95,7 @@ def cancel_refusal(job: Job) -> str:
 
 def already_finished(job: Job) -> str:
     """Cancel was pressed on a video the provider has made: it is posted and charged instead."""
-    credits = "1 credit" if job.cost == 1 else f"{job.cost} credits"
+    credits = credits_text(job.cost)
     return (
         f"Job #{job.id} was already finished by the provider, so it can't be cancelled: "
         f"it is being posted now and will be charged ({credits})."

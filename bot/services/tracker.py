@@ -371,6 +371,9 @@ class JobTracker:
                 "internal_error",
                 "The bot ran into a problem it couldn't get past while making this video.",
             )
+        else:
+            # The limit is on failures in a row: a step that went through starts the count afresh.
+            self._step_failures.pop(job.id, None)
 
     def _pause_after(self, failures: int) -> float:
         state = RetryCallState(Retrying(), None, (), {})

@@ -130,7 +130,7 @@ async def test_a_video_over_the_upload_limit_is_reencoded_to_fit(
     fake.attachment_size_limit = limit
     renderer.config.noise = True
     renderer.config.target_bitrate = 30_000_000  # about 14 MiB for 4 s
-    renderer.config.fps = 12  # size comes from the bitrate; fewer frames only make encoding quicker
+    renderer.config.fps = 6  # size comes from the bitrate; fewer frames only make encoding quicker
     await bot.start()
     handle = await fake.invoke_command("video", {"prompt": "grainy and huge"})
     final = await handle.original_message(timeout=120, predicate=is_final(READY))

@@ -21,6 +21,7 @@ from bot.domain.bounds import check
 from bot.domain.credits import Balance, GuildPolicy, Limits, RoleOverride, UsageReport
 from bot.domain.errors import UserError
 from bot.domain.jobs import Job
+from bot.domain.messages import credits_text
 from bot.services.credits import JobFilter, SettingsChange
 
 if TYPE_CHECKING:
@@ -194,14 +195,15 @@ class ModeratorGroup(app_commands.Group):
     async def cancel(self, interaction: discord.Interaction[Any], job: int) -> None:
         job = check("job", job)
         guild_id = guild_id_of(interaction)
-        found = await self.bot.store.get_job(job)
+        found = await self.bot.jobs.get(job)
         if found is None or found.guild_id != guild_id:
             raise UserError(f"There is no job #{job} in this server. `/videomod jobs` lists them.")
         cancelled = await self.bot.jobs.cancel(
             found.id, actor_id=interaction.user.id, presenter=self.bot.presenter
         )
         await self._reply(
-            interaction, f"Cancelled job #{job} of <@{cancelled.user_id}>; {cancelled.cost} credits refunded."
+            interaction,
+            f"Cancelled job #{job} of <@{cancelled.user_id}>; {credits_text(cancelled.cost)} refunded.",
         )
 
     @app_commands.command(name="settings", description="Show or change this server's video settings")

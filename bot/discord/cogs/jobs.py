@@ -29,6 +29,7 @@ from bot.discord.views import (
 from bot.domain.bounds import check
 from bot.domain.errors import JobActionRefused, JobNotFound
 from bot.domain.jobs import Job
+from bot.domain.messages import credits_text
 
 if TYPE_CHECKING:
     from bot.discord.bot import VideoBot
@@ -76,7 +77,7 @@ class JobButtonsCog(commands.Cog, name=JOB_BUTTONS_COG):
         )
         whose = "" if cancelled.user_id == interaction.user.id else f" of <@{cancelled.user_id}>"
         await interaction.response.send_message(
-            f"Cancelled job #{cancelled.id}{whose}; {cancelled.cost} credits refunded.",
+            f"Cancelled job #{cancelled.id}{whose}; {credits_text(cancelled.cost)} refunded.",
             ephemeral=True,
             allowed_mentions=NO_MENTIONS,
         )

@@ -149,7 +149,7 @@ def build_bot(
     retention = retention_service(store, settings)
 
     def tracker_for(presenter: JobPresenter) -> JobTracker:
-        return JobTracker(
+        return job_tracker(
             store,
             api,
             presenter,

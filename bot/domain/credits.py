@@ -25,7 +25,6 @@ from bot.domain.errors import (
 )
 
 Period = Literal["day", "week", "month"]
-PERIODS: tuple[Period, ...] = ("day", "week", "month")
 LimitSource = Literal["server default", "role", "set by a moderator"]
 
 

@@ -20,7 +20,7 @@ import shutil
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from tenacity import RetryCallState, Retrying
 from tenacity.wait import wait_base, wait_exponential, wait_random_exponential
@@ -88,14 +88,6 @@ class NotEnoughSpace(StepFailed):
             "please try again later.",
             detail,
         )
-
-
-class DiskUsage(NamedTuple):
-    """A ``shutil.disk_usage`` answer (for a simulated disk)."""
-
-    total: int
-    used: int
-    free: int
 
 
 def step_backoff(base: float = STEP_BACKOFF_BASE_SECONDS, cap: float = STEP_BACKOFF_MAX_SECONDS) -> wait_base:

@@ -13,6 +13,7 @@ import os
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from aiohttp import web
@@ -23,9 +24,18 @@ from bot.app import job_service, job_tracker
 from bot.domain.jobs import ChargeState, Job, JobStatus
 from bot.domain.provider_errors import DownloadTooLarge
 from bot.localapi import LocalRendererConfig
-from bot.services.tracker import FREE_SPACE_MARGIN_BYTES, MAX_STEP_FAILURES, DiskUsage, JobTracker
+from bot.services.tracker import FREE_SPACE_MARGIN_BYTES, MAX_STEP_FAILURES, JobTracker
 from tests.fakes.provider import InstrumentedRenderer
 from tests.integration.test_tracker import RecordingPresenter, request
+
+
+class DiskUsage(NamedTuple):
+    """A ``shutil.disk_usage`` answer (for a simulated disk)."""
+
+    total: int
+    used: int
+    free: int
+
 
 MIB = 1024 * 1024
 

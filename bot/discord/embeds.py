@@ -6,7 +6,7 @@ import discord
 
 from bot.discord.text import inert, inert_inline
 from bot.domain.jobs import ChargeState, Job, JobStatus
-from bot.domain.messages import REMIX_SOURCE_GONE_CODE
+from bot.domain.messages import REMIX_SOURCE_GONE_CODE, clip
 
 BAR_WIDTH = 20
 _PROMPT_LIMIT = 1000  # embed descriptions allow 4096; keep progress cards compact
@@ -48,10 +48,6 @@ def display_prompt(prompt: str, limit: int) -> str:
     return inert(prompt, limit)
 
 
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def message_link(job: Job) -> str | None:
     """A jump link to the message showing the job (the video once delivered, else the reply)."""
     message_id = job.delivered_message_id or job.reply_message_id
@@ -74,7 +70,7 @@ def lineage_text(job: Job, source: Job | None) -> str:
         return f"{name}: {snippet}"
     if job.source_job_id is not None:
         return f"Job #{job.source_job_id}"
-    return f"`{_clip(job.remixed_from_video_id or '', 60)}`"
+    return f"`{clip(job.remixed_from_video_id, 60)}`"
 
 
 def job_embed(

@@ -55,7 +55,7 @@ def explain_code(code: str | None, provider_message: str | None = None) -> str:
     text = _BY_CODE.get(code or "")
     if text is None:
         text = "The video provider couldn't make this video"
-        text += f": {_clip(provider_message)}" if provider_message else "."
+        text += f": {clip(provider_message)}" if provider_message else "."
     return text
 
 
@@ -75,13 +75,14 @@ def explain_provider_error(exc: VideoAPIError) -> str:
     if isinstance(exc, ServerError | ConnectionFailed):
         return "The video provider is not responding right now. Please try again later."
     if isinstance(exc, NotFound):
-        return f"The video provider no longer has this video: {_clip(exc.message)}"
+        return f"The video provider no longer has this video: {clip(exc.message)}"
     if isinstance(exc, BadRequest):
-        return f"The video provider refused the request: {_clip(exc.message)}"
-    return f"The video provider reported an error: {_clip(exc.message)}"
+        return f"The video provider refused the request: {clip(exc.message)}"
+    return f"The video provider reported an error: {clip(exc.message)}"
 
 
-def _clip(text: str | None, limit: int = 300) -> str:
+def clip(text: str | None, limit: int = 300) -> str:
+    """``text`` on one line, at most ``limit`` characters (ending in … when cut)."""
     text = " ".join((text or "").split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.adapters.sqlite.credits import SqliteCreditsRepository
-from bot.adapters.sqlite.history import SqliteHistoryRepository
+from bot.adapters.sql.credits import SqlCreditsRepository
+from bot.adapters.sql.history import SqlHistoryRepository
 from bot.adapters.sqlite.store import Store
 from bot.domain.catalog import default_catalog
 from bot.domain.credits import GuildPolicy, RoleOverride, period_bounds
@@ -37,7 +37,7 @@ class Clock:
 class World:
     store: Store
     credits: CreditsService
-    repo: SqliteCreditsRepository
+    repo: SqlCreditsRepository
     clock: Clock
 
     async def add_job(
@@ -68,8 +68,8 @@ class World:
 async def world(tmp_path: Path) -> AsyncIterator[World]:
     clock = Clock(MONDAY_NOON)
     async with Store.open(tmp_path / "bot.db", clock=clock) as store:
-        repo = SqliteCreditsRepository(store)
-        service = CreditsService(repo, SqliteHistoryRepository(store), catalog=default_catalog(), clock=clock)
+        repo = SqlCreditsRepository(store)
+        service = CreditsService(repo, SqlHistoryRepository(store), catalog=default_catalog(), clock=clock)
         yield World(store, service, repo, clock)
 
 

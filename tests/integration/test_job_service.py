@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.adapters.sqlite.credits import SqliteCreditsRepository
+from bot.adapters.sql.credits import SqlCreditsRepository
 from bot.adapters.sqlite.store import Store
 from bot.adapters.videoapi.client import VideoAPIClient
 from bot.app import job_lifecycle, job_service, job_tracker
@@ -34,7 +34,7 @@ async def test_a_lost_create_answer_is_adopted_once_and_never_another_jobs_video
         VideoAPIClient(server.base_url, backoff_initial=0.01) as api,
     ):
         async with store.transaction() as conn:
-            await SqliteCreditsRepository(store).set_policy(
+            await SqlCreditsRepository(store).set_policy(
                 1, GuildPolicy(cooldown_seconds=0, max_concurrent=10), conn
             )
         service = job_service(store)
@@ -88,9 +88,7 @@ async def test_cancel_refunds_audits_and_deletes_at_the_provider_once(tmp_path: 
 async def test_a_guild_that_charges_moderation_blocks_gets_a_charged_failure(tmp_path: Path) -> None:
     async with Store.open(tmp_path / "bot.db") as store:
         async with store.transaction() as conn:
-            await SqliteCreditsRepository(store).set_policy(
-                1, GuildPolicy(charge_moderation_blocked=True), conn
-            )
+            await SqlCreditsRepository(store).set_policy(1, GuildPolicy(charge_moderation_blocked=True), conn)
         lifecycle = job_lifecycle(store)
         service = job_service(store, lifecycle=lifecycle)
         blocked = await service.submit(request("blocked"))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.adapters.sqlite.credits import SqliteCreditsRepository
+from bot.adapters.sql.credits import SqlCreditsRepository
 from bot.adapters.sqlite.store import Store
 from bot.app import credits_service, job_lifecycle, job_service, job_tracker, retention_service
 from bot.domain.catalog import default_catalog
@@ -41,7 +41,7 @@ class Clock:
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
     async with Store.open(tmp_path / "bot.db") as db:
         async with db.transaction() as conn:
-            await SqliteCreditsRepository(db).set_policy(1, GuildPolicy(max_concurrent=10), conn)
+            await SqlCreditsRepository(db).set_policy(1, GuildPolicy(max_concurrent=10), conn)
         yield db
 
 
@@ -111,7 +111,7 @@ async def test_old_prompts_and_errors_are_removed_but_credits_add_up_the_same(
     assert active_job.prompt == "still running"
     after, _ = await credits.balance(1, 3)
     assert after == before
-    audit = await SqliteCreditsRepository(store).audit_entries(1, limit=100)
+    audit = await SqlCreditsRepository(store).audit_entries(1, limit=100)
     submitted = {entry["job_id"]: entry["details"] for entry in audit if entry["action"] == "job.submitted"}
     assert "prompt" not in submitted[old] and submitted[old]["cost"] == 4
     assert submitted[recent]["prompt"] == "a recent prompt"
@@ -159,7 +159,7 @@ async def test_audit_records_and_grants_past_their_retention_are_deleted(tmp_pat
         report = await RetentionService(store, tmp_path / "data", policy, clock=clock).run_once()
         assert (report.audit_records_deleted, report.grants_deleted) == (1, 1)
         grants = [row[0] for row in await store.fetchall("SELECT credits FROM grants")]
-        audit = await SqliteCreditsRepository(store).audit_entries(1)
+        audit = await SqlCreditsRepository(store).audit_entries(1)
         assert grants == [7]
         assert [entry["details"]["credits"] for entry in audit] == [7]
         # 0 keeps them forever.

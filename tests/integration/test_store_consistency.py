@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.adapters.sqlite.credits import SqliteCreditsRepository
+from bot.adapters.sql.credits import SqlCreditsRepository
 from bot.adapters.sqlite.store import Store
 from bot.domain.credits import GuildPolicy
 
@@ -29,7 +29,7 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 
 async def test_a_read_during_an_open_transaction_never_sees_its_uncommitted_change(store: Store) -> None:
-    credits = SqliteCreditsRepository(store)
+    credits = SqlCreditsRepository(store)
     with pytest.raises(Rollback):
         async with store.transaction() as tx:
             await credits.set_policy(GUILD, GuildPolicy(allowance=1), tx)
@@ -52,7 +52,7 @@ async def test_a_read_during_an_open_transaction_never_sees_its_uncommitted_chan
 
 
 async def test_a_read_that_forgets_its_own_transaction_fails_instead_of_hanging(store: Store) -> None:
-    credits = SqliteCreditsRepository(store)
+    credits = SqlCreditsRepository(store)
     async with store.transaction() as tx:
         await credits.set_policy(GUILD, GuildPolicy(allowance=5), tx)
         with pytest.raises(RuntimeError, match="pass it"):
@@ -62,7 +62,7 @@ async def test_a_read_that_forgets_its_own_transaction_fails_instead_of_hanging(
 
 
 async def test_writes_need_an_open_transaction_of_the_same_store(store: Store, tmp_path: Path) -> None:
-    credits = SqliteCreditsRepository(store)
+    credits = SqlCreditsRepository(store)
     async with store.snapshot() as snapshot:
         assert (await credits.policy(GUILD, snapshot)).allowance == 60
         with pytest.raises(ValueError, match="not a snapshot"):

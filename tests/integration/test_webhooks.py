@@ -29,8 +29,8 @@ from bot.adapters.http.server import (
     HealthChecks,
     VideoWebhookReceiver,
 )
+from bot.adapters.sql.webhook_events import WebhookEventLog
 from bot.adapters.sqlite.store import Store
-from bot.adapters.sqlite.webhook_events import WebhookEventLog
 from bot.domain.errors import ConfigError
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()

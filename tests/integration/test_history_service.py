@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from bot.adapters.sql.history import SqlHistoryRepository
-from bot.adapters.sqlite.store import Store
+from bot.adapters.sql.store import SqlStore as Store
 from bot.domain.jobs import JobRequest, JobStatus
 from bot.services.history import VIDEOS_PAGE_SIZE, HistoryService
+from tests.backends import Backend
 
 GUILD, ANA, BO = 1, 10, 11
 
@@ -34,8 +34,8 @@ async def add(store: Store, user_id: int, prompt: str, status: JobStatus, video:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    async with Store.open(tmp_path / "bot.db") as db:
+async def store(backend: Backend) -> AsyncIterator[Store]:
+    async with backend.open() as db:
         yield db
 
 

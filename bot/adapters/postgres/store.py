@@ -154,6 +154,13 @@ class PostgresStore(SqlStore):
         conn = self._within(tx, write=True)
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"{scope}:{key}")
 
+    async def copy_records(
+        self, tx: object, table: str, columns: Sequence[str], records: list[tuple[Any, ...]]
+    ) -> None:
+        """Bulk-insert ``records`` into ``table`` inside ``tx`` (``COPY``; for ``migrate-db``)."""
+        conn = self._within(tx, write=True)
+        await conn.copy_records_to_table(table, records=records, columns=list(columns))
+
     def drop_json_key(self, column: str, key: str) -> tuple[str, str]:
         return (f"({column}::jsonb - '{key}')::text", f"{column}::jsonb ->> '{key}' IS NOT NULL")
 

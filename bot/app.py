@@ -178,7 +178,7 @@ def build_bot(
     # One gate and one download session for the process; the fake Discord (and self-hosted
     # stand-ins) serve attachments from the API base's origin, so that origin is allowed too.
     images = AttachmentImages(extra_origin=settings.discord_api_base_url)
-    references = ReferenceImages(images, images, settings.data_dir / "references")
+    references = ReferenceImages(images, images, settings.data_dir / "references", shared=store)
 
     return VideoBot(
         settings=settings,

@@ -124,7 +124,7 @@ class JobService:
             remixed_from_video_id=source.provider_video_id,
         )
 
-    def again_request(self, source: Job, requester: Requester) -> JobRequest:
+    async def again_request(self, source: Job, requester: Requester) -> JobRequest:
         """The same request once more (prompt, settings, starting image, remix source), as a new
         job charged to ``requester``."""
         if source.prompt == PROMPT_REMOVED:
@@ -132,7 +132,7 @@ class JobService:
                 f"The prompt of job #{source.id} is no longer stored (old job details are deleted), "
                 "so it can't be made again. Use `/video` with a new prompt."
             )
-        if source.reference_image_path and not Path(source.reference_image_path).exists():
+        if source.reference_image_path and not await self._reference_kept(source.reference_image_path):
             raise UserError(
                 f"The starting image of job #{source.id} is no longer stored, so it can't be made again. "
                 "Use `/video` with the image."
@@ -144,6 +144,11 @@ class JobService:
             source_job_id=source.source_job_id,
             remixed_from_video_id=source.remixed_from_video_id,
         )
+
+    async def _reference_kept(self, path: str) -> bool:
+        """The starting image is here, or in the database for any process."""
+        local = Path(path)
+        return local.exists() or await self.store.reference_image(local.name) is not None
 
     async def precheck_remix(
         self, source: Job, requester: Requester, *, member_roles: Iterable[int] = ()

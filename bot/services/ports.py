@@ -48,6 +48,16 @@ class JobRepository(Protocol):
 
     async def update_job(self, job_id: int, changes: JobChanges | None = None, /) -> Job: ...
 
+    async def reference_image(self, name: str) -> bytes | None:
+        """A stored starting image by file name (any process's), None when it is gone."""
+        ...
+
+
+class ReferenceImageRepository(Protocol):
+    """Where fitted starting images are shared between processes (the database)."""
+
+    async def save_reference_image(self, name: str, data: bytes) -> None: ...
+
 
 class AuditLog(Protocol):
     """The moderators' audit trail (``SqlCreditsRepository.audit``)."""
@@ -304,3 +314,7 @@ class RetentionRepository(Protocol):
     async def prune_records(self, before: float) -> tuple[int, int]: ...
 
     async def jobs_keeping_files(self, finished_since: float) -> tuple[set[int], set[str]]: ...
+
+    async def prune_reference_images(self, before: float, keep: set[str]) -> int:
+        """Delete stored starting images made before ``before`` whose name is not in ``keep``."""
+        ...

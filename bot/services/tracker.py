@@ -452,10 +452,15 @@ class JobTracker:
     async def _reference_bytes(self, job: Job) -> bytes | None:
         if not job.reference_image_path:
             return None
+        path = Path(job.reference_image_path)
         try:
-            return await asyncio.to_thread(Path(job.reference_image_path).read_bytes)
+            return await asyncio.to_thread(path.read_bytes)
         except OSError as exc:
-            raise ReferenceMissing(job.reference_image_path) from exc
+            # Made by another process (its DATA_DIR), or this one's copy is gone: the shared one.
+            stored = await self.store.reference_image(path.name)
+            if stored is None:
+                raise ReferenceMissing(job.reference_image_path) from exc
+            return stored
 
     async def _adopt_lost_submission(self, job: Job) -> bool:
         """The one place a create whose answer was lost is looked for: the newest videos at the

@@ -288,6 +288,21 @@ class SqlStore(abc.ABC):
         assignments = ", ".join(f"{column} = ?" for column in values)
         await self.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values.values(), job_id), tx=tx)
 
+    # -- reference images (``bot.services.references``) -----------------------------------------
+
+    async def save_reference_image(self, name: str, data: bytes) -> None:
+        async with self.transaction() as tx:
+            await self.execute(
+                "INSERT INTO reference_images(name, data, created_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(name) DO NOTHING",
+                (name, data, self._clock()),
+                tx=tx,
+            )
+
+    async def reference_image(self, name: str) -> bytes | None:
+        row = await self.fetchone("SELECT data FROM reference_images WHERE name = ?", (name,))
+        return bytes(row[0]) if row else None
+
     # -- retention (``bot.services.retention``) -------------------------------------------------
 
     async def clear_expired_tokens(self, now: float) -> int:
@@ -347,6 +362,20 @@ class SqlStore(abc.ABC):
                 tx=snap,
             )
         return {int(row[0]) for row in ids}, {str(row[0]) for row in refs}
+
+    async def prune_reference_images(self, before: float, keep: set[str]) -> int:
+        """Delete stored starting images made before ``before`` whose name is not in ``keep``."""
+        async with self.transaction() as tx:
+            rows = await self.fetchall(
+                "SELECT name FROM reference_images WHERE created_at < ?", (before,), tx=tx
+            )
+            names = [str(row[0]) for row in rows if str(row[0]) not in keep]
+            for start in range(0, len(names), 500):
+                chunk = names[start : start + 500]
+                await self.execute(
+                    f"DELETE FROM reference_images WHERE name IN ({marks(chunk)})", chunk, tx=tx
+                )
+        return len(names)
 
 
 def split_sql(script: str) -> list[str]:

@@ -56,7 +56,7 @@ class JobButtonsCog(commands.Cog, name=JOB_BUTTONS_COG):
     async def make_again(self, interaction: discord.Interaction[Any], job_id: int) -> None:
         """The same request once more, as a new job charged to whoever pressed the button."""
         source = await self.job_for(interaction, job_id, JobAction.AGAIN)
-        request = self.bot.jobs.again_request(source, requester_of(interaction))
+        request = await self.bot.jobs.again_request(source, requester_of(interaction))
         await self.bot.starter.start(interaction, request)
 
     async def show_details(self, interaction: discord.Interaction[Any], job_id: int) -> None:

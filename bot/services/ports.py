@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from bot.domain.credits import GuildPolicy, RoleOverride, Usage, UsageReport
 from bot.domain.jobs import Job, JobChanges, JobRequest, JobStatus
-from bot.domain.provider import Video, VideoList
+from bot.domain.provider import Character, Video, VideoList
 
 # ==================================================================================================
 # Jobs
@@ -323,6 +323,33 @@ class VideoProvider(Protocol):
         ...
 
     async def delete(self, video_id: str) -> bool: ...
+
+    # Optional endpoints, discovered at run time: None = not tried yet, False = the provider lacks
+    # it (a call raised ``UnsupportedEndpoint``), so the features they carry are not offered.
+    supports_extend: bool | None
+    supports_edit: bool | None
+    supports_characters: bool | None
+
+    async def extend(self, video_id: str, prompt: str, seconds: int) -> Video:
+        """The completed video followed by ``seconds`` more; the answer's ``seconds`` is the total."""
+        ...
+
+    async def edit(
+        self,
+        prompt: str,
+        *,
+        video_id: str | None = None,
+        clip: Path | bytes | None = None,
+        clip_type: str = "video/mp4",
+    ) -> Video:
+        """A new video editing a completed video (``video_id``) or an uploaded ``clip``; exactly one."""
+        ...
+
+    async def create_character(
+        self, name: str, video: Path | bytes, video_type: str = "video/mp4"
+    ) -> Character: ...
+
+    async def get_character(self, character_id: str) -> Character: ...
 
 
 class LineageProvider(Protocol):

@@ -16,7 +16,7 @@ from bot.domain.jobs import Job, JobKind
 from bot.domain.messages import remix_source_gone, source_gone_message, unsupported_message
 from bot.domain.provider import Video
 from bot.domain.provider_errors import UnsupportedEndpoint, VideoAPIError
-from bot.services.ports import LineageProvider
+from bot.services.ports import VideoProvider
 
 LINEAGE_KINDS = frozenset({JobKind.EXTENSION, JobKind.EDIT})
 SOURCE_GONE_CODE = "remix_source_gone"  # the code remixes already use: Again is not offered for it
@@ -28,7 +28,7 @@ class ClipMissing(Exception):
     """The converted clip of an edit is gone from disk (deleted, or a different DATA_DIR)."""
 
 
-async def send(api: LineageProvider, job: Job) -> Video:
+async def send(api: VideoProvider, job: Job) -> Video:
     """The provider request for an extension or an edit (``job.kind`` in ``LINEAGE_KINDS``)."""
     if job.kind is JobKind.EXTENSION:
         if not job.source_video_id:
@@ -39,7 +39,7 @@ async def send(api: LineageProvider, job: Job) -> Video:
             clip = await asyncio.to_thread(Path(job.clip_path).read_bytes)
         except OSError as exc:
             raise ClipMissing(job.clip_path) from exc
-        return await api.edit(job.prompt, video_file=clip)
+        return await api.edit(job.prompt, clip=clip, clip_type="video/mp4")
     if not job.source_video_id:
         raise ValueError(f"edit job {job.id} has neither a source video nor a clip")
     return await api.edit(job.prompt, video_id=job.source_video_id)

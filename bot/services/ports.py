@@ -352,16 +352,6 @@ class VideoProvider(Protocol):
     async def get_character(self, character_id: str) -> Character: ...
 
 
-class LineageProvider(Protocol):
-    """The Videos API calls that extensions and edits use (``VideoAPIClient``)."""
-
-    async def extend(self, video_id: str, prompt: str, seconds: int) -> Video: ...
-
-    async def edit(
-        self, prompt: str, *, video_id: str | None = None, video_file: bytes | None = None
-    ) -> Video: ...
-
-
 class DiskSpace(Protocol):
     """What ``shutil.disk_usage`` answers, as far as the download check reads it."""
 

@@ -37,7 +37,8 @@ from bot.services.ports import ClipUnusable, ConvertedClip
 MAX_SIDE = 4096
 MAX_PIXELS = 4096 * 2304
 MIN_SIDE = 16
-MAX_FPS = 60
+MAX_FPS = 60  # what the converted clip keeps at most (faster clips have frames dropped)
+MAX_DECODED_FPS = 240  # what is decoded at most: a clip with more frames than that is refused
 MIN_SECONDS = 0.5
 _CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "prores", "mjpeg"})
 _WHAT = "Attach an MP4, MOV or WebM video."
@@ -105,26 +106,31 @@ def _transcode(data: bytes, demuxer: str, out: Path, sizes: tuple[str, ...], max
         rate = stream.average_rate or Fraction(24, 1)
         if rate > MAX_FPS:
             rate = Fraction(MAX_FPS, 1)
-        max_frames = int(max_seconds * MAX_FPS) + MAX_FPS
+        max_frames = int(max_seconds * MAX_DECODED_FPS) + MAX_DECODED_FPS
         with av.open(str(out), mode="w", format="mp4", options={"movflags": "+faststart"}) as target:
             encoder = target.add_stream("libx264", rate=rate, options={"preset": "veryfast", "crf": "20"})
             encoder.width, encoder.height, encoder.pix_fmt = target_w, target_h, "yuv420p"
             graph = _fit_graph(stream, target_w, target_h)
             frames = 0
             first: float | None = None
+            last_pts: int | None = None
             for frame in source.decode(stream):
                 frames += 1
                 if frames > max_frames:
-                    raise ClipUnusable(f"That clip has more than {MAX_FPS} frames a second. {_WHAT}")
+                    raise ClipUnusable(f"That clip has more than {MAX_DECODED_FPS} frames a second. {_WHAT}")
                 if (frame.width, frame.height) != (width, height):
                     raise ClipUnusable(f"That clip changes its picture size partway. {_WHAT}")
                 at = float(frame.time) if frame.time is not None else frames / float(rate)
                 first = at if first is None else first
                 if at - first > max_seconds + 0.01:
                     raise too_long
+                pts = round((at - first) * rate)
+                if last_pts is not None and pts <= last_pts:
+                    continue  # faster than the output's rate: this frame is dropped
+                last_pts = pts
                 graph.vpush(frame)
                 fitted = graph.vpull()
-                fitted.pts = round((at - first) * rate)
+                fitted.pts = pts
                 fitted.time_base = 1 / rate
                 target.mux(encoder.encode(fitted))
             if frames == 0:

@@ -13,6 +13,7 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
+from bot.adapters.clips import ClipGate
 from bot.adapters.http.links import MediaLinks
 from bot.adapters.http.server import REPLAY_WINDOW_SECONDS, BotHTTPServer, HealthChecks, serve_http
 from bot.adapters.media import MediaError, make_thumbnail, reencode_to_fit
@@ -25,12 +26,13 @@ from bot.adapters.sqlite.store import Store
 from bot.adapters.videoapi.client import VideoAPIClient
 from bot.discord.bot import VideoBot
 from bot.domain.catalog import Catalog, default_catalog
+from bot.services.clips import EditClips
 from bot.services.credits import CreditsService
 from bot.services.delivery import DeliveryPlanner
 from bot.services.history import HistoryService
 from bot.services.jobs import JobService
 from bot.services.lifecycle import JobLifecycle
-from bot.services.ports import JobPresenter, ProviderVideos, VideoProvider
+from bot.services.ports import JobPresenter, ProviderSupport, ProviderVideos, VideoProvider
 from bot.services.references import ReferenceImages
 from bot.services.retention import RetentionPolicy, RetentionService
 from bot.services.tracker import JobTracker
@@ -72,6 +74,7 @@ def job_service(
     catalog: Catalog | None = None,
     on_new_job: Callable[[], None] | None = None,
     clock: Callable[[], float] = time.time,
+    provider: ProviderSupport | None = None,
 ) -> JobService:
     return JobService(
         store,
@@ -80,6 +83,7 @@ def job_service(
         catalog=catalog,
         on_new_job=on_new_job,
         clock=clock,
+        provider=provider,
     )
 
 
@@ -155,7 +159,9 @@ def build_bot(
     lifecycle = job_lifecycle(store, api)
     credits = credits_service(store, catalog=catalog)
     wake = asyncio.Event()  # a new job or a cancel wakes the tracker
-    jobs = job_service(store, lifecycle=lifecycle, credits=credits, catalog=catalog, on_new_job=wake.set)
+    jobs = job_service(
+        store, lifecycle=lifecycle, credits=credits, catalog=catalog, on_new_job=wake.set, provider=api
+    )
     retention = retention_service(store, settings)
 
     def tracker_for(presenter: JobPresenter) -> JobTracker:
@@ -179,6 +185,11 @@ def build_bot(
     # stand-ins) serve attachments from the API base's origin, so that origin is allowed too.
     images = AttachmentImages(extra_origin=settings.discord_api_base_url)
     references = ReferenceImages(images, images, settings.data_dir / "references", shared=store)
+    clip_gate = ClipGate()
+    clips = EditClips(images, clip_gate, settings.data_dir / "references")
+
+    async def close_clip_gate() -> None:
+        clip_gate.close()
 
     return VideoBot(
         settings=settings,
@@ -191,5 +202,6 @@ def build_bot(
         delivery=delivery_planner(media_links),
         tracker_for=tracker_for,
         references=references,
-        close_with=[images.close],
+        clips=clips,
+        close_with=[images.close, close_clip_gate],
     )

@@ -120,10 +120,8 @@ async def test_postgresql_migrations_run_once_when_processes_start_together(
     url = await postgres_server.new_database()
     # An empty database (the template is migrated already): drop what the template brought.
     async with PostgresStore.open(url) as store, store.transaction() as tx:
-        for table in ("audit_log", "grants", "member_quotas", "role_overrides", "guild_settings"):
-            await store.execute(f"DROP TABLE {table}", tx=tx)
-        for table in ("jobs", "meta", "webhook_events", "schema_migrations"):
-            await store.execute(f"DROP TABLE {table} CASCADE", tx=tx)
+        await store.execute("DROP SCHEMA public CASCADE", tx=tx)
+        await store.execute("CREATE SCHEMA public", tx=tx)
     stores = await asyncio.gather(*(PostgresStore.connect(url) for _ in range(4)))
     try:
         versions = {await store.schema_version() for store in stores}

@@ -33,6 +33,7 @@ from bot.domain.jobs import (
     ChargeState,
     Job,
     JobChanges,
+    JobKind,
     JobRequest,
     JobStatus,
 )
@@ -52,6 +53,7 @@ def job_from_row(row: Any) -> Job:
     values = {name: row[name] for name in _JOB_COLUMNS}
     values["status"] = JobStatus(values["status"])
     values["charge_state"] = ChargeState(values["charge_state"])
+    values["kind"] = JobKind(values["kind"])
     return Job(**values)
 
 
@@ -349,7 +351,7 @@ class SqlStore(abc.ABC):
 
     async def jobs_keeping_files(self, finished_since: float) -> tuple[set[int], set[str]]:
         """Ids of the jobs whose files stay (unfinished, or finished at or after ``finished_since``)
-        and the reference images they use, from one snapshot."""
+        and the reference images and edit clips they use, from one snapshot."""
         where = f"{_IN_ACTIVE} OR finished_at IS NULL OR finished_at >= ?"
         async with self.snapshot() as snap:
             ids = await self.fetchall(
@@ -357,8 +359,9 @@ class SqlStore(abc.ABC):
             )
             refs = await self.fetchall(
                 f"SELECT DISTINCT reference_image_path FROM jobs WHERE reference_image_path IS NOT NULL "
+                f"AND ({where}) UNION SELECT DISTINCT clip_path FROM jobs WHERE clip_path IS NOT NULL "
                 f"AND ({where})",
-                (*_ACTIVE, finished_since),
+                (*_ACTIVE, finished_since, *_ACTIVE, finished_since),
                 tx=snap,
             )
         return {int(row[0]) for row in ids}, {str(row[0]) for row in refs}

@@ -777,8 +777,6 @@ async def migrate_db(settings: Settings, args: argparse.Namespace) -> int:
         report = await copy_sqlite_to_postgres(source, target)
     except TargetNotEmpty as exc:
         raise ConfigError(str(exc)) from None
-    except ConnectionError as exc:
-        raise ConfigError(str(exc)) from None
     for table, rows in report.rows.items():
         print(f"{table}: {rows} rows")
     for table, columns in report.skipped_columns.items():

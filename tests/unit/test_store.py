@@ -9,6 +9,7 @@ import pytest
 
 from bot.adapters.postgres.store import PostgresStore
 from bot.adapters.sqlite.store import Store
+from bot.domain.errors import ConfigError
 from bot.domain.jobs import ChargeState, JobChanges, JobRequest, JobStatus
 from tests.backends import PASSWORD, Backend, PostgresServer
 
@@ -145,6 +146,8 @@ async def test_the_postgresql_password_never_shows(
         shown = f"{store!r} {store.describe()}"
     assert PASSWORD not in shown and "127.0.0.1" in shown
     assert PASSWORD not in caplog.text
-    with pytest.raises(ConnectionError) as refused:  # nothing listens on port 1
+    with pytest.raises(
+        ConfigError, match=r"DATABASE_URL: PostgreSQL at postgres@127\.0\.0\.1:1/x"
+    ) as refused:
         await PostgresStore.connect(f"postgresql://postgres:{PASSWORD}@127.0.0.1:1/x")
     assert PASSWORD not in str(refused.value)

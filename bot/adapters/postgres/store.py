@@ -41,6 +41,7 @@ from typing import Any
 import asyncpg
 
 from bot.adapters.sql.store import SqlStore, migration_files
+from bot.domain.errors import ConfigError
 from bot.logsafety import register_secret
 from bot.settings import url_password
 
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 #: the advisory lock (``hashtextextended`` of this text) held while migrating
 MIGRATION_LOCK = "videobot:migrations"
 DEFAULT_POOL_SIZE = 10
+CONNECT_TIMEOUT = 10.0
 
 
 def describe_url(url: str) -> str:
@@ -113,9 +115,10 @@ class PostgresStore(SqlStore):
         register_secret(url_password(url))
         where = describe_url(url)
         try:
-            pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size)
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise ConnectionError(f"PostgreSQL at {where} refused the connection: {exc}") from None
+            pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size, timeout=CONNECT_TIMEOUT)
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+            # One line for the operator (``videobot run`` exits with it; Compose restarts the bot).
+            raise ConfigError(f"DATABASE_URL: PostgreSQL at {where} refused the connection: {exc}") from None
         store = cls(pool, where, clock)
         try:
             await store._migrate()
@@ -195,7 +198,7 @@ async def inspect_postgres(url: str) -> tuple[bool, str]:
     where = f"PostgreSQL {describe_url(url)}"
     latest = max((version for version, _, _ in migration_files("bot.adapters.postgres")), default=0)
     try:
-        conn = await asyncpg.connect(url, timeout=10)
+        conn = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT)
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
         return False, f"{where} cannot be reached ({exc})"
     try:

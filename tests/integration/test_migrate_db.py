@@ -70,3 +70,13 @@ def test_migrate_db_help_says_what_it_copies_and_refuses(tmp_path: Path) -> None
     assert result.returncode == 0 and result.stdout.startswith("usage: videobot migrate-db")
     for text in ("--to", "DATABASE_URL", "empty PostgreSQL", "Refuses a target"):
         assert text in result.stdout
+
+
+async def test_check_names_the_postgresql_database_but_never_its_password(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    url = await postgres_server.new_database()
+    result = videobot("check", cwd=tmp_path, env={"DATABASE_URL": url, "LOG_LEVEL": "DEBUG"})
+    assert "[ok] database: PostgreSQL postgres@127.0.0.1:" in result.stdout, result.stdout
+    assert "(schema version" in result.stdout
+    assert PASSWORD not in result.stdout + result.stderr

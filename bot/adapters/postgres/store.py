@@ -94,6 +94,11 @@ class PostgresStore(SqlStore):
         self._pool = pool
         self.where = where
 
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The connection pool, for what is not a query (``LISTEN``/``NOTIFY`` on a held connection)."""
+        return self._pool
+
     def __repr__(self) -> str:
         return f"<PostgresStore {self.where}>"
 

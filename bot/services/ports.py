@@ -148,7 +148,8 @@ class CreditsRepository(AuditLog, GuildPolicies, Protocol):
     record commit together."""
 
     def transaction(self) -> AbstractAsyncContextManager[Transaction]:
-        """Read-modify-write: writers are serialised, and the reads inside see what will be changed."""
+        """Read-modify-write: the reads inside see what will be changed (SQLite serialises writers;
+        PostgreSQL locks what the reads decide on: the guild, for a reservation or a settings change)."""
         ...
 
     def snapshot(self) -> AbstractAsyncContextManager[Transaction]:

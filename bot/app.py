@@ -111,14 +111,19 @@ def delivery_planner(links: MediaLinks | None = None) -> DeliveryPlanner:
 
 
 def health_checks_for(bot: VideoBot) -> HealthChecks:
-    """``/healthz``: the database answers, the gateway is connected now, the tracker runs."""
+    """``/healthz``: the database answers, every shard of this process is connected now (each one
+    is reported), the tracker runs."""
 
     def gateway_connected() -> bool:
-        # is_ready stays set across reconnects, so also require an open websocket right now.
-        ws = bot.ws
-        return bot.is_ready() and not bot.is_closed() and ws is not None and ws.open
+        # is_ready stays set across reconnects, so also require every shard's websocket open now.
+        return bot.is_ready() and all(shard["connected"] for shard in bot.shard_health())
 
-    return HealthChecks(database=bot.store.ping, gateway=gateway_connected, tracker=lambda: bot.tracker.alive)
+    return HealthChecks(
+        database=bot.store.ping,
+        gateway=gateway_connected,
+        tracker=lambda: bot.tracker.alive,
+        shards=bot.shard_health,
+    )
 
 
 def serve_bot_http(

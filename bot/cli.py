@@ -66,6 +66,9 @@ reads from the environment or .env:
   DATABASE_URL, DATA_DIR  where jobs, credits and videos are kept (default data/)
   HTTP_PORT, HTTP_HOST    the bot's HTTP server for /healthz and webhooks (off unless HTTP_PORT is set)
   LOG_LEVEL               DEBUG, INFO (default), WARNING or ERROR, any case
+  SHARD_COUNT, SHARD_IDS  gateway shards in all (default 1) and the ones this process connects
+                          (comma-separated; default all)
+  JOB_LEASE_SECONDS       how long a process owns a job without renewing (default 30)
 .env.example lists every variable. Stop with Ctrl-C or SIGTERM; running jobs resume on the next start."""
 
 _CHECK_EPILOG = """\

@@ -9,13 +9,16 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.domain.errors import ConfigError
 
 LOCAL_API = "local"
 MIN_AUDIT_RETENTION_DAYS = 32
+# Discord asks for a shard per ~1,000 guilds (at most 2,500); far past the largest bots.
+MAX_SHARD_COUNT = 16384
+MIN_JOB_LEASE_SECONDS = 1.0
 _URL_CREDENTIALS = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#@\s]+@")
 
 
@@ -52,6 +55,13 @@ class Settings(BaseSettings):
     local_api_key: SecretStr | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # More than one process (README, "Running more than one process"): the gateway shards in all,
+    # the ones this process connects (comma-separated; blank = all), and how long a process owns
+    # an unfinished job without renewing its lease before another process takes it over.
+    shard_count: int = Field(default=1, ge=1, le=MAX_SHARD_COUNT)
+    shard_ids: str | None = None
+    job_lease_seconds: float = Field(default=30.0, ge=MIN_JOB_LEASE_SECONDS, le=3600)
+
     # Hardening: bounds on what the bot downloads and how long it keeps what members gave it.
     # Not the Discord upload limit: bigger files are re-encoded or linked, so they must download.
     max_download_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
@@ -69,6 +79,7 @@ class Settings(BaseSettings):
         "video_api_key",
         "openai_api_key",
         "local_api_key",
+        "shard_ids",
         mode="before",
     )
     @classmethod
@@ -96,6 +107,36 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_local(cls, value: object) -> object:
         return LOCAL_API if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("shard_ids")
+    @classmethod
+    def _shard_ids_listed(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = [part.strip() for part in value.split(",")]
+        if not all(part.isdigit() for part in parts):
+            raise ValueError("must be shard numbers separated by commas, e.g. 0,1")
+        return ",".join(parts)
+
+    @model_validator(mode="after")
+    def _shards_in_range(self) -> Settings:
+        ids = self.shards
+        outside = sorted({i for i in ids if i >= self.shard_count})
+        if outside:
+            raise ValueError(
+                f"SHARD_IDS lists shard {', '.join(map(str, outside))}, but SHARD_COUNT={self.shard_count} "
+                f"numbers the shards 0 to {self.shard_count - 1}; fix one of the two"
+            )
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"SHARD_IDS lists a shard twice ({self.shard_ids}); list each once")
+        return self
+
+    @property
+    def shards(self) -> list[int]:
+        """The shards this process connects: ``SHARD_IDS``, or all of ``SHARD_COUNT``."""
+        if self.shard_ids is None:
+            return list(range(self.shard_count))
+        return [int(part) for part in self.shard_ids.split(",")]
 
     @property
     def api_key(self) -> SecretStr | None:

@@ -237,6 +237,17 @@ class Store:
                 tx=tx,
             )
 
+    async def swap_meta(self, key: str, value: str) -> str | None:
+        """Set ``key`` to ``value`` and return its previous value (None: unset), in one transaction."""
+        async with self.transaction() as tx:
+            row = await self.fetchone("SELECT value FROM meta WHERE key = ?", (key,), tx=tx)
+            await self.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+                tx=tx,
+            )
+        return str(row[0]) if row else None
+
     # -- jobs ----------------------------------------------------------------------------------
 
     async def insert_job(self, request: JobRequest, conn: object | None = None) -> int:

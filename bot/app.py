@@ -28,8 +28,9 @@ from bot.services.credits import CreditsService
 from bot.services.delivery import DeliveryPlanner
 from bot.services.history import HistoryService
 from bot.services.jobs import JobService
+from bot.services.leases import LeasedJobs, lease_owner_id
 from bot.services.lifecycle import JobLifecycle
-from bot.services.ports import JobPresenter, ProviderVideos, VideoProvider
+from bot.services.ports import JobPresenter, JobRepository, ProviderVideos, VideoProvider
 from bot.services.references import ReferenceImages
 from bot.services.retention import RetentionPolicy, RetentionService
 from bot.services.tracker import JobTracker
@@ -80,10 +81,13 @@ def job_tracker(
     data_dir: Path,
     *,
     lifecycle: JobLifecycle | None = None,
+    jobs: JobRepository | None = None,
     **options: Any,
 ) -> JobTracker:
+    """``jobs``: what the tracker sweeps, when not every job in ``store`` (``LeasedJobs``: the jobs
+    this process holds the lease of)."""
     return JobTracker(
-        store, api, presenter, data_dir, lifecycle=lifecycle or job_lifecycle(store, api), **options
+        jobs or store, api, presenter, data_dir, lifecycle=lifecycle or job_lifecycle(store, api), **options
     )
 
 
@@ -152,6 +156,13 @@ def build_bot(
     wake = asyncio.Event()  # a new job or a cancel wakes the tracker
     jobs = job_service(store, lifecycle=lifecycle, credits=credits, catalog=catalog, on_new_job=wake.set)
     retention = retention_service(store, settings)
+    # Several processes may share the database: each works the jobs it holds the lease of.
+    leases = LeasedJobs(
+        store,
+        lease_owner_id(settings.data_dir),
+        lease_seconds=settings.job_lease_seconds,
+        on_taken=wake.set,
+    )
 
     def tracker_for(presenter: JobPresenter) -> JobTracker:
         return job_tracker(
@@ -160,6 +171,7 @@ def build_bot(
             presenter,
             settings.data_dir,
             lifecycle=lifecycle,
+            jobs=leases,
             wake_event=wake,
             poll_interval=settings.poll_interval_seconds,
             push_mode=settings.webhooks_enabled,
@@ -167,7 +179,8 @@ def build_bot(
             max_concurrent_submissions=settings.max_concurrent_submissions,
             max_concurrent_deliveries=settings.max_concurrent_deliveries,
             deadline_seconds=settings.job_deadline_minutes * 60,
-            housekeeping=[retention.run_forever],  # runs while the tracker does
+            # Run while the tracker does: retention, and renewing this process's job leases.
+            housekeeping=[retention.run_forever, leases.renew_forever],
         )
 
     # One gate and one download session for the process; the fake Discord (and self-hosted
@@ -186,5 +199,5 @@ def build_bot(
         delivery=delivery_planner(media_links),
         tracker_for=tracker_for,
         references=references,
-        close_with=[images.close],
+        close_with=[leases.release, images.close],
     )

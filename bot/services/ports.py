@@ -49,6 +49,18 @@ class JobRepository(Protocol):
     async def update_job(self, job_id: int, changes: JobChanges | None = None, /) -> Job: ...
 
 
+class JobLeases(Protocol):
+    """Who works which unfinished job (``bot.services.leases``): a lease per job, taken and renewed
+    atomically across processes."""
+
+    async def lease_jobs(self, owner: str, *, now: float, until: float, renew_before: float) -> list[Job]:
+        """Take the free and lapsed leases, renew ``owner``'s that expire before ``renew_before``
+        (all to ``until``), and return every unfinished job ``owner`` holds."""
+        ...
+
+    async def release_leases(self, owner: str) -> int: ...
+
+
 class AuditLog(Protocol):
     """The moderators' audit trail (``SqliteCreditsRepository.audit``)."""
 

@@ -274,6 +274,50 @@ class Store:
         sql = f"SELECT * FROM jobs WHERE status IN ({', '.join('?' for _ in _ACTIVE)}) ORDER BY id"
         return [job_from_row(row) for row in await self.fetchall(sql, _ACTIVE)]
 
+    # -- leases (``bot.services.leases``) --------------------------------------------------------
+
+    async def lease_jobs(self, owner: str, *, now: float, until: float, renew_before: float) -> list[Job]:
+        """The unfinished jobs ``owner`` holds a lease on, after taking every one nobody holds (or
+        whose lease lapsed before ``now``) and renewing its own that expire before ``renew_before``,
+        all to ``until``. One ``BEGIN IMMEDIATE`` transaction: SQLite's write lock makes it the one
+        taker, as ``FOR UPDATE SKIP LOCKED`` does on PostgreSQL."""
+        async with self.transaction() as tx:
+            taken = await self.fetchall(
+                f"SELECT id, lease_owner FROM jobs WHERE {_IN_ACTIVE} AND lease_owner IS NOT NULL "
+                "AND lease_owner != ? AND lease_expires_at < ?",
+                (*_ACTIVE, owner, now),
+                tx=tx,
+            )
+            for row in taken:
+                log.info("job %s: taking it over (the lease of %s lapsed)", row[0], row[1])
+            await tx.execute(
+                f"UPDATE jobs SET lease_owner = ?, lease_expires_at = ? WHERE {_IN_ACTIVE} AND ("
+                "lease_owner IS NULL OR (lease_owner != ? AND lease_expires_at < ?) "
+                "OR (lease_owner = ? AND lease_expires_at < ?))",
+                (owner, until, *_ACTIVE, owner, now, owner, renew_before),
+            )
+            rows = await self.fetchall(
+                f"SELECT * FROM jobs WHERE {_IN_ACTIVE} AND lease_owner = ? ORDER BY id",
+                (*_ACTIVE, owner),
+                tx=tx,
+            )
+        return [job_from_row(row) for row in rows]
+
+    async def release_leases(self, owner: str) -> int:
+        """Give up every lease ``owner`` holds (a clean shutdown: another process takes the jobs at
+        once instead of after the lease lapses). Returns how many."""
+        async with self.transaction() as tx:
+            cursor = await tx.execute(
+                f"UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = ? AND {_IN_ACTIVE}",
+                (owner, *_ACTIVE),
+            )
+            return cursor.rowcount
+
+    async def lease_holders(self) -> dict[int, str | None]:
+        """Unfinished job id → the owner of its lease (None: nobody), for operators and tests."""
+        rows = await self.fetchall(f"SELECT id, lease_owner FROM jobs WHERE {_IN_ACTIVE}", _ACTIVE)
+        return {int(row[0]): row[1] for row in rows}
+
     async def known_provider_ids(self, video_ids: Iterable[str]) -> set[str]:
         """Which of these provider video ids already belong to a job."""
         ids = list(video_ids)

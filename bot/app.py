@@ -161,6 +161,8 @@ def build_bot(
         store,
         lease_owner_id(settings.data_dir),
         lease_seconds=settings.job_lease_seconds,
+        shards=settings.shards,
+        shard_count=settings.shard_count,
         on_taken=wake.set,
     )
 

@@ -21,7 +21,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Protocol
@@ -59,12 +59,16 @@ class LeasedJobs:
         owner: str,
         *,
         lease_seconds: float = 30.0,
+        shards: Sequence[int] = (0,),
+        shard_count: int = 1,
         on_taken: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.owner = owner
         self.lease_seconds = lease_seconds
+        self.shards = tuple(shards)
+        self.shard_count = shard_count
         self._on_taken = on_taken
         self._clock = clock
         self._held: set[int] = set()
@@ -79,6 +83,11 @@ class LeasedJobs:
             now=now,
             until=now + self.lease_seconds,
             renew_before=now + self.lease_seconds * 2 / 3,
+            shards=self.shards,
+            shard_count=self.shard_count,
+            # A new job is the process's of its guild's shard (it was woken by the submit); the
+            # others take it only if that one does not (it died between the submit and its sweep).
+            others_after=self.lease_seconds,
         )
         held = {job.id for job in jobs}
         new = held - self._held

@@ -3,7 +3,7 @@ API client) and the Discord layer implement them, and the services never import 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,9 +53,21 @@ class JobLeases(Protocol):
     """Who works which unfinished job (``bot.services.leases``): a lease per job, taken and renewed
     atomically across processes."""
 
-    async def lease_jobs(self, owner: str, *, now: float, until: float, renew_before: float) -> list[Job]:
+    async def lease_jobs(
+        self,
+        owner: str,
+        *,
+        now: float,
+        until: float,
+        renew_before: float,
+        shards: Sequence[int] = (0,),
+        shard_count: int = 1,
+        others_after: float = 0.0,
+    ) -> list[Job]:
         """Take the free and lapsed leases, renew ``owner``'s that expire before ``renew_before``
-        (all to ``until``), and return every unfinished job ``owner`` holds."""
+        (all to ``until``), and return every unfinished job ``owner`` holds. A new job goes first
+        to a process with its guild's shard (``shards`` of ``shard_count``), to any other after
+        ``others_after`` seconds."""
         ...
 
     async def release_leases(self, owner: str) -> int: ...

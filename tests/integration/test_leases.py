@@ -78,10 +78,10 @@ def test_the_owner_id_is_kept_in_the_data_dir(tmp_path: Path) -> None:
 
 
 def leased_tracker(
-    store: Store, api: VideoAPIClient, presenter: RecordingPresenter, data_dir: Path, owner: str
+    store: Store, api: VideoAPIClient, presenter: RecordingPresenter, data_dir: Path, owner: str, shard: int
 ) -> tuple[JobTracker, LeasedJobs]:
     wake = asyncio.Event()
-    leases = LeasedJobs(store, owner, lease_seconds=LEASE, on_taken=wake.set)
+    leases = LeasedJobs(store, owner, lease_seconds=LEASE, shards=[shard], shard_count=2, on_taken=wake.set)
     tracker = job_tracker(
         store,
         api,
@@ -102,11 +102,12 @@ async def test_when_a_process_dies_the_other_takes_its_jobs_and_delivers_each_on
 ) -> None:
     a, b = stores
     service = job_service(a)
+    # Guild 1 is on shard 0 of 2 ((1 >> 22) % 2): process a's, the one its members' submits reach.
     ids = [(await service.submit(request(f"taken over {n}"))).id for n in range(4)]
     discord = RecordingPresenter()  # what both processes post to
     async with VideoAPIClient(renderer.base_url) as api_a, VideoAPIClient(renderer.base_url) as api_b:
-        first, _ = leased_tracker(a, api_a, discord, tmp_path / "a", "a")
-        second, second_leases = leased_tracker(b, api_b, discord, tmp_path / "b", "b")
+        first, _ = leased_tracker(a, api_a, discord, tmp_path / "a", "a", shard=0)
+        second, second_leases = leased_tracker(b, api_b, discord, tmp_path / "b", "b", shard=1)
         first.start()
         second.start()
         try:

@@ -276,11 +276,25 @@ class Store:
 
     # -- leases (``bot.services.leases``) --------------------------------------------------------
 
-    async def lease_jobs(self, owner: str, *, now: float, until: float, renew_before: float) -> list[Job]:
-        """The unfinished jobs ``owner`` holds a lease on, after taking every one nobody holds (or
-        whose lease lapsed before ``now``) and renewing its own that expire before ``renew_before``,
-        all to ``until``. One ``BEGIN IMMEDIATE`` transaction: SQLite's write lock makes it the one
-        taker, as ``FOR UPDATE SKIP LOCKED`` does on PostgreSQL."""
+    async def lease_jobs(
+        self,
+        owner: str,
+        *,
+        now: float,
+        until: float,
+        renew_before: float,
+        shards: Sequence[int] = (0,),
+        shard_count: int = 1,
+        others_after: float = 0.0,
+    ) -> list[Job]:
+        """The unfinished jobs ``owner`` holds a lease on, after taking (until ``until``) the ones
+        nobody holds and those whose lease lapsed before ``now``, and renewing its own that expire
+        before ``renew_before``. A new job is taken at once by a process with its guild's shard
+        (``shards`` of ``shard_count``: the one whose member asked), by any other once it has
+        waited ``others_after`` seconds; released and lapsed ones by anyone. One ``BEGIN
+        IMMEDIATE`` transaction: SQLite's write lock makes it the one taker, as ``FOR UPDATE SKIP
+        LOCKED`` does on PostgreSQL."""
+        mine = _shard_clause(shards, shard_count)
         async with self.transaction() as tx:
             taken = await self.fetchall(
                 f"SELECT id, lease_owner FROM jobs WHERE {_IN_ACTIVE} AND lease_owner IS NOT NULL "
@@ -292,9 +306,10 @@ class Store:
                 log.info("job %s: taking it over (the lease of %s lapsed)", row[0], row[1])
             await tx.execute(
                 f"UPDATE jobs SET lease_owner = ?, lease_expires_at = ? WHERE {_IN_ACTIVE} AND ("
-                "lease_owner IS NULL OR (lease_owner != ? AND lease_expires_at < ?) "
+                f"(lease_owner IS NULL AND (lease_expires_at IS NOT NULL OR {mine} OR created_at < ?)) "
+                "OR (lease_owner != ? AND lease_expires_at < ?) "
                 "OR (lease_owner = ? AND lease_expires_at < ?))",
-                (owner, until, *_ACTIVE, owner, now, owner, renew_before),
+                (owner, until, *_ACTIVE, now - others_after, owner, now, owner, renew_before),
             )
             rows = await self.fetchall(
                 f"SELECT * FROM jobs WHERE {_IN_ACTIVE} AND lease_owner = ? ORDER BY id",
@@ -308,7 +323,7 @@ class Store:
         once instead of after the lease lapses). Returns how many."""
         async with self.transaction() as tx:
             cursor = await tx.execute(
-                f"UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = ? AND {_IN_ACTIVE}",
+                f"UPDATE jobs SET lease_owner = NULL, lease_expires_at = 0 WHERE lease_owner = ? AND {_IN_ACTIVE}",
                 (owner, *_ACTIVE),
             )
             return cursor.rowcount
@@ -424,6 +439,13 @@ class Store:
                 tx=snap,
             )
         return {int(row[0]) for row in ids}, {str(row[0]) for row in refs}
+
+
+def _shard_clause(shards: Sequence[int], shard_count: int) -> str:
+    """SQL true for jobs whose guild is on one of ``shards`` (Discord's ``(guild_id >> 22) %
+    shard_count``; jobs outside guilds belong to shard 0). Only integers are inlined."""
+    ids = ", ".join(str(int(shard)) for shard in shards) or "-1"
+    return f"((COALESCE(guild_id, 0) >> 22) % {int(shard_count)}) IN ({ids})"
 
 
 def _split_sql(script: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""The composition root: settings → store, provider client, catalog, services, tracker, Bot.
+"""The composition root: settings → store (SQLite or PostgreSQL), provider client, catalog, services, tracker, Bot.
 
 Everything is built here and handed over through constructors (discord.py's
 ``examples/advanced_startup.py``); nothing is filled in after construction.
@@ -17,10 +17,11 @@ from bot.adapters.http.links import MediaLinks
 from bot.adapters.http.server import REPLAY_WINDOW_SECONDS, BotHTTPServer, HealthChecks, serve_http
 from bot.adapters.media import MediaError, make_thumbnail, reencode_to_fit
 from bot.adapters.reference_images import AttachmentImages
-from bot.adapters.sqlite.credits import SqliteCreditsRepository
-from bot.adapters.sqlite.history import SqliteHistoryRepository
+from bot.adapters.sql.credits import SqlCreditsRepository
+from bot.adapters.sql.history import SqlHistoryRepository
+from bot.adapters.sql.store import SqlStore
+from bot.adapters.sql.webhook_events import WebhookEventLog
 from bot.adapters.sqlite.store import Store
-from bot.adapters.sqlite.webhook_events import WebhookEventLog
 from bot.adapters.videoapi.client import VideoAPIClient
 from bot.discord.bot import VideoBot
 from bot.domain.catalog import Catalog, default_catalog
@@ -37,26 +38,35 @@ from bot.services.tracker import JobTracker
 from bot.settings import Settings
 
 
+def open_store(settings: Settings) -> AbstractAsyncContextManager[SqlStore]:
+    """The store ``DATABASE_URL`` names: PostgreSQL for ``postgresql://…``, else the SQLite file."""
+    if settings.uses_postgres:
+        from bot.adapters.postgres.store import PostgresStore  # asyncpg only when it is used
+
+        return PostgresStore.open(settings.database_url)
+    return Store.open(settings.database_path)
+
+
 def job_lifecycle(
-    store: Store, provider: ProviderVideos | None = None, *, clock: Callable[[], float] = time.time
+    store: SqlStore, provider: ProviderVideos | None = None, *, clock: Callable[[], float] = time.time
 ) -> JobLifecycle:
-    credits = SqliteCreditsRepository(store)
+    credits = SqlCreditsRepository(store)
     return JobLifecycle(store, credits, credits, provider, clock=clock)
 
 
 def credits_service(
-    store: Store, *, catalog: Catalog | None = None, clock: Callable[[], float] = time.time
+    store: SqlStore, *, catalog: Catalog | None = None, clock: Callable[[], float] = time.time
 ) -> CreditsService:
     return CreditsService(
-        SqliteCreditsRepository(store),
-        SqliteHistoryRepository(store),
+        SqlCreditsRepository(store),
+        SqlHistoryRepository(store),
         catalog=catalog or default_catalog(),
         clock=clock,
     )
 
 
 def job_service(
-    store: Store,
+    store: SqlStore,
     *,
     lifecycle: JobLifecycle | None = None,
     credits: CreditsService | None = None,
@@ -75,7 +85,7 @@ def job_service(
 
 
 def job_tracker(
-    store: Store,
+    store: SqlStore,
     api: VideoProvider,
     presenter: JobPresenter,
     data_dir: Path,
@@ -91,7 +101,7 @@ def job_tracker(
     )
 
 
-def retention_service(store: Store, settings: Settings) -> RetentionService:
+def retention_service(store: SqlStore, settings: Settings) -> RetentionService:
     """Hourly pruning of expired tokens, old files, prompts and audit records (``bot.services.retention``)."""
     policy = RetentionPolicy(
         media_days=settings.media_retention_days,
@@ -131,7 +141,7 @@ def health_checks_for(bot: VideoBot) -> HealthChecks:
 
 
 def serve_bot_http(
-    settings: Settings, bot: VideoBot, store: Store, *, links: MediaLinks | None
+    settings: Settings, bot: VideoBot, store: SqlStore, *, links: MediaLinks | None
 ) -> AbstractAsyncContextManager[BotHTTPServer | None]:
     """The bot's HTTP server (``/healthz``, provider webhooks, media links) when ``HTTP_PORT`` is set."""
     return serve_http(
@@ -146,7 +156,7 @@ def serve_bot_http(
 def build_bot(
     settings: Settings,
     *,
-    store: Store,
+    store: SqlStore,
     api: VideoAPIClient,
     catalog: Catalog,
     media_links: MediaLinks | None = None,
@@ -196,7 +206,7 @@ def build_bot(
         store=store,
         jobs=jobs,
         credits=credits,
-        history=HistoryService(SqliteHistoryRepository(store)),
+        history=HistoryService(SqlHistoryRepository(store)),
         lifecycle=lifecycle,
         delivery=delivery_planner(media_links),
         tracker_for=tracker_for,

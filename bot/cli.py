@@ -300,6 +300,7 @@ def configure_logging(settings: Settings) -> StatusLine:
             settings.openai_api_key,
             settings.webhook_secret,
             settings.local_api_key,
+            settings.database_password,
         ]
     )
     return status
@@ -384,7 +385,7 @@ def _discord_failure(exc: BaseException, settings: Settings) -> BaseException:
 
 async def run_bot(settings: Settings, args: argparse.Namespace) -> int:
     from bot.adapters.http.links import MediaLinks
-    from bot.app import build_bot, serve_bot_http
+    from bot.app import build_bot, open_store, serve_bot_http
     from bot.discord.bot import point_discord_at
 
     token = settings.require_token()
@@ -392,7 +393,8 @@ async def run_bot(settings: Settings, args: argparse.Namespace) -> int:
     log.info("videos from %s; %s", describe_provider(settings), describe_catalog(catalog))
     point_discord_at(settings.discord_api_base_url, settings.discord_gateway_url)
     make_private_dir(settings.data_dir)  # owner-only: tokens, prompts and members' images live there
-    async with Store.open(settings.database_path) as store, video_api(settings) as api:
+    async with open_store(settings) as store, video_api(settings) as api:
+        log.info("database: %s", store.describe())
         links = None
         if settings.public_base_url and settings.http_port is not None:
             # Videos too large for Discord even after re-encoding are linked, served by our server.
@@ -627,7 +629,12 @@ async def check(settings: Settings, args: argparse.Namespace) -> int:
             "PUBLIC_BASE_URL is set but HTTP_PORT is not: nothing would serve the links",
         )
     try:
-        ok, detail = inspect_database(settings.database_path)
+        if settings.uses_postgres:
+            from bot.adapters.postgres.store import inspect_postgres
+
+            ok, detail = await inspect_postgres(settings.database_url)
+        else:
+            ok, detail = inspect_database(settings.database_path)
         report(ok, "database", detail)
     except ConfigError as exc:
         report(False, "database", str(exc))

@@ -6,6 +6,7 @@ Settings are built in ``cli.main`` (never at import), so importing the package n
 from __future__ import annotations
 
 import re
+import urllib.parse
 from pathlib import Path
 from typing import Literal
 
@@ -33,7 +34,8 @@ class Settings(BaseSettings):
     video_api_key: SecretStr | None = None
     openai_api_key: SecretStr | None = None
     models_file: Path | None = None
-    database_url: str = "sqlite:///data/videobot.db"
+    # sqlite:///path (the default) or postgresql://USER:PASS@HOST:PORT/DB; never in a repr (password).
+    database_url: str = Field(default="sqlite:///data/videobot.db", repr=False)
     data_dir: Path = Path("data")
     http_port: int | None = None
     # Loopback outside containers: /healthz and webhooks are not exposed unless the admin chooses to.
@@ -156,6 +158,15 @@ class Settings(BaseSettings):
     def database_path(self) -> Path:
         return sqlite_path(self.database_url)
 
+    @property
+    def uses_postgres(self) -> bool:
+        return self.database_url.strip().lower().startswith(POSTGRES_SCHEMES)
+
+    @property
+    def database_password(self) -> str | None:
+        """The password in a PostgreSQL ``DATABASE_URL`` (registered with the log redaction)."""
+        return url_password(self.database_url) if self.uses_postgres else None
+
     def require_token(self) -> SecretStr:
         if self.discord_token is None or not self.discord_token.get_secret_value().strip():
             raise ConfigError(
@@ -171,13 +182,22 @@ def redact_urls(text: str) -> str:
     return _URL_CREDENTIALS.sub(r"\1", text)
 
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def url_password(url: str) -> str | None:
+    """The password in ``scheme://user:password@host…``, decoded, or None."""
+    password = urllib.parse.urlsplit(url).password
+    return urllib.parse.unquote(password) if password else None
+
+
 def sqlite_path(url: str) -> Path:
     """``sqlite:///relative.db`` → ``relative.db``; ``sqlite:////abs/path.db`` → ``/abs/path.db``."""
     prefix = "sqlite:///"
     if not url.startswith(prefix):
         raise ConfigError(
-            f"DATABASE_URL must look like sqlite:///data/videobot.db (got {url.split(':', 1)[0]}:…); "
-            "SQLite is the only store this version supports."
+            f"DATABASE_URL must look like sqlite:///data/videobot.db or "
+            f"postgresql://USER:PASSWORD@HOST:5432/DB (got {url.split(':', 1)[0]}:…)."
         )
     rest = url[len(prefix) :]
     if not rest:

@@ -17,6 +17,8 @@ from bot.localapi import LocalRendererConfig
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.provider import InstrumentedRenderer
 
+pytest_plugins = ["tests.backends"]  # the `backend` fixture: SQLite and PostgreSQL
+
 RendererFactory = Callable[..., Awaitable[InstrumentedRenderer]]
 
 

@@ -26,7 +26,7 @@ class Transaction(Protocol):
 
 
 class JobRepository(Protocol):
-    """Where jobs are kept (``bot.adapters.sqlite.store.Store``)."""
+    """Where jobs are kept (``bot.adapters.sql.store.SqlStore``: SQLite or PostgreSQL)."""
 
     def transaction(self) -> AbstractAsyncContextManager[Transaction]: ...
 
@@ -74,7 +74,7 @@ class JobLeases(Protocol):
 
 
 class AuditLog(Protocol):
-    """The moderators' audit trail (``SqliteCreditsRepository.audit``)."""
+    """The moderators' audit trail (``SqlCreditsRepository.audit``)."""
 
     async def audit(
         self,
@@ -90,7 +90,7 @@ class AuditLog(Protocol):
 
 
 class GuildPolicies(Protocol):
-    """A guild's settings (``SqliteCreditsRepository.policy``)."""
+    """A guild's settings (``SqlCreditsRepository.policy``)."""
 
     async def policy(self, guild_id: int, conn: Transaction | None = None) -> GuildPolicy: ...
 
@@ -319,7 +319,7 @@ class DiskSpace(Protocol):
 
 
 class RetentionRepository(Protocol):
-    """The store's side of retention (``bot.adapters.sqlite.store.Store``)."""
+    """The store's side of retention (``bot.adapters.sql.store.SqlStore``)."""
 
     async def clear_expired_tokens(self, now: float) -> int: ...
 

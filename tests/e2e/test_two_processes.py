@@ -1,4 +1,4 @@
-"""Two real bot processes on one database, one gateway shard each (README, "Running more than one
+"""Two real bot processes on one PostgreSQL database, one gateway shard each (README, "Running more than one
 process"). One guild lives on each shard; the process of shard 0 is SIGKILLed while its guild's
 videos generate. The survivor takes its jobs over once their leases lapse, and every job of both
 guilds is delivered exactly once and charged exactly once; the fleet synced its commands once."""
@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.backends import PostgresServer
 from tests.e2e.conftest import COMMANDS_ROUTE, BotProcess, hold, is_final, mp4_uploads, release
-from tests.e2e.databases import SharedDatabase, shared_database
+from tests.e2e.databases import SharedDatabase
 from tests.fakes.discord import FakeDiscord, InteractionHandle
 from tests.fakes.provider import InstrumentedRenderer
 from tests.helpers import READY, wait_for
@@ -32,9 +33,8 @@ async def fake() -> AsyncIterator[FakeDiscord]:
 
 
 @pytest.fixture
-async def database(tmp_path: Path) -> AsyncIterator[SharedDatabase]:
-    async with shared_database(tmp_path) as db:
-        yield db
+async def database(postgres_server: PostgresServer) -> SharedDatabase:
+    return SharedDatabase(await postgres_server.new_database())
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from bot.adapters.sqlite.credits import SqliteCreditsRepository
+from bot.adapters.sql.credits import SqlCreditsRepository
 from bot.adapters.sqlite.store import Store
 from bot.adapters.videoapi.client import VideoAPIClient
 from bot.app import job_service, job_tracker
@@ -118,7 +118,7 @@ async def harness(
         InstrumentedRenderer(config, middlewares=middlewares) as server,
         VideoAPIClient(server.base_url, backoff_initial=0.01) as api,
     ):
-        credits = SqliteCreditsRepository(store)
+        credits = SqlCreditsRepository(store)
         lifecycle = JobLifecycle(store, credits, credits, api, cancel_check_seconds=cancel_check_seconds)
         presenter = RecordingPresenter()
         # A long poll interval: the tracker looks at the provider when the test sweeps, not on its own.

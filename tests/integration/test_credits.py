@@ -1,19 +1,19 @@
-"""Credits against a real SQLite file: reservation, period reset, overrides, grants, the race."""
+"""Credits against each real backend (a SQLite file, PostgreSQL): reservation, period reset,
+overrides, grants, the race (also across two connection pools and two processes)."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
-from bot.adapters.sqlite.store import Store
 from bot.app import job_service
 from bot.domain.credits import GuildPolicy, RoleOverride, period_bounds
 from bot.domain.errors import UserError
 from bot.domain.jobs import ChargeState, JobRequest, JobStatus
 from bot.services.jobs import JobService
+from tests.backends import Backend
 
 GUILD, USER = 100, 200
 MONDAY_NOON = 1_795_780_800.0  # 2026-11-30 12:00 UTC, a Monday
@@ -54,9 +54,9 @@ async def settle(service: JobService, job_id: int, charge: ChargeState) -> None:
 
 
 @pytest.fixture
-async def service(tmp_path: Path) -> JobService:
+async def service(backend: Backend) -> JobService:
     clock = Clock(MONDAY_NOON)
-    store = await Store.connect(tmp_path / "bot.db", clock=clock)
+    store = await backend.connect(clock=clock)
     yield job_service(store, clock=clock)  # type: ignore[misc]
     await store.close()
 
@@ -124,13 +124,13 @@ async def test_cooldown_concurrency_guild_cap_and_channels(service: JobService) 
     assert [e["action"] for e in entries] == ["job.submitted", "job.submitted"]
 
 
-async def test_twenty_simultaneous_requests_with_room_for_three(tmp_path: Path) -> None:
-    """Real concurrency: twenty connections to one SQLite file race to reserve credits."""
-    path = tmp_path / "race.db"
-    async with Store.open(path) as store:
+async def test_twenty_simultaneous_requests_with_room_for_three(backend: Backend) -> None:
+    """Real concurrency: twenty connections (SQLite) or twenty pools (PostgreSQL, as twenty
+    processes would have) race to reserve credits in one database."""
+    async with backend.open() as store:
         setup = job_service(store)
         await set_policy(setup, allowance=12, cooldown_seconds=0, max_concurrent=20)
-    stores = [await Store.connect(path) for _ in range(20)]
+    stores = [await backend.connect() for _ in range(20)]
     try:
         services = [job_service(s) for s in stores]
         results = await asyncio.gather(*(s.submit(request(cost=4)) for s in services), return_exceptions=True)

@@ -7,18 +7,18 @@ import csv
 import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import pytest
 
-from bot.adapters.sqlite.credits import SqliteCreditsRepository
-from bot.adapters.sqlite.history import SqliteHistoryRepository
-from bot.adapters.sqlite.store import Store
+from bot.adapters.sql.credits import SqlCreditsRepository
+from bot.adapters.sql.history import SqlHistoryRepository
+from bot.adapters.sql.store import SqlStore
 from bot.domain.catalog import default_catalog
 from bot.domain.credits import GuildPolicy, RoleOverride, period_bounds
 from bot.domain.errors import UserError
 from bot.domain.jobs import ChargeState, JobRequest, JobStatus
 from bot.services.credits import CreditsService, SettingsChange
+from tests.backends import Backend
 
 GUILD, MOD, ANA, BO = 100, 1, 200, 201
 MONDAY_NOON = 1_795_780_800.0  # 2026-11-30 12:00 UTC, a Monday
@@ -35,9 +35,9 @@ class Clock:
 
 @dataclass
 class World:
-    store: Store
+    store: SqlStore
     credits: CreditsService
-    repo: SqliteCreditsRepository
+    repo: SqlCreditsRepository
     clock: Clock
 
     async def add_job(
@@ -65,11 +65,11 @@ class World:
 
 
 @pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
+async def world(backend: Backend) -> AsyncIterator[World]:
     clock = Clock(MONDAY_NOON)
-    async with Store.open(tmp_path / "bot.db", clock=clock) as store:
-        repo = SqliteCreditsRepository(store)
-        service = CreditsService(repo, SqliteHistoryRepository(store), catalog=default_catalog(), clock=clock)
+    async with backend.open(clock=clock) as store:
+        repo = SqlCreditsRepository(store)
+        service = CreditsService(repo, SqlHistoryRepository(store), catalog=default_catalog(), clock=clock)
         yield World(store, service, repo, clock)
 
 

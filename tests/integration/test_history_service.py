@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
-from bot.adapters.sqlite.history import SqliteHistoryRepository
-from bot.adapters.sqlite.store import Store
+from bot.adapters.sql.history import SqlHistoryRepository
+from bot.adapters.sql.store import SqlStore as Store
 from bot.domain.jobs import JobRequest, JobStatus
 from bot.services.history import VIDEOS_PAGE_SIZE, HistoryService
+from tests.backends import Backend
 
 GUILD, ANA, BO = 1, 10, 11
 
@@ -34,13 +34,13 @@ async def add(store: Store, user_id: int, prompt: str, status: JobStatus, video:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    async with Store.open(tmp_path / "bot.db") as db:
+async def store(backend: Backend) -> AsyncIterator[Store]:
+    async with backend.open() as db:
         yield db
 
 
 async def test_videos_pages_are_the_members_own_newest_first(store: Store) -> None:
-    history = HistoryService(SqliteHistoryRepository(store))
+    history = HistoryService(SqlHistoryRepository(store))
     assert await history.videos_page(GUILD, ANA, 1) is None
     mine = [await add(store, ANA, f"clip {i}", JobStatus.COMPLETED, f"v{i}") for i in range(12)]
     await add(store, BO, "not hers", JobStatus.COMPLETED, "vb")
@@ -59,7 +59,7 @@ async def test_videos_pages_are_the_members_own_newest_first(store: Store) -> No
 
 
 async def test_remix_choices_are_finished_remixable_videos_narrowed_by_what_was_typed(store: Store) -> None:
-    history = HistoryService(SqliteHistoryRepository(store))
+    history = HistoryService(SqlHistoryRepository(store))
     fox = await add(store, ANA, "a red fox", JobStatus.COMPLETED, "v1")
     await add(store, ANA, "a fox that failed", JobStatus.FAILED)
     await add(store, ANA, "a running fox", JobStatus.IN_PROGRESS, "v2")

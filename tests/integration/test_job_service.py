@@ -1,40 +1,42 @@
-"""Job use cases and the lifecycle against a real SQLite file and the local renderer."""
+"""Job use cases and the lifecycle against each real backend and the local renderer."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
 
-from bot.adapters.sqlite.credits import SqliteCreditsRepository
-from bot.adapters.sqlite.store import Store
+from bot.adapters.sql.credits import SqlCreditsRepository
+from bot.adapters.sql.store import SqlStore
 from bot.adapters.videoapi.client import VideoAPIClient
 from bot.app import job_lifecycle, job_service, job_tracker
 from bot.domain.credits import GuildPolicy
 from bot.domain.errors import JobNotCancellable
 from bot.domain.jobs import ChargeState, JobStatus
 from bot.localapi import LocalRendererConfig
+from tests.backends import Backend
 from tests.fakes.provider import InstrumentedRenderer
 from tests.integration.test_tracker import RecordingPresenter, request
 
 
-def audit_actions(path: Path) -> list[tuple[str, int]]:
-    with sqlite3.connect(path) as conn:
-        return [(str(a), int(j)) for a, j in conn.execute("SELECT action, job_id FROM audit_log ORDER BY id")]
+async def audit_actions(store: SqlStore) -> list[tuple[str, int]]:
+    rows = await store.fetchall("SELECT action, job_id FROM audit_log ORDER BY id")
+    return [(str(a), int(j)) for a, j in rows]
 
 
-async def test_a_lost_create_answer_is_adopted_once_and_never_another_jobs_video(tmp_path: Path) -> None:
+async def test_a_lost_create_answer_is_adopted_once_and_never_another_jobs_video(
+    tmp_path: Path, backend: Backend
+) -> None:
     config = LocalRendererConfig(generation_seconds=0.5, queue_seconds=0.1, fps=8, poll_after_ms=50)
     async with (
-        Store.open(tmp_path / "bot.db") as store,
+        backend.open() as store,
         InstrumentedRenderer(config) as server,
         VideoAPIClient(server.base_url, backoff_initial=0.01) as api,
     ):
         async with store.transaction() as conn:
-            await SqliteCreditsRepository(store).set_policy(
+            await SqlCreditsRepository(store).set_policy(
                 1, GuildPolicy(cooldown_seconds=0, max_concurrent=10), conn
             )
         service = job_service(store)
@@ -60,10 +62,10 @@ async def test_a_lost_create_answer_is_adopted_once_and_never_another_jobs_video
         assert sorted(presenter.delivered) == [owner.id, lost.id]
 
 
-async def test_cancel_refunds_audits_and_deletes_at_the_provider_once(tmp_path: Path) -> None:
+async def test_cancel_refunds_audits_and_deletes_at_the_provider_once(backend: Backend) -> None:
     config = LocalRendererConfig(generation_seconds=60, queue_seconds=0.1, fps=8, poll_after_ms=50)
     async with (
-        Store.open(tmp_path / "bot.db") as store,
+        backend.open() as store,
         InstrumentedRenderer(config) as server,
         VideoAPIClient(server.base_url, backoff_initial=0.01) as api,
     ):
@@ -82,21 +84,18 @@ async def test_cancel_refunds_audits_and_deletes_at_the_provider_once(tmp_path: 
         await lifecycle.close()
         deletes = [r for r in server.requests if r.method == "DELETE"]
         assert [r.path for r in deletes] == [f"/v1/videos/{video.id}"]
-    assert audit_actions(tmp_path / "bot.db") == [("job.submitted", job.id), ("job.cancelled", job.id)]
+        assert await audit_actions(store) == [("job.submitted", job.id), ("job.cancelled", job.id)]
 
 
-async def test_a_guild_that_charges_moderation_blocks_gets_a_charged_failure(tmp_path: Path) -> None:
-    async with Store.open(tmp_path / "bot.db") as store:
+async def test_a_guild_that_charges_moderation_blocks_gets_a_charged_failure(backend: Backend) -> None:
+    async with backend.open() as store:
         async with store.transaction() as conn:
-            await SqliteCreditsRepository(store).set_policy(
-                1, GuildPolicy(charge_moderation_blocked=True), conn
-            )
+            await SqlCreditsRepository(store).set_policy(1, GuildPolicy(charge_moderation_blocked=True), conn)
         lifecycle = job_lifecycle(store)
         service = job_service(store, lifecycle=lifecycle)
         blocked = await service.submit(request("blocked"))
         failed = await lifecycle.fail(blocked, "moderation_blocked", "declined")
         assert failed is not None and failed.charge_state is ChargeState.CHARGED
         assert await lifecycle.fail(blocked, "moderation_blocked", "declined") is None  # exactly once
-        with sqlite3.connect(tmp_path / "bot.db") as conn:
-            (details,) = conn.execute("SELECT details FROM audit_log WHERE action = 'job.failed'").fetchone()
-        assert json.loads(details) == {"code": "moderation_blocked", "charged": True}
+        row = await store.fetchone("SELECT details FROM audit_log WHERE action = 'job.failed'")
+        assert row is not None and json.loads(row[0]) == {"code": "moderation_blocked", "charged": True}

@@ -1,5 +1,5 @@
-"""Jobs leased across processes: two stores (two connections to one SQLite file, as two processes
-would open it), each tracker working only the jobs it holds the lease of; one "dies" and the other
+"""Jobs leased across processes: two stores on one database (two connections to one SQLite file,
+or two pools on one PostgreSQL, as two processes would open them), each tracker working only the jobs it holds the lease of; one "dies" and the other
 takes its jobs over once the leases lapse and delivers each of them exactly once."""
 
 from __future__ import annotations
@@ -11,12 +11,15 @@ from typing import Any
 
 import pytest
 
-from bot.adapters.sqlite.store import Store
+from bot.adapters.sql.credits import SqlCreditsRepository
+from bot.adapters.sql.store import SqlStore
 from bot.adapters.videoapi.client import VideoAPIClient
 from bot.app import job_lifecycle, job_service, job_tracker
+from bot.domain.credits import GuildPolicy
 from bot.domain.jobs import ChargeState, JobStatus
 from bot.services.leases import LeasedJobs, lease_owner_id
 from bot.services.tracker import JobTracker
+from tests.backends import Backend
 from tests.fakes.provider import InstrumentedRenderer
 from tests.helpers import wait_for
 from tests.integration.test_tracker import RecordingPresenter, request
@@ -32,20 +35,18 @@ def renderer_settings() -> dict[str, Any]:
 
 
 @pytest.fixture
-async def stores(tmp_path: Path) -> AsyncIterator[tuple[Store, Store]]:
-    async with Store.open(tmp_path / "shared.db") as first, Store.open(tmp_path / "shared.db") as second:
-        from bot.adapters.sqlite.credits import SqliteCreditsRepository
-        from bot.domain.credits import GuildPolicy
-
+async def stores(backend: Backend) -> AsyncIterator[tuple[SqlStore, SqlStore]]:
+    """Two processes' stores on one database (SQLite file, or PostgreSQL)."""
+    async with backend.open("shared") as first, backend.open("shared") as second:
         async with first.transaction() as conn:
-            await SqliteCreditsRepository(first).set_policy(
+            await SqlCreditsRepository(first).set_policy(
                 1, GuildPolicy(cooldown_seconds=0, max_concurrent=10), conn
             )
         yield first, second
 
 
 async def test_a_lease_is_held_by_one_owner_until_it_lapses_or_is_released(
-    stores: tuple[Store, Store],
+    stores: tuple[SqlStore, SqlStore],
 ) -> None:
     a, b = stores
     service = job_service(a)
@@ -78,7 +79,12 @@ def test_the_owner_id_is_kept_in_the_data_dir(tmp_path: Path) -> None:
 
 
 def leased_tracker(
-    store: Store, api: VideoAPIClient, presenter: RecordingPresenter, data_dir: Path, owner: str, shard: int
+    store: SqlStore,
+    api: VideoAPIClient,
+    presenter: RecordingPresenter,
+    data_dir: Path,
+    owner: str,
+    shard: int,
 ) -> tuple[JobTracker, LeasedJobs]:
     wake = asyncio.Event()
     leases = LeasedJobs(store, owner, lease_seconds=LEASE, shards=[shard], shard_count=2, on_taken=wake.set)
@@ -98,7 +104,7 @@ def leased_tracker(
 
 
 async def test_when_a_process_dies_the_other_takes_its_jobs_and_delivers_each_once(
-    stores: tuple[Store, Store], renderer: InstrumentedRenderer, tmp_path: Path
+    stores: tuple[SqlStore, SqlStore], renderer: InstrumentedRenderer, tmp_path: Path
 ) -> None:
     a, b = stores
     service = job_service(a)
@@ -123,13 +129,19 @@ async def test_when_a_process_dies_the_other_takes_its_jobs_and_delivers_each_on
             assert second_leases.held == set()  # b works nothing while a's leases are renewed
             # Process a dies: it stops without giving its leases back.
             await first.stop()
-            await wait_for(
-                lambda: second_leases.held == set(ids), "process b to take the jobs over", timeout=20
-            )
             await wait_for(lambda: sorted(discord.delivered) == ids, "every job to be delivered", timeout=30)
+
+            async def recorded() -> bool:
+                jobs = [await a.get_job(i) for i in ids]
+                return all(job is not None and job.status is JobStatus.COMPLETED for job in jobs)
+
+            await wait_for(recorded, "every delivery to be recorded")  # just after the post
         finally:
             await first.stop()
             await second.stop()
+    # Process b finished every one (a finished job keeps the lease it was finished under).
+    owners = await a.fetchall("SELECT id, lease_owner FROM jobs ORDER BY id")
+    assert [(int(row[0]), row[1]) for row in owners] == [(i, "b") for i in ids]
     for job_id in ids:
         job = await a.get_job(job_id)
         assert job is not None
@@ -141,3 +153,22 @@ async def test_when_a_process_dies_the_other_takes_its_jobs_and_delivers_each_on
     # Each job was made once at the provider: a takeover adopts the video, it does not re-submit.
     creates = [r for r in renderer.requests if r.method == "POST" and r.path == "/v1/videos"]
     assert len(creates) == len(ids)
+
+
+async def test_a_new_job_goes_to_the_process_of_its_guilds_shard_first(
+    stores: tuple[SqlStore, SqlStore],
+) -> None:
+    a, _ = stores
+    on_shard_1 = 1 << 22  # (guild_id >> 22) % 2 == 1
+    job = await job_service(a).submit(request("shard one", guild_id=on_shard_1))
+    now = job.created_at + 1
+    mine = await a.lease_jobs(
+        "a", now=now, until=now + 30, renew_before=now + 20, shards=[0], shard_count=2, others_after=30
+    )
+    assert mine == []
+    # Shard 1's process would have taken it at once; when it did not, anyone takes it after the wait.
+    later = job.created_at + 31
+    taken = await a.lease_jobs(
+        "a", now=later, until=later + 30, renew_before=later + 20, shards=[0], shard_count=2, others_after=30
+    )
+    assert [j.id for j in taken] == [job.id]

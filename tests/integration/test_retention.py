@@ -1,5 +1,5 @@
 """Finding 9: what the bot stops keeping (tokens, files, prompts, audit records, grants), and the
-owner-only modes of DATA_DIR and the database. Real SQLite files and real files on disk; the
+owner-only modes of DATA_DIR and the database. Both real backends and real files on disk; the
 clocks are the store's and the service's own parameters."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.adapters.sqlite.credits import SqliteCreditsRepository
+from bot.adapters.sql.credits import SqlCreditsRepository
+from bot.adapters.sql.store import SqlStore
 from bot.adapters.sqlite.store import Store
 from bot.app import credits_service, job_lifecycle, job_service, job_tracker, retention_service
 from bot.domain.catalog import default_catalog
@@ -23,6 +24,7 @@ from bot.domain.errors import UserError
 from bot.domain.jobs import ChargeState, JobStatus, Requester
 from bot.services.retention import PROMPT_REMOVED, RetentionPolicy, RetentionService, make_private_dir
 from bot.settings import Settings
+from tests.backends import Backend
 from tests.integration.test_tracker import RecordingPresenter, request
 
 DAY = 86400.0
@@ -38,10 +40,10 @@ class Clock:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    async with Store.open(tmp_path / "bot.db") as db:
+async def store(backend: Backend) -> AsyncIterator[SqlStore]:
+    async with backend.open() as db:
         async with db.transaction() as conn:
-            await SqliteCreditsRepository(db).set_policy(1, GuildPolicy(max_concurrent=10), conn)
+            await SqlCreditsRepository(db).set_policy(1, GuildPolicy(max_concurrent=10), conn)
         yield db
 
 
@@ -49,7 +51,7 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-async def finished(store: Store, prompt: str, *, days_ago: float, **changes: object) -> int:
+async def finished(store: SqlStore, prompt: str, *, days_ago: float, **changes: object) -> int:
     """A job that finished ``days_ago`` (its submission audited as the product does)."""
     job = await job_service(store).submit(request(prompt, **changes))
     lifecycle = job_lifecycle(store, clock=lambda: NOW - days_ago * DAY)
@@ -68,7 +70,7 @@ def touch(path: Path, *, days_ago: float) -> Path:
 # --------------------------------------------------------------------------- tokens
 
 
-async def test_expired_interaction_tokens_are_cleared_on_every_job(store: Store, tmp_path: Path) -> None:
+async def test_expired_interaction_tokens_are_cleared_on_every_job(store: SqlStore, tmp_path: Path) -> None:
     service = job_service(store)
     expired_active = await service.submit(request("a", interaction_token="tok-a", token_expires_at=NOW - 1))
     fresh_active = await service.submit(request("b", interaction_token="tok-b", token_expires_at=NOW + 600))
@@ -90,7 +92,7 @@ async def test_expired_interaction_tokens_are_cleared_on_every_job(store: Store,
 
 
 async def test_old_prompts_and_errors_are_removed_but_credits_add_up_the_same(
-    store: Store, tmp_path: Path
+    store: SqlStore, tmp_path: Path
 ) -> None:
     old = await finished(store, "an old secret prompt", days_ago=100)
     recent = await finished(store, "a recent prompt", days_ago=10)
@@ -111,7 +113,7 @@ async def test_old_prompts_and_errors_are_removed_but_credits_add_up_the_same(
     assert active_job.prompt == "still running"
     after, _ = await credits.balance(1, 3)
     assert after == before
-    audit = await SqliteCreditsRepository(store).audit_entries(1, limit=100)
+    audit = await SqlCreditsRepository(store).audit_entries(1, limit=100)
     submitted = {entry["job_id"]: entry["details"] for entry in audit if entry["action"] == "job.submitted"}
     assert "prompt" not in submitted[old] and submitted[old]["cost"] == 4
     assert submitted[recent]["prompt"] == "a recent prompt"
@@ -124,7 +126,7 @@ async def test_old_prompts_and_errors_are_removed_but_credits_add_up_the_same(
 
 
 async def test_again_on_a_job_whose_details_or_image_were_pruned_says_why(
-    store: Store, tmp_path: Path
+    store: SqlStore, tmp_path: Path
 ) -> None:
     data_dir = tmp_path / "data"
     reference = touch(data_dir / "references" / "1-old.png", days_ago=30)
@@ -147,9 +149,11 @@ async def test_again_on_a_job_whose_details_or_image_were_pruned_says_why(
 # --------------------------------------------------------------------------- audit and grants
 
 
-async def test_audit_records_and_grants_past_their_retention_are_deleted(tmp_path: Path) -> None:
+async def test_audit_records_and_grants_past_their_retention_are_deleted(
+    tmp_path: Path, backend: Backend
+) -> None:
     clock = Clock(NOW - 400 * DAY)
-    async with Store.open(tmp_path / "bot.db", clock=clock) as store:
+    async with backend.open(clock=clock) as store:
         credits = credits_service(store, clock=clock)
         await credits.grant(1, actor_id=9, user_id=3, roles=(), credits=5)
         clock.now = NOW - 2 * DAY
@@ -159,7 +163,7 @@ async def test_audit_records_and_grants_past_their_retention_are_deleted(tmp_pat
         report = await RetentionService(store, tmp_path / "data", policy, clock=clock).run_once()
         assert (report.audit_records_deleted, report.grants_deleted) == (1, 1)
         grants = [row[0] for row in await store.fetchall("SELECT credits FROM grants")]
-        audit = await SqliteCreditsRepository(store).audit_entries(1)
+        audit = await SqlCreditsRepository(store).audit_entries(1)
         assert grants == [7]
         assert [entry["details"]["credits"] for entry in audit] == [7]
         # 0 keeps them forever.
@@ -185,7 +189,7 @@ def test_an_audit_retention_shorter_than_a_credit_period_is_refused() -> None:
 # --------------------------------------------------------------------------- files
 
 
-async def test_files_of_jobs_finished_past_the_retention_are_deleted(store: Store, tmp_path: Path) -> None:
+async def test_files_of_jobs_finished_past_the_retention_are_deleted(store: SqlStore, tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     media, refs = data_dir / "media", data_dir / "references"
     shared_ref = touch(refs / "100-shared.png", days_ago=20)
@@ -222,7 +226,9 @@ async def test_files_of_jobs_finished_past_the_retention_are_deleted(store: Stor
     assert (await forever.run_once()).media_files_deleted == 0
 
 
-async def test_retention_runs_when_the_tracker_starts_and_stops_with_it(store: Store, tmp_path: Path) -> None:
+async def test_retention_runs_when_the_tracker_starts_and_stops_with_it(
+    store: SqlStore, tmp_path: Path
+) -> None:
     data_dir = tmp_path / "data"
     await job_service(store).submit(request("x", interaction_token="tok", token_expires_at=NOW - 1))
     settings = Settings(data_dir=data_dir, _env_file=None)  # type: ignore[call-arg]

@@ -68,10 +68,10 @@ def renderer_settings() -> dict[str, Any]:
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
     async with Store.open(tmp_path / "bot.db") as db:
         async with db.transaction() as conn:
-            from bot.adapters.sqlite.credits import SqliteCreditsRepository
+            from bot.adapters.sql.credits import SqlCreditsRepository
             from bot.domain.credits import GuildPolicy
 
-            await SqliteCreditsRepository(db).set_policy(
+            await SqlCreditsRepository(db).set_policy(
                 1, GuildPolicy(cooldown_seconds=0, max_concurrent=10), conn
             )
         yield db
@@ -255,11 +255,11 @@ async def test_a_completion_event_ahead_of_the_provider_goes_back_to_waiting(
 async def test_a_guild_can_choose_to_charge_for_moderation_blocks(
     store: Store, renderer: InstrumentedRenderer, tmp_path: Path
 ) -> None:
-    from bot.adapters.sqlite.credits import SqliteCreditsRepository
+    from bot.adapters.sql.credits import SqlCreditsRepository
     from bot.domain.credits import GuildPolicy
 
     async with store.transaction() as conn:
-        await SqliteCreditsRepository(store).set_policy(
+        await SqlCreditsRepository(store).set_policy(
             1, GuildPolicy(cooldown_seconds=0, max_concurrent=10, charge_moderation_blocked=True), conn
         )
     service = job_service(store)

@@ -8,7 +8,6 @@ import base64
 import json
 import logging
 import secrets
-import sqlite3
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -29,9 +28,10 @@ from bot.adapters.http.server import (
     HealthChecks,
     VideoWebhookReceiver,
 )
+from bot.adapters.sql.webhook_events import WebhookEventLog
 from bot.adapters.sqlite.store import Store
-from bot.adapters.sqlite.webhook_events import WebhookEventLog
 from bot.domain.errors import ConfigError
+from tests.backends import Backend
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
@@ -105,20 +105,21 @@ def signed(
 
 
 async def start_harness(
-    database: Path,
+    database: Path | Backend,
     *,
     with_secret: bool = True,
     header_timeout_seconds: float = HEADER_TIMEOUT_SECONDS,
     **receiver_options: Any,
 ) -> Harness:
-    """The server with a receiver whose replay memory is the ``webhook_events`` table of ``database``."""
+    """The server with a receiver whose replay memory is the ``webhook_events`` table of ``database``
+    (a SQLite file, or the test's database on a backend)."""
     health = Health()
     notified: list[tuple[str, str]] = []
 
     def on_video_event(video_id: str, event_type: str) -> None:
         notified.append((video_id, event_type))
 
-    store = await Store.connect(database)
+    store = await (database.connect() if isinstance(database, Backend) else Store.connect(database))
     receiver = (
         VideoWebhookReceiver(
             SecretStr(SECRET),
@@ -331,8 +332,8 @@ async def test_the_secret_never_shows_in_reprs_errors_or_logs(
     assert "whsec_" in str(refused.value)  # explains the format, echoes nothing
 
 
-async def test_a_replay_after_a_restart_is_still_a_duplicate(tmp_path: Path) -> None:
-    database = tmp_path / "bot.db"
+async def test_a_replay_after_a_restart_is_still_a_duplicate(backend: Backend) -> None:
+    database = backend
     body = event_body(video_id="video_before_restart")
     headers = signed(body)
     first = await start_harness(database)
@@ -341,7 +342,7 @@ async def test_a_replay_after_a_restart_is_still_a_duplicate(tmp_path: Path) -> 
         assert first.notified == [("video_before_restart", "video.completed")]
     finally:
         await first.close()
-    # A new process: a new Store on the same file, a new receiver with nothing in memory.
+    # A new process: a new store on the same database, a new receiver with nothing in memory.
     second = await start_harness(database)
     try:
         assert await second.post_event(body, headers) == (200, {"status": "duplicate"})
@@ -350,17 +351,25 @@ async def test_a_replay_after_a_restart_is_still_a_duplicate(tmp_path: Path) -> 
         await second.close()
 
 
-async def test_simultaneous_deliveries_of_one_event_are_processed_once(http: Harness) -> None:
+async def test_simultaneous_deliveries_of_one_event_are_processed_once(backend: Backend) -> None:
+    """Five deliveries at once, to two processes' receivers on one database: one is accepted."""
     body = event_body(video_id="video_raced")
     headers = signed(body)
-    replies = await asyncio.gather(*(http.post_event(body, headers) for _ in range(5)))
+    first, second = await start_harness(backend), await start_harness(backend)
+    try:
+        replies = await asyncio.gather(
+            *(receiver.post_event(body, headers) for receiver in (first, second, first, second, first))
+        )
+    finally:
+        await first.close()
+        await second.close()
     assert sorted(reply["status"] for _, reply in replies) == ["accepted"] + ["duplicate"] * 4
-    assert http.notified == [("video_raced", "video.completed")]
+    assert sorted(first.notified + second.notified) == [("video_raced", "video.completed")]
 
 
-async def test_remembered_event_ids_expire_and_old_ones_are_pruned(tmp_path: Path) -> None:
+async def test_remembered_event_ids_expire_and_old_ones_are_pruned(backend: Backend) -> None:
     now = [1_000_000.0]
-    async with Store.open(tmp_path / "bot.db") as store:
+    async with backend.open() as store:
         ids = WebhookEventLog(store, window_seconds=10, clock=lambda: now[0])
         assert await ids.claim("a")
         assert not await ids.claim("a")
@@ -372,8 +381,7 @@ async def test_remembered_event_ids_expire_and_old_ones_are_pruned(tmp_path: Pat
         assert not await ids.claim("b")
         now[0] += 6
         assert await ids.claim("f")
-    with sqlite3.connect(tmp_path / "bot.db") as db:
-        remembered = {row[0] for row in db.execute("SELECT id FROM webhook_events")}
+        remembered = {row[0] for row in await store.fetchall("SELECT id FROM webhook_events")}
     assert remembered == {"f"}  # the table holds one window's worth, not everything ever seen
 
 

@@ -66,8 +66,17 @@ def test_database_urls(url: str, path: Path) -> None:
 
 
 def test_other_databases_are_refused_plainly() -> None:
-    with pytest.raises(ConfigError, match="SQLite is the only store"):
-        sqlite_path("postgresql://localhost/videobot")
+    with pytest.raises(ConfigError, match="postgresql://USER:PASSWORD@HOST:5432/DB"):
+        sqlite_path("mysql://localhost/videobot")
+
+
+def test_a_postgresql_url_selects_postgresql_and_its_password_stays_out_of_the_repr(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://bot:s3cret-pw%21@db:5432/videobot")
+    chosen = settings(monkeypatch, tmp_path)
+    assert chosen.uses_postgres and chosen.database_password == "s3cret-pw!"
+    assert "s3cret" not in repr(chosen) and "s3cret" not in str(chosen)
 
 
 def test_a_fresh_install_uses_the_built_in_renderer(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import discord
 import pytest
 
-from bot.adapters.sqlite.history import SqliteHistoryRepository
+from bot.adapters.sql.history import SqlHistoryRepository
 from bot.adapters.sqlite.store import Store
 from bot.discord.embeds import job_embed, message_link, remix_source_gone
 from bot.discord.views import (
@@ -272,7 +272,7 @@ async def test_remixable_videos_are_the_members_own_finished_ones(tmp_path: Path
         await add(STRANGER, "their fox", JobStatus.COMPLETED, "video_c")
         many = [await add(OWNER, f"clip {i}", JobStatus.COMPLETED, f"video_m{i}") for i in range(30)]
 
-        history = SqliteHistoryRepository(store)
+        history = SqlHistoryRepository(store)
         offered = await history.remixable_videos(1, OWNER)
         assert [job.id for job in offered] == sorted([fox, percent, *many], reverse=True)[:25]
         assert [job.id for job in await history.remixable_videos(1, OWNER, typed="FOX")] == [percent, fox]

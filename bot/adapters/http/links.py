@@ -19,7 +19,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bot.adapters.sqlite.store import Store
+from bot.adapters.sql.store import SqlStore
 from bot.logsafety import register_secret
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ ROUTE = "/media/{job_id}/{expires}/{signature}/{filename}"
 
 class MediaLinks:
     def __init__(
-        self, store: Store, public_base_url: str, key: bytes, *, clock: Callable[[], float] = time.time
+        self, store: SqlStore, public_base_url: str, key: bytes, *, clock: Callable[[], float] = time.time
     ) -> None:
         self.store = store
         self.base_url = public_base_url.rstrip("/")
@@ -42,7 +42,7 @@ class MediaLinks:
         return f"MediaLinks(base_url={self.base_url!r})"
 
     @classmethod
-    async def load(cls, store: Store, public_base_url: str) -> MediaLinks:
+    async def load(cls, store: SqlStore, public_base_url: str) -> MediaLinks:
         stored = await store.get_meta(KEY_META)
         if stored is None:
             stored = secrets.token_urlsafe(32)

@@ -60,7 +60,7 @@ from pydantic import SecretStr
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from bot.adapters.sqlite.webhook_events import WebhookEventLog
+from bot.adapters.sql.webhook_events import WebhookEventLog
 from bot.domain.errors import ConfigError
 
 if TYPE_CHECKING:

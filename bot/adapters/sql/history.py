@@ -1,11 +1,11 @@
-"""Job history in SQLite: implements ``HistoryRepository`` (the lists ``/videos``,
+"""Job history, on either backend: implements ``HistoryRepository`` (the lists ``/videos``,
 ``/videomod jobs``, ``/quota`` and ``/remix``'s autocomplete show)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from bot.adapters.sqlite.store import Store, job_from_row
+from bot.adapters.sql.store import SqlStore, job_from_row
 from bot.domain.jobs import Job, JobStatus
 
 MAX_CHOICES = 25  # Discord shows at most 25 autocomplete choices
@@ -17,8 +17,8 @@ def _like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-class SqliteHistoryRepository:
-    def __init__(self, store: Store) -> None:
+class SqlHistoryRepository:
+    def __init__(self, store: SqlStore) -> None:
         self.store = store
 
     async def jobs_page(
@@ -59,13 +59,14 @@ class SqliteHistoryRepository:
         where = ["guild_id = ?", "user_id = ?", "status = ?", "provider_video_id IS NOT NULL"]
         args: list[object] = [guild_id, user_id, JobStatus.COMPLETED.value]
         text = typed.strip()
+        like = self.store.LIKE_ANY_CASE
         if text:
             number = text.removeprefix("#")
             if number.isdigit():
-                where.append("(CAST(id AS TEXT) LIKE ? OR prompt LIKE ? ESCAPE '\\')")
+                where.append(f"(CAST(id AS TEXT) LIKE ? OR prompt {like} ? ESCAPE '\\')")
                 args.extend([f"{number}%", _like_pattern(text)])
             else:
-                where.append("prompt LIKE ? ESCAPE '\\'")
+                where.append(f"prompt {like} ? ESCAPE '\\'")
                 args.append(_like_pattern(text))
         sql = f"SELECT * FROM jobs WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?"
         rows = await self.store.fetchall(sql, (*args, max(0, min(limit, MAX_CHOICES))))

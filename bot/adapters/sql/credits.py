@@ -1,7 +1,9 @@
-"""Credits, policy, grants and the audit log in SQLite: implements ``CreditsRepository``.
+"""Credits, policy, grants and the audit log, on either backend: implements ``CreditsRepository``.
 
 Methods that take ``conn`` run inside the caller's transaction (the reservation check and the job
-insert must see the same numbers); without it they read the last committed state.
+insert must see the same numbers); without it they read the last committed state. A write
+transaction that reads a guild's policy takes the guild's lock first (``SqlStore.lock``), so a
+reservation's check-then-insert is atomic against every other one of that guild in any process.
 """
 
 from __future__ import annotations
@@ -11,13 +13,13 @@ from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from bot.adapters.sqlite.store import Store
+from bot.adapters.sql.store import SqlStore
 from bot.domain.credits import GuildPolicy, MemberUsage, ModelUsage, RoleOverride, Usage, UsageReport
 from bot.services.ports import Transaction
 
 
-class SqliteCreditsRepository:
-    def __init__(self, store: Store) -> None:
+class SqlCreditsRepository:
+    def __init__(self, store: SqlStore) -> None:
         self.store = store
 
     def transaction(self) -> AbstractAsyncContextManager[Transaction]:
@@ -27,6 +29,11 @@ class SqliteCreditsRepository:
         return self.store.snapshot()
 
     async def policy(self, guild_id: int, conn: Transaction | None = None) -> GuildPolicy:
+        """The guild's policy. Read in a write transaction, this is where a reservation or a settings
+        change starts, so it takes the guild's lock first: what the transaction reads next (usage,
+        allowances, the policy itself) stays true until it commits."""
+        if conn is not None and self.store.writing(conn):
+            await self.store.lock(conn, "guild", guild_id)
         row = await self.store.fetchone(
             "SELECT settings FROM guild_settings WHERE guild_id = ?", (guild_id,), tx=conn
         )
@@ -197,8 +204,9 @@ class SqliteCreditsRepository:
         async with self.store.snapshot() as snapshot:
             by_model = await self.store.fetchall(
                 """
-                SELECT model, status, charge_state, COUNT(*) AS jobs, SUM(seconds) AS seconds,
-                       SUM(cost) AS credits, SUM(usd) AS usd
+                SELECT model, status, charge_state, COUNT(*) AS jobs,
+                       CAST(SUM(seconds) AS BIGINT) AS seconds, CAST(SUM(cost) AS BIGINT) AS credits,
+                       SUM(usd) AS usd
                 FROM jobs WHERE guild_id = ? AND created_at >= ? AND created_at < ?
                 GROUP BY model, status, charge_state ORDER BY model, status
                 """,
@@ -207,8 +215,9 @@ class SqliteCreditsRepository:
             )
             top = await self.store.fetchall(
                 """
-                SELECT user_id, MAX(user_name) AS user_name, COUNT(*) AS jobs, SUM(seconds) AS seconds,
-                       SUM(cost) AS credits, SUM(usd) AS usd
+                SELECT user_id, MAX(user_name) AS user_name, COUNT(*) AS jobs,
+                       CAST(SUM(seconds) AS BIGINT) AS seconds, CAST(SUM(cost) AS BIGINT) AS credits,
+                       SUM(usd) AS usd
                 FROM jobs WHERE guild_id = ? AND created_at >= ? AND created_at < ? AND charge_state = 'charged'
                 GROUP BY user_id ORDER BY credits DESC, user_id LIMIT 10
                 """,

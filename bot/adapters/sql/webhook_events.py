@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from bot.adapters.sqlite.store import Store
+from bot.adapters.sql.store import SqlStore
 
 
 class WebhookEventLog:
@@ -17,7 +17,7 @@ class WebhookEventLog:
     process."""
 
     def __init__(
-        self, store: Store, *, window_seconds: float, clock: Callable[[], float] = time.time
+        self, store: SqlStore, *, window_seconds: float, clock: Callable[[], float] = time.time
     ) -> None:
         self._store = store
         self.window_seconds = window_seconds
@@ -25,10 +25,13 @@ class WebhookEventLog:
 
     async def claim(self, event_id: str) -> bool:
         now = self._clock()
-        async with self._store.transaction() as conn:
-            await conn.execute("DELETE FROM webhook_events WHERE seen_at <= ?", (now - self.window_seconds,))
-            cursor = await conn.execute(
+        async with self._store.transaction() as tx:
+            await self._store.execute(
+                "DELETE FROM webhook_events WHERE seen_at <= ?", (now - self.window_seconds,), tx=tx
+            )
+            claimed = await self._store.execute(
                 "INSERT INTO webhook_events(id, seen_at) VALUES (?, ?) ON CONFLICT(id) DO NOTHING",
                 (event_id, now),
+                tx=tx,
             )
-            return cursor.rowcount == 1
+            return claimed == 1

@@ -13,6 +13,7 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
+from bot.adapters.clips import ClipGate
 from bot.adapters.http.links import MediaLinks
 from bot.adapters.http.server import REPLAY_WINDOW_SECONDS, BotHTTPServer, HealthChecks, serve_http
 from bot.adapters.media import MediaError, make_thumbnail, reencode_to_fit
@@ -25,13 +26,14 @@ from bot.adapters.sqlite.store import Store
 from bot.adapters.videoapi.client import VideoAPIClient
 from bot.discord.bot import VideoBot
 from bot.domain.catalog import Catalog, default_catalog
+from bot.services.clips import EditClips
 from bot.services.credits import CreditsService
 from bot.services.delivery import DeliveryPlanner
 from bot.services.history import HistoryService
 from bot.services.jobs import JobService
 from bot.services.leases import LeasedJobs, lease_owner_id
 from bot.services.lifecycle import JobLifecycle
-from bot.services.ports import JobPresenter, JobRepository, ProviderVideos, VideoProvider
+from bot.services.ports import JobPresenter, JobRepository, ProviderSupport, ProviderVideos, VideoProvider
 from bot.services.references import ReferenceImages
 from bot.services.retention import RetentionPolicy, RetentionService
 from bot.services.tracker import JobTracker
@@ -73,6 +75,7 @@ def job_service(
     catalog: Catalog | None = None,
     on_new_job: Callable[[], None] | None = None,
     clock: Callable[[], float] = time.time,
+    provider: ProviderSupport | None = None,
 ) -> JobService:
     return JobService(
         store,
@@ -81,6 +84,7 @@ def job_service(
         catalog=catalog,
         on_new_job=on_new_job,
         clock=clock,
+        provider=provider,
     )
 
 
@@ -164,7 +168,9 @@ def build_bot(
     lifecycle = job_lifecycle(store, api)
     credits = credits_service(store, catalog=catalog)
     wake = asyncio.Event()  # a new job or a cancel wakes the tracker
-    jobs = job_service(store, lifecycle=lifecycle, credits=credits, catalog=catalog, on_new_job=wake.set)
+    jobs = job_service(
+        store, lifecycle=lifecycle, credits=credits, catalog=catalog, on_new_job=wake.set, provider=api
+    )
     retention = retention_service(store, settings)
     # Several processes may share the database: each works the jobs it holds the lease of.
     leases = LeasedJobs(
@@ -198,7 +204,12 @@ def build_bot(
     # One gate and one download session for the process; the fake Discord (and self-hosted
     # stand-ins) serve attachments from the API base's origin, so that origin is allowed too.
     images = AttachmentImages(extra_origin=settings.discord_api_base_url)
-    references = ReferenceImages(images, images, settings.data_dir / "references")
+    references = ReferenceImages(images, images, settings.data_dir / "references", shared=store)
+    clip_gate = ClipGate()
+    clips = EditClips(images, clip_gate, settings.data_dir / "references")
+
+    async def close_clip_gate() -> None:
+        clip_gate.close()
 
     return VideoBot(
         settings=settings,
@@ -211,5 +222,6 @@ def build_bot(
         delivery=delivery_planner(media_links),
         tracker_for=tracker_for,
         references=references,
-        close_with=[leases.release, images.close],
+        clips=clips,
+        close_with=[leases.release, images.close, close_clip_gate],
     )

@@ -36,7 +36,7 @@ from bot.domain.provider_errors import AuthenticationError, UnsupportedEndpoint,
 from bot.logsafety import install_redaction, register_secret
 from bot.services.jobs import clean_prompt
 from bot.services.retention import make_private_dir
-from bot.settings import Settings, redact_urls
+from bot.settings import POSTGRES_SCHEMES, Settings, redact_urls, url_password
 
 log = logging.getLogger("videobot")
 
@@ -76,6 +76,13 @@ Checks DISCORD_TOKEN (asks Discord whether it accepts it), MODELS_FILE, WEBHOOK_
 with PUBLIC_BASE_URL, the database named by DATABASE_URL (read only: a missing file is reported, not
 created) and the Videos API at VIDEO_API_BASE_URL with VIDEO_API_KEY. Prints one line per check and
 exits 1 if any failed. Secrets are never printed."""
+
+_MIGRATE_EPILOG = """\
+Reads the SQLite file of DATABASE_URL (a running bot may keep using it: the copy is one consistent
+snapshot) and writes everything in one PostgreSQL transaction, keeping job numbers. Refuses a target
+that already holds rows, so nothing is overwritten. Then stop the bot, run the copy once more into a
+fresh database if jobs changed meanwhile, and set DATABASE_URL to the PostgreSQL URL.
+The password in --to is never printed."""
 
 _HEALTHCHECK_EPILOG = """\
 Asks GET http://127.0.0.1:$HTTP_PORT/healthz of a running `videobot run` (the Docker HEALTHCHECK).
@@ -168,6 +175,20 @@ def build_parser() -> argparse.ArgumentParser:
     invite.add_argument(
         "--client-id", type=int, help="the application id (default: asked of Discord with DISCORD_TOKEN)"
     )
+    migrate = sub.add_parser(
+        "migrate-db",
+        help="copy this installation's SQLite database into an empty PostgreSQL database",
+        description="Copy the SQLite database named by DATABASE_URL (jobs, credits, settings, grants, "
+        "the audit log and the rest) into an empty PostgreSQL database.",
+        epilog=_MIGRATE_EPILOG,
+        formatter_class=formatter,
+    )
+    migrate.add_argument(
+        "--to",
+        required=True,
+        metavar="postgresql://USER:PASSWORD@HOST:PORT/DB",
+        help="the target database; it is migrated first and must hold no rows",
+    )
     health = sub.add_parser(
         "healthcheck",
         help="exit 0 if a running bot's /healthz answers 200 (for Docker)",
@@ -196,6 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "check": check,
         "invite": invite,
         "healthcheck": healthcheck,
+        "migrate-db": migrate_db,
     }
     try:
         return asyncio.run(handlers[args.command](settings, args))
@@ -737,6 +759,35 @@ def _probe(url: str, timeout: float) -> tuple[bool, str]:
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         return False, f"cannot reach {url} ({getattr(reason, 'strerror', None) or reason})"
+
+
+async def migrate_db(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.adapters.postgres.copy import TargetNotEmpty, copy_sqlite_to_postgres
+    from bot.adapters.postgres.store import describe_url
+
+    target = str(args.to)
+    register_secret(url_password(target))
+    if not target.lower().startswith(POSTGRES_SCHEMES):
+        raise ConfigError("--to must be a postgresql://USER:PASSWORD@HOST:PORT/DB URL")
+    if settings.uses_postgres:
+        raise ConfigError(
+            "DATABASE_URL already names PostgreSQL; migrate-db copies from a SQLite DATABASE_URL"
+        )
+    source = settings.database_path
+    if not source.exists():
+        raise ConfigError(f"{source} does not exist: DATABASE_URL must name the SQLite file to copy")
+    try:
+        report = await copy_sqlite_to_postgres(source, target)
+    except TargetNotEmpty as exc:
+        raise ConfigError(str(exc)) from None
+    for table, rows in report.rows.items():
+        print(f"{table}: {rows} rows")
+    for table, columns in report.skipped_columns.items():
+        print(f"{table}: not in the PostgreSQL schema, not copied: {', '.join(columns)}")
+    if report.skipped_tables:
+        print(f"tables the PostgreSQL schema does not have, not copied: {', '.join(report.skipped_tables)}")
+    print(f"copied {source} to PostgreSQL {describe_url(target)}; now set DATABASE_URL to it")
+    return 0
 
 
 async def healthcheck(settings: Settings, args: argparse.Namespace) -> int:

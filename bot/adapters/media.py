@@ -14,7 +14,7 @@ import io
 import math
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
@@ -490,6 +490,30 @@ def render_video(
     _draw_prompt(base, prompt)
     painter = _FramePainter(width, height, frame_count)
 
+    def frames() -> Iterator[Image.Image]:
+        for index in range(frame_count):
+            if index == 0 and first_frame is not None:
+                yield background
+            else:
+                image = painter.paint(base, index)
+                yield _add_grain(image) if noise else image
+
+    write_frames(path, frames(), width=width, height=height, fps=fps, target_bitrate=target_bitrate)
+
+
+def write_frames(
+    path: Path,
+    frames: Iterable[Image.Image],
+    *,
+    width: int,
+    height: int,
+    fps: int,
+    target_bitrate: int | None = None,
+) -> None:
+    """Encode ``frames`` (RGB images of exactly ``width`` x ``height``) as an H.264 MP4 at ``fps``.
+
+    The file is written under a temporary name in the same directory and then renamed, so
+    ``path`` never holds a partial video."""
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
     try:
         with av.open(str(temporary), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
@@ -500,13 +524,7 @@ def render_video(
             stream.time_base = Fraction(1, fps)
             if target_bitrate is not None:
                 stream.bit_rate = target_bitrate
-            for index in range(frame_count):
-                if index == 0 and first_frame is not None:
-                    image = background
-                else:
-                    image = painter.paint(base, index)
-                    if noise:
-                        image = _add_grain(image)
+            for index, image in enumerate(frames):
                 frame = av.VideoFrame.from_image(image)
                 frame.pts = index
                 frame.time_base = Fraction(1, fps)
@@ -516,6 +534,12 @@ def render_video(
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def draw_caption(image: Image.Image, text: str) -> None:
+    """Draw ``text`` wrapped on a translucent panel in the upper part of ``image`` (in place), as
+    ``render_video`` draws its prompt."""
+    _draw_prompt(image, text)
 
 
 def _background(width: int, height: int, first_frame: bytes | None) -> Image.Image:
@@ -634,9 +658,16 @@ def make_thumbnail(video_path: Path, out: Path) -> None:
 
 
 def make_spritesheet(
-    video_path: Path, out: Path, *, columns: int = 5, rows: int = 2, tile_width: int = 160
+    video_path: Path,
+    out: Path,
+    *,
+    columns: int = 5,
+    rows: int = 2,
+    tile_width: int = 160,
+    image_format: Literal["JPEG", "WEBP"] = "JPEG",
 ) -> None:
-    """Write a JPEG grid of ``columns`` x ``rows`` evenly spaced frames, in reading order, to ``out``."""
+    """Write a grid of ``columns`` x ``rows`` evenly spaced frames, in reading order, to ``out``
+    (JPEG unless ``image_format`` says WebP)."""
     count = columns * rows
     frames = _frames_at(video_path, [(k + 0.5) / count for k in range(count)])
     source_width, source_height = frames[0].size
@@ -645,7 +676,7 @@ def make_spritesheet(
     for k, frame in enumerate(frames):
         tile = frame.resize((tile_width, tile_height), Image.Resampling.BILINEAR)
         sheet.paste(tile, ((k % columns) * tile_width, (k // columns) * tile_height))
-    sheet.save(out, format="JPEG", quality=85)
+    sheet.save(out, format=image_format, quality=85)
 
 
 def _frames_at(video_path: Path, fractions: list[float]) -> list[Image.Image]:

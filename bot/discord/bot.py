@@ -17,6 +17,7 @@ from discord.ext import commands
 from bot.discord.cogs.credits import CreditsCog
 from bot.discord.cogs.history import HistoryCog
 from bot.discord.cogs.jobs import JobButtonsCog
+from bot.discord.cogs.lineage import LineageCog
 from bot.discord.cogs.video import VideoCog
 from bot.discord.errors import answer_error
 from bot.discord.mentions import NO_MENTIONS
@@ -24,6 +25,7 @@ from bot.discord.presenter import DiscordPresenter
 from bot.discord.starter import JobStarter
 from bot.discord.views import DYNAMIC_ITEMS, JobButtons
 from bot.domain.catalog import Catalog
+from bot.services.clips import EditClips
 from bot.services.credits import CreditsService
 from bot.services.delivery import DeliveryPlanner
 from bot.services.history import HistoryService
@@ -83,6 +85,7 @@ class VideoBot(commands.AutoShardedBot):
         delivery: DeliveryPlanner,
         tracker_for: Callable[[JobPresenter], JobTracker],
         references: ReferenceImages,
+        clips: EditClips | None = None,
         close_with: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
         # The bot never joins voice: discord.py's start-up warnings about voice libraries are noise.
@@ -107,6 +110,7 @@ class VideoBot(commands.AutoShardedBot):
         self.history = history
         self.lifecycle = lifecycle
         self.references = references
+        self.clips = clips  # members' clips for /edit
         # What the composition root made for this bot (the attachment session, the image gate),
         # closed after it.
         self._close_with = tuple(close_with)
@@ -116,7 +120,7 @@ class VideoBot(commands.AutoShardedBot):
             lifecycle,
             catalog,
             delivery=delivery,
-            views=JobButtons(),
+            views=JobButtons(offers=jobs.offers),
             demo_render=settings.uses_local_api,
             edit_interval=settings.progress_edit_interval_seconds,
         )
@@ -130,6 +134,7 @@ class VideoBot(commands.AutoShardedBot):
         await self.add_cog(CreditsCog(self))
         await self.add_cog(JobButtonsCog(self))
         await self.add_cog(HistoryCog(self))
+        await self.add_cog(LineageCog(self))
         # Buttons parse their state from custom_id, so messages from earlier runs keep working.
         self.add_dynamic_items(*DYNAMIC_ITEMS)
         await self.sync_commands_if_changed()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import discord
 
 from bot.discord.text import inert, inert_inline
-from bot.domain.jobs import ChargeState, Job, JobStatus
+from bot.domain.jobs import ChargeState, Job, JobKind, JobStatus
 from bot.domain.messages import REMIX_SOURCE_GONE_CODE, clip
 
 BAR_WIDTH = 20
@@ -61,8 +61,21 @@ def remix_source_gone(job: Job) -> bool:
     return job.status is JobStatus.FAILED and job.error_code == REMIX_SOURCE_GONE_CODE
 
 
+def duration_text(job: Job) -> str:
+    """How long the video is: an extension's total (source and new segment) once the provider has
+    answered, with what was added."""
+    if job.kind is JobKind.EXTENSION:
+        if job.total_seconds:
+            return f"{job.total_seconds} s in all ({job.seconds} s added)"
+        return f"+{job.seconds} s"
+    return f"{job.length} s"
+
+
 def lineage_text(job: Job, source: Job | None) -> str:
-    """The "Remix of" value: a link to the source's message when it can be found."""
+    """The "Remix of" / "Extension of" / "Edit of" value: a link to the source's message when it
+    can be found; an edit of an uploaded clip says so."""
+    if job.clip_path is not None and job.source_job_id is None:
+        return "an uploaded clip"
     if source is not None:
         snippet = inert_inline(source.prompt, 100)
         link = message_link(source)
@@ -70,7 +83,7 @@ def lineage_text(job: Job, source: Job | None) -> str:
         return f"{name}: {snippet}"
     if job.source_job_id is not None:
         return f"Job #{job.source_job_id}"
-    return f"`{clip(job.remixed_from_video_id, 60)}`"
+    return f"`{clip(job.remixed_from_video_id or job.source_video_id, 60)}`"
 
 
 def job_embed(
@@ -96,12 +109,12 @@ def job_embed(
     )
     embed.add_field(name="Model", value=f"`{job.model}`", inline=True)
     embed.add_field(name="Size", value=job.size, inline=True)
-    embed.add_field(name="Duration", value=f"{job.seconds} s", inline=True)
+    embed.add_field(name="Duration", value=duration_text(job), inline=True)
     embed.add_field(name="Requested by", value=f"<@{job.user_id}>", inline=True)
     embed.add_field(name="Cost", value=f"{job.cost} credit{'s' if job.cost != 1 else ''}", inline=True)
     embed.add_field(name="Status", value=job.status.label, inline=True)
-    if job.remixed_from_video_id or job.source_job_id is not None:
-        embed.add_field(name="Remix of", value=lineage_text(job, source), inline=False)
+    if job.has_lineage:
+        embed.add_field(name=job.kind.lineage_label, value=lineage_text(job, source), inline=False)
     if not job.is_final:
         embed.add_field(name="Progress", value=progress_bar(job.progress), inline=False)
         started = int(job.created_at)

@@ -1,4 +1,5 @@
-"""How a job starts from an interaction (``/video``, ``/remix``, the Remix and Again buttons).
+"""How a job starts from an interaction (``/video``, ``/remix``, ``/extend``, ``/edit``, the Remix,
+Extend, Edit and Again buttons).
 
 The use case (limits, reservation, recording where the card is) is ``JobService``'s; this is only
 the Discord choreography around it: an ephemeral refusal before anything is public, the public
@@ -71,25 +72,28 @@ class JobStarter:
         acknowledged = await interaction.response.defer(thinking=True)
         placeholder_id = acknowledged.message_id if acknowledged is not None else None
         prepared = request
-        created_image: Path | None = None  # the one file this attempt made, and may remove
+        created: list[Path] = []  # the files this attempt made (an image, a clip), and may remove
         try:
             if prepare is not None:
                 prepared = await prepare(request)
-                made = prepared.reference_image_path
-                if made is not None and made != request.reference_image_path:
-                    created_image = Path(made)
+                for made, given in (
+                    (prepared.reference_image_path, request.reference_image_path),
+                    (prepared.clip_path, request.clip_path),
+                ):
+                    if made is not None and made != given:
+                        created.append(Path(made))
             # Recording the reply with the job (one transaction) means the tracker, which may pick
             # the job up at once, always edits this message rather than posting another.
             job = await self.jobs.submit(
                 replace(prepared, reply_message_id=placeholder_id), member_roles=roles
             )
         except Exception as exc:
-            # Nothing was reserved: take down the public "thinking…" placeholder and the image
-            # ``prepare`` made; a refusal is then shown to the member only (other errors by the
-            # one error handler). An image the request came with (Again reuses its source job's)
+            # Nothing was reserved: take down the public "thinking…" placeholder and the image or
+            # clip ``prepare`` made; a refusal is then shown to the member only (other errors by
+            # the one error handler). A file the request came with (Again reuses its source job's)
             # belongs to that other job: removing it would break the job that owns it.
-            if created_image is not None:
-                created_image.unlink(missing_ok=True)
+            for path in created:
+                path.unlink(missing_ok=True)
             with contextlib.suppress(discord.HTTPException):
                 await interaction.delete_original_response()
             if not isinstance(exc, UserError):

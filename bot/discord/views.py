@@ -1,4 +1,4 @@
-"""Buttons on job messages, the ``/videos`` pager and the remix form.
+"""Buttons on job messages, the ``/videos`` pager and the remix, extend and edit forms.
 
 Every button is a ``DynamicItem``: its state (the job number, or the owner and page of a list) lives
 in its ``custom_id``, and the classes are registered once with ``bot.add_dynamic_items``, so buttons
@@ -25,11 +25,11 @@ from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 import discord
 
-from bot.discord.embeds import lineage_text, message_link, remix_source_gone
+from bot.discord.embeds import duration_text, lineage_text, message_link, remix_source_gone
 from bot.discord.errors import answer_error
 from bot.discord.text import inert, inert_inline
 from bot.domain.errors import UserError
-from bot.domain.jobs import ChargeState, Job, JobStatus
+from bot.domain.jobs import ChargeState, Job, JobKind, JobStatus
 from bot.domain.messages import cancel_refusal
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,8 @@ JOB_BUTTONS_COG = "JobButtons"
 """The name the cog implementing ``JobButtonHandler`` is registered under."""
 
 REMIX_FORM_PREFIX = "videobot:remix-form:"
+EXTEND_FORM_PREFIX = "videobot:extend-form:"
+EDIT_FORM_PREFIX = "videobot:edit-form:"
 PROMPT_INPUT_MAX = 4000  # Discord's limit for a text input in a modal
 DETAILS_PROMPT_LIMIT = 4000  # longer prompts are attached as a text file (embeds hold 6,000 chars)
 _LINE_PROMPT = 60
@@ -47,6 +49,8 @@ _LINE_PROMPT = 60
 
 class JobAction(StrEnum):
     REMIX = "remix"
+    EXTEND = "extend"
+    EDIT = "edit"
     AGAIN = "again"
     DETAILS = "details"
     CANCEL = "cancel"
@@ -58,9 +62,20 @@ _PROVIDER_FINISHED = frozenset({JobStatus.DOWNLOADING, JobStatus.UPLOADING, JobS
 
 _WHAT_OTHERS_CANNOT = {
     JobAction.REMIX: "remix it. Use `/remix` on one of your own videos.",
+    JobAction.EXTEND: "extend it. Use `/extend` on one of your own videos.",
+    JobAction.EDIT: "edit it. Use `/edit` on one of your own videos.",
     JobAction.AGAIN: "make it again. Use `/video` to make your own.",
     JobAction.DETAILS: "see its details.",
     JobAction.CANCEL: "cancel it.",
+}
+
+
+# The actions that start from a finished video, and their verb.
+_FROM_FINISHED = {JobAction.REMIX: "remix", JobAction.EXTEND: "extend", JobAction.EDIT: "edit"}
+LINEAGE_ACTIONS = {
+    JobAction.REMIX: JobKind.REMIX,
+    JobAction.EXTEND: JobKind.EXTENSION,
+    JobAction.EDIT: JobKind.EDIT,
 }
 
 
@@ -72,11 +87,12 @@ def job_action_refusal(action: JobAction, job: Job, *, actor_id: int, is_moderat
     stranger is told the job isn't theirs rather than something about its state."""
     if actor_id != job.user_id and not is_moderator:
         return f"This is <@{job.user_id}>'s video: only they or a moderator can {_WHAT_OTHERS_CANNOT[action]}"
-    if action is JobAction.REMIX:
+    if action in _FROM_FINISHED:
+        verb = _FROM_FINISHED[action]
         if job.status not in _PROVIDER_FINISHED:
-            return f"Only finished videos can be remixed; job #{job.id} is {job.status.label.lower()}."
+            return f"Only finished videos can be {verb}ed; job #{job.id} is {job.status.label.lower()}."
         if not job.provider_video_id:
-            return f"Job #{job.id} has no video at the provider to remix."
+            return f"Job #{job.id} has no video at the provider to {verb}."
     elif action is JobAction.AGAIN:
         if remix_source_gone(job):
             return "The provider no longer has the source video, so this remix can't be made again."
@@ -93,6 +109,16 @@ class JobButtonHandler(Protocol):
     async def open_remix_form(self, interaction: discord.Interaction[Any], job_id: int) -> None: ...
 
     async def start_remix(self, interaction: discord.Interaction[Any], job_id: int, prompt: str) -> None: ...
+
+    async def open_extend_form(self, interaction: discord.Interaction[Any], job_id: int) -> None: ...
+
+    async def start_extension(
+        self, interaction: discord.Interaction[Any], job_id: int, prompt: str, seconds: int | None
+    ) -> None: ...
+
+    async def open_edit_form(self, interaction: discord.Interaction[Any], job_id: int) -> None: ...
+
+    async def start_edit(self, interaction: discord.Interaction[Any], job_id: int, prompt: str) -> None: ...
 
     async def make_again(self, interaction: discord.Interaction[Any], job_id: int) -> None: ...
 
@@ -184,6 +210,20 @@ class RemixButton(_JobButton, template=r"videobot:remix:(?P<job_id>[0-9]+)"):
         await handler.open_remix_form(interaction, self.job_id)
 
 
+class ExtendButton(_JobButton, template=r"videobot:extend:(?P<job_id>[0-9]+)"):
+    ACTION, LABEL, EMOJI = "extend", "Extend", "⏩"
+
+    async def act(self, handler: JobButtonHandler, interaction: discord.Interaction[Any]) -> None:
+        await handler.open_extend_form(interaction, self.job_id)
+
+
+class EditButton(_JobButton, template=r"videobot:edit:(?P<job_id>[0-9]+)"):
+    ACTION, LABEL, EMOJI = "edit", "Edit", "✏️"
+
+    async def act(self, handler: JobButtonHandler, interaction: discord.Interaction[Any]) -> None:
+        await handler.open_edit_form(interaction, self.job_id)
+
+
 class AgainButton(_JobButton, template=r"videobot:again:(?P<job_id>[0-9]+)"):
     ACTION, LABEL, EMOJI = "again", "Again", "🔁"
 
@@ -207,8 +247,11 @@ class CancelButton(_JobButton, template=r"videobot:cancel:(?P<job_id>[0-9]+)"):
 
 class JobButtons:
     """The buttons a job's message shows (``JobViews`` for the presenter): Cancel while it runs;
-    Remix, Again and Details once it is ready; Again and Details after a failure; none once
-    cancelled."""
+    Remix, Extend, Edit (those its model and the provider offer: ``offers``), Again and Details once
+    it is ready; Again and Details after a failure; none once cancelled."""
+
+    def __init__(self, offers: Callable[[Job], frozenset[JobKind]] | None = None) -> None:
+        self.offers = offers
 
     def progress_view(self, job: Job) -> discord.ui.View | None:
         if not job.cancellable:
@@ -220,8 +263,14 @@ class JobButtons:
     def result_view(self, job: Job) -> discord.ui.View | None:
         items: list[discord.ui.Item[Any]] = []
         if job.status is JobStatus.COMPLETED:
+            offered = self.offers(job) if self.offers is not None else frozenset({JobKind.REMIX})
             if job.provider_video_id:
-                items.append(RemixButton(job.id))
+                if JobKind.REMIX in offered:
+                    items.append(RemixButton(job.id))
+                if JobKind.EXTENSION in offered:
+                    items.append(ExtendButton(job.id))
+                if JobKind.EDIT in offered:
+                    items.append(EditButton(job.id))
             items.append(AgainButton(job.id))
         elif job.status is JobStatus.FAILED:
             if not remix_source_gone(job):  # it would only fail the same way
@@ -235,7 +284,7 @@ class JobButtons:
         return view
 
 
-# -- the remix form ------------------------------------------------------------------------------
+# -- the remix, extend and edit forms ------------------------------------------------------------
 
 
 class RemixForm(discord.ui.Modal):
@@ -265,6 +314,73 @@ class RemixForm(discord.ui.Modal):
     async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
         prompt = self.prompt.value
         await _answer(interaction, "remix form", lambda h: h.start_remix(interaction, self.job_id, prompt))
+
+
+class ExtendForm(discord.ui.Modal):
+    """Asks for the extension's prompt and the new segment's length (checked in code on submit:
+    the text is whatever the client sent). Unique per opening and checked again on submit, like
+    ``RemixForm``."""
+
+    prompt: discord.ui.TextInput[ExtendForm] = discord.ui.TextInput(
+        label="What happens next",
+        style=discord.TextStyle.paragraph,
+        placeholder="How the video continues, e.g. “the fox leaps over a frozen stream”",
+        min_length=1,
+        max_length=PROMPT_INPUT_MAX,
+        custom_id="prompt",
+    )
+
+    def __init__(self, job_id: int, opened_by_interaction: int, seconds: Sequence[int]) -> None:
+        super().__init__(
+            title=f"Extend video #{job_id}"[:45],
+            custom_id=f"{EXTEND_FORM_PREFIX}{job_id}:{opened_by_interaction}",
+            timeout=30 * 60,
+        )
+        self.job_id = job_id
+        choices = ", ".join(str(s) for s in seconds)
+        self.seconds: discord.ui.TextInput[ExtendForm] = discord.ui.TextInput(
+            label="Seconds to add",
+            placeholder=f"One of {choices}"[:100],
+            default=str(seconds[0]) if seconds else None,
+            min_length=1,
+            max_length=4,
+            custom_id="seconds",
+        )
+        self.add_item(self.seconds)
+
+    async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
+        prompt, typed = self.prompt.value, self.seconds.value.strip()
+        seconds = int(typed) if typed.isdigit() and len(typed) <= 4 else -1  # -1: refused as a length
+        await _answer(
+            interaction,
+            "extend form",
+            lambda h: h.start_extension(interaction, self.job_id, prompt, seconds),
+        )
+
+
+class EditForm(discord.ui.Modal):
+    """Asks for the edit's prompt; like ``RemixForm``."""
+
+    prompt: discord.ui.TextInput[EditForm] = discord.ui.TextInput(
+        label="How to change it",
+        style=discord.TextStyle.paragraph,
+        placeholder="What the edit should change, e.g. “make it snow, keep everything else”",
+        min_length=1,
+        max_length=PROMPT_INPUT_MAX,
+        custom_id="prompt",
+    )
+
+    def __init__(self, job_id: int, opened_by_interaction: int) -> None:
+        super().__init__(
+            title=f"Edit video #{job_id}"[:45],
+            custom_id=f"{EDIT_FORM_PREFIX}{job_id}:{opened_by_interaction}",
+            timeout=30 * 60,
+        )
+        self.job_id = job_id
+
+    async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
+        prompt = self.prompt.value
+        await _answer(interaction, "edit form", lambda h: h.start_edit(interaction, self.job_id, prompt))
 
 
 # -- /videos -------------------------------------------------------------------------------------
@@ -306,7 +422,15 @@ def videos_page_view(owner_id: int, page: int, pages: int) -> discord.ui.View:
     return view
 
 
-DYNAMIC_ITEMS = (RemixButton, AgainButton, DetailsButton, CancelButton, VideosPageButton)
+DYNAMIC_ITEMS = (
+    RemixButton,
+    ExtendButton,
+    EditButton,
+    AgainButton,
+    DetailsButton,
+    CancelButton,
+    VideosPageButton,
+)
 """Register with ``bot.add_dynamic_items(*DYNAMIC_ITEMS)`` at start-up."""
 
 
@@ -326,7 +450,9 @@ def videos_line(job: Job) -> str:
     prompt = inert_inline(job.prompt, _LINE_PROMPT)
     parts = [f"`#{job.id}` {job.status.label}", cost_text(job), prompt]
     if job.source_job_id is not None:
-        parts.append(f"remix of #{job.source_job_id}")
+        parts.append(f"{job.kind.lineage_label.lower()} #{job.source_job_id}")
+    elif job.clip_path is not None:
+        parts.append("edit of an uploaded clip")
     link = message_link(job)
     if link:
         parts.append(f"[open]({link})")
@@ -356,16 +482,17 @@ def details_embed(job: Job, source: Job | None = None) -> discord.Embed:
     embed.add_field(name="Cost", value=f"{cost_text(job)} (~${job.usd:.2f})", inline=True)
     embed.add_field(name="Model", value=f"`{job.model}`", inline=True)
     embed.add_field(name="Size", value=job.size, inline=True)
-    embed.add_field(name="Duration", value=f"{job.seconds} s", inline=True)
+    embed.add_field(name="Duration", value=duration_text(job), inline=True)
     embed.add_field(
         name="Provider video id",
         value=f"`{job.provider_video_id}`" if job.provider_video_id else "not sent to the provider",
         inline=False,
     )
-    if job.remixed_from_video_id or job.source_job_id is not None:
+    if job.has_lineage:
+        from_video = job.remixed_from_video_id or job.source_video_id
         embed.add_field(
-            name="Remix of",
-            value=f"{lineage_text(job, source)}\nProvider video `{job.remixed_from_video_id}`",
+            name=job.kind.lineage_label,
+            value=lineage_text(job, source) + (f"\nProvider video `{from_video}`" if from_video else ""),
             inline=False,
         )
     if job.reference_image_path:

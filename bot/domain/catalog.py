@@ -3,10 +3,17 @@
 One credit is one second of the cheapest 720p video. The default catalog is Sora 2's, as documented
 in the original Videos API; an admin pointing the bot at another provider replaces it with a TOML file
 (``MODELS_FILE``), see ``README.md`` for the format.
+
+Each model also says which operations beyond a new video its provider offers (``remix``,
+``image_input``, ``extend`` with the lengths a new segment may have, ``edit``) and what they cost: by
+default an extension or an edit costs what a new video of that length costs at that size. The
+Discord layer offers an operation only when the model has it (and the provider has not answered
+that it lacks the endpoint).
 """
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +22,10 @@ from types import UnionType
 from bot.domain.errors import CatalogError, UserError
 
 _MAX_CHOICES = 25  # Discord's limit on choices for one option
+# The lengths the Videos API allows for a new extension segment (its extension description).
+EXTENSION_SECONDS = (4, 8, 12, 16, 20)
+# The longest clip a member may upload for /edit (DECISIONS: at most 20 s).
+MAX_EDIT_CLIP_SECONDS = 20
 
 
 @dataclass(frozen=True)
@@ -24,6 +35,19 @@ class Rate:
     sizes: tuple[str, ...]
     credits_per_second: int
     usd_per_second: float
+
+
+@dataclass(frozen=True)
+class Operation:
+    """An operation beyond a new video (extend, edit) that a model's provider offers.
+
+    ``seconds``: the lengths it comes in (an extension's new segment; the lengths an edit is priced
+    at, a clip's length rounded up to the next one). ``credits_per_second`` and ``usd_per_second``:
+    its own rate; None prices it like a new video of that length at that size."""
+
+    seconds: tuple[int, ...]
+    credits_per_second: int | None = None
+    usd_per_second: float | None = None
 
 
 @dataclass(frozen=True)
@@ -37,6 +61,10 @@ class ModelSpec:
     # Typical wall-clock generation time for one second of video, used only for the ETA shown
     # before the provider reports any progress.
     seconds_per_video_second: float = 10.0
+    remix: bool = True  # POST /videos/{id}/remix
+    image_input: bool = True  # a starting image (input_reference) for a new video
+    extend: Operation | None = None  # POST /videos/extensions; None: not offered
+    edit: Operation | None = None  # POST /videos/edits; None: not offered
 
     @property
     def sizes(self) -> tuple[str, ...]:
@@ -84,6 +112,8 @@ class Catalog:
             raise CatalogError(f"{self.source}: default_model {self.default_model!r} is not in the catalog")
         if len(self.models) > _MAX_CHOICES or len(self.all_sizes) > _MAX_CHOICES:
             raise CatalogError(f"{self.source}: Discord allows at most {_MAX_CHOICES} models and sizes")
+        if len(self.extension_seconds) > _MAX_CHOICES:
+            raise CatalogError(f"{self.source}: Discord allows at most {_MAX_CHOICES} extension lengths")
 
     def get(self, name: str) -> ModelSpec | None:
         return self._by_name.get(name)
@@ -96,12 +126,69 @@ class Catalog:
     def all_seconds(self) -> tuple[int, ...]:
         return tuple(sorted({s for m in self.models for s in m.seconds}))
 
-    def quote(self, model: str | None = None, size: str | None = None, seconds: int | None = None) -> Quote:
-        """Validate a request, filling defaults, and price it. Raises ``UserError`` with advice."""
+    @property
+    def extension_seconds(self) -> tuple[int, ...]:
+        """Every segment length some model can extend by (the choices of ``/extend``)."""
+        return tuple(sorted({s for m in self.models if m.extend for s in m.extend.seconds}))
+
+    @property
+    def can_extend(self) -> bool:
+        return any(m.extend for m in self.models)
+
+    @property
+    def can_edit(self) -> bool:
+        return any(m.edit for m in self.models)
+
+    def _spec(self, model: str | None) -> ModelSpec:
         spec = self.get(model or self.default_model)
         if spec is None:
             names = ", ".join(m.name for m in self.models)
             raise UserError(f"There is no model called `{model}`. Pick one of: {names}.")
+        return spec
+
+    def _priced(self, spec: ModelSpec, size: str, seconds: int, operation: Operation) -> Quote:
+        rate = spec.rate_for(size)
+        if rate is None:
+            sizes = ", ".join(spec.sizes)
+            raise UserError(f"`{spec.name}` can't make {size} videos. Sizes it supports: {sizes}.")
+        credits = (
+            rate.credits_per_second if operation.credits_per_second is None else operation.credits_per_second
+        )
+        usd = rate.usd_per_second if operation.usd_per_second is None else operation.usd_per_second
+        return Quote(spec.name, size, seconds, seconds * credits, round(seconds * usd, 4))
+
+    def quote_extension(self, model: str, size: str, seconds: int | None = None) -> Quote:
+        """Validate and price an extension of a ``model`` video of ``size`` by a new segment of
+        ``seconds`` (default: the shortest it allows). The price is the segment's."""
+        spec = self._spec(model)
+        if spec.extend is None:
+            raise UserError(f"`{spec.name}` videos can't be extended with this bot's video provider.")
+        allowed = spec.extend.seconds
+        seconds = allowed[0] if seconds is None else seconds
+        if seconds not in allowed:
+            choices = ", ".join(str(s) for s in allowed)
+            raise UserError(f"`{spec.name}` extends videos by {choices} seconds, not {seconds}.")
+        return self._priced(spec, size, seconds, spec.extend)
+
+    def quote_edit(self, model: str | None, size: str | None, length: float) -> Quote:
+        """Validate and price an edit of a video ``length`` seconds long: priced as a video of that
+        length rounded up to the next length the model's edit allows."""
+        spec = self._spec(model)
+        if spec.edit is None:
+            raise UserError(f"`{spec.name}` videos can't be edited with this bot's video provider.")
+        size = size or spec.default_size
+        whole = math.ceil(length - 1e-6)
+        priced = next((s for s in sorted(spec.edit.seconds) if s >= whole), None)
+        if priced is None:
+            longest = max(spec.edit.seconds)
+            raise UserError(
+                f"That video is {length:.1f} s long; `{spec.name}` edits videos of at most {longest} seconds."
+            )
+        return self._priced(spec, size, priced, spec.edit)
+
+    def quote(self, model: str | None = None, size: str | None = None, seconds: int | None = None) -> Quote:
+        """Validate a request, filling defaults, and price it. Raises ``UserError`` with advice."""
+        spec = self._spec(model)
         size = size or spec.default_size
         seconds = spec.default_seconds if seconds is None else seconds  # 0 is a value, not unset
         rate = spec.rate_for(size)
@@ -123,6 +210,9 @@ class Catalog:
 def default_catalog() -> Catalog:
     portrait_landscape = ("720x1280", "1280x720")
     tall_wide = ("1024x1792", "1792x1024")
+    # Sora 2: extensions by 4-20 s and edits, each priced like a new video of that length.
+    extend = Operation(EXTENSION_SECONDS)
+    edit = Operation(EXTENSION_SECONDS)
     return Catalog(
         models=(
             ModelSpec(
@@ -132,6 +222,8 @@ def default_catalog() -> Catalog:
                 rates=(Rate(portrait_landscape, 1, 0.10),),
                 default_seconds=4,
                 default_size="720x1280",
+                extend=extend,
+                edit=edit,
             ),
             ModelSpec(
                 name="sora-2-pro",
@@ -141,6 +233,8 @@ def default_catalog() -> Catalog:
                 default_seconds=4,
                 default_size="720x1280",
                 seconds_per_video_second=20.0,
+                extend=extend,
+                edit=edit,
             ),
         ),
         default_model="sora-2",
@@ -158,6 +252,48 @@ def _expect(table: dict[str, object], key: str, kind: type | UnionType, what: st
     """An optional key, when present, must have the right type (TOML's bool is not a number)."""
     if key in table and (isinstance(table[key], bool) or not isinstance(table[key], kind)):
         raise CatalogError(f"{label}: `{key}` must be {what}")
+
+
+def _operation(
+    entry: dict[str, object], key: str, label: str, default_seconds: tuple[int, ...]
+) -> Operation | None:
+    """``extend`` / ``edit`` of one model: absent or false (not offered), true (offered, with the
+    default lengths and the model's rates) or a table with ``seconds``, ``credits_per_second`` and
+    ``usd_per_second``, each optional."""
+    value = entry.get(key)
+    if value is None or value is False:
+        return None
+    if value is True:
+        return Operation(default_seconds)
+    where = f"{label}: `{key}`"
+    if not isinstance(value, dict):
+        raise CatalogError(f"{where} must be true, false or a [models.{key}] table")
+    unknown = sorted(set(value) - {"seconds", "credits_per_second", "usd_per_second"})
+    if unknown:
+        raise CatalogError(f"{where} has unknown keys: {', '.join(unknown)}")
+    seconds = value.get("seconds", list(default_seconds))
+    if (
+        not isinstance(seconds, list)
+        or not seconds
+        or not all(isinstance(s, int) and not isinstance(s, bool) and 0 < s <= 600 for s in seconds)
+    ):
+        raise CatalogError(f"{where}.seconds must be a list of whole numbers of seconds (1-600)")
+    if len(set(seconds)) > _MAX_CHOICES:
+        raise CatalogError(f"{where}.seconds: Discord allows at most {_MAX_CHOICES} choices")
+    credits = value.get("credits_per_second")
+    if credits is not None and (isinstance(credits, bool) or not isinstance(credits, int) or credits < 0):
+        raise CatalogError(f"{where}.credits_per_second must be a whole number")
+    usd = value.get("usd_per_second")
+    if usd is not None and (isinstance(usd, bool) or not isinstance(usd, int | float) or usd < 0):
+        raise CatalogError(f"{where}.usd_per_second must be a number")
+    return Operation(tuple(sorted(set(seconds))), credits, None if usd is None else float(usd))
+
+
+def _flag(entry: dict[str, object], key: str, label: str) -> bool:
+    value = entry.get(key, True)
+    if not isinstance(value, bool):
+        raise CatalogError(f"{label}: `{key}` must be true or false")
+    return value
 
 
 def load_catalog(path: Path | None) -> Catalog:
@@ -222,6 +358,11 @@ def load_catalog(path: Path | None) -> Catalog:
             default_seconds=int(entry.get("default_seconds", seconds[0])),
             default_size=str(entry.get("default_size", rates[0].sizes[0])),
             seconds_per_video_second=float(entry.get("seconds_per_video_second", 10.0)),
+            remix=_flag(entry, "remix", label),
+            image_input=_flag(entry, "image_input", label),
+            extend=_operation(entry, "extend", label, EXTENSION_SECONDS),
+            # An edit is priced at the lengths the model makes, a clip rounded up to the next one.
+            edit=_operation(entry, "edit", label, tuple(sorted(set(seconds)))),
         )
         if spec.default_seconds not in spec.seconds:
             raise CatalogError(f"{label}: default_seconds is not one of `seconds`")

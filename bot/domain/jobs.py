@@ -96,6 +96,25 @@ _LABELS = {
 }
 
 
+class JobKind(StrEnum):
+    """What a job makes. A remix, an extension and an edit start from a finished video
+    (``source_job_id``, and the provider's id of it); an edit may start from an uploaded clip
+    (``clip_path``) instead."""
+
+    VIDEO = "video"  # POST /videos
+    REMIX = "remix"  # POST /videos/{id}/remix
+    EXTENSION = "extension"  # POST /videos/extensions: the source followed by a new segment
+    EDIT = "edit"  # POST /videos/edits
+
+    @property
+    def lineage_label(self) -> str:
+        """The card's name for where the job came from: "Remix of", "Extension of", "Edit of"."""
+        return _LINEAGE_LABELS.get(self, "Remix of")  # before kinds were stored, only remixes had one
+
+
+_LINEAGE_LABELS = {JobKind.REMIX: "Remix of", JobKind.EXTENSION: "Extension of", JobKind.EDIT: "Edit of"}
+
+
 class ChargeState(StrEnum):
     RESERVED = "reserved"
     CHARGED = "charged"
@@ -119,6 +138,12 @@ class JobRequest:
     reference_image_path: str | None = None
     source_job_id: int | None = None
     remixed_from_video_id: str | None = None
+    # Extensions and edits: what they are, the provider's id of the source video, or the member's
+    # converted clip an edit starts from. ``seconds`` is the new segment (extension) or the priced
+    # length (edit): what the price and the ETA come from.
+    kind: str = JobKind.VIDEO.value
+    source_video_id: str | None = None
+    clip_path: str | None = None
     application_id: int | None = None
     interaction_token: str | None = field(default=None, repr=False)  # a credential
     token_expires_at: float | None = None
@@ -205,6 +230,11 @@ class Job:
     generated_at: float | None
     finished_at: float | None
     updated_at: float
+    # Extensions and edits (``JobRequest`` says what they mean).
+    kind: JobKind = JobKind.VIDEO
+    source_video_id: str | None = None
+    clip_path: str | None = None
+    total_seconds: int | None = None  # the delivered length, from the provider's answer (None: not yet)
 
     def __repr__(self) -> str:  # the interaction token is a credential: keep it out of logs
         return f"Job(id={self.id}, status={self.status.value}, provider_video_id={self.provider_video_id!r})"
@@ -216,6 +246,21 @@ class Job:
     @property
     def cancellable(self) -> bool:
         return self.status in CANCELLABLE_STATUSES
+
+    @property
+    def length(self) -> int:
+        """How long the video is: the provider's delivered total once known (an extension's is the
+        source and the new segment together), else what was asked for."""
+        return self.total_seconds or self.seconds
+
+    @property
+    def has_lineage(self) -> bool:
+        """Made from another video or a clip (a remix, an extension, an edit)."""
+        return (
+            self.kind is not JobKind.VIDEO
+            or self.remixed_from_video_id is not None
+            or self.source_job_id is not None
+        )
 
     @property
     def width(self) -> int:
@@ -255,6 +300,7 @@ class JobChanges:
     provider_video_id: str | None = None
     provider_status: str | None = None
     media_path: str | None = None
+    total_seconds: int | None = None
     error_code: str | None = None
     error_message: str | None = None
     token_expires_at: float | None = None

@@ -43,6 +43,19 @@ _SOURCE_GONE_CODES = frozenset(
 )
 
 
+def source_gone_message(kind: str) -> str:
+    """What a member reads when the provider no longer has the video their remix, extension or edit
+    started from (the job is refunded)."""
+    verb = {"extension": "extended", "edit": "edited"}.get(kind, "remixed")
+    return f"The provider no longer has the source video, so it can't be {verb}."
+
+
+def unsupported_message(kind: str) -> str:
+    """The provider answered that it lacks the endpoint (404/405) for this kind of job."""
+    what = {"extension": "extensions", "edit": "edits"}.get(kind, "this")
+    return f"This bot's video provider doesn't offer {what}, so this video couldn't be made."
+
+
 def remix_source_gone(exc: VideoAPIError) -> bool:
     """Did the provider refuse a remix because its source video expired or was deleted?"""
     if isinstance(exc, NotFound) or exc.code in _SOURCE_GONE_CODES:

@@ -66,6 +66,16 @@ class Video(BaseModel):
         return self.status == "completed"
 
 
+class Character(BaseModel):
+    """A character made from an uploaded video (``POST /videos/characters``), to cast in prompts."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    name: str | None = None
+    created_at: int | None = None
+
+
 class VideoList(BaseModel):
     model_config = ConfigDict(extra="allow")
 

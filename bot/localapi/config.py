@@ -10,7 +10,15 @@ from pathlib import Path
 
 def _default_models() -> dict[str, list[str]]:
     standard = ["720x1280", "1280x720"]
-    return {"sora-2": standard, "sora-2-pro": [*standard, "1024x1792", "1792x1024"]}
+    pro = [*standard, "1024x1792", "1792x1024"]
+    # The contract's VideoModel enum: the two names and their dated snapshots.
+    return {
+        "sora-2": standard,
+        "sora-2-pro": pro,
+        "sora-2-2025-10-06": list(standard),
+        "sora-2-pro-2025-10-06": list(pro),
+        "sora-2-2025-12-08": list(standard),
+    }
 
 
 @dataclass
@@ -35,6 +43,16 @@ class LocalRendererConfig:
     models: dict[str, list[str]] = field(default_factory=_default_models)
     """Model name → sizes it accepts."""
     allowed_seconds: tuple[str, ...] = ("4", "8", "12")
+    extension_seconds: tuple[str, ...] = ("4", "8", "12", "16", "20")
+    """Lengths of a new extension segment (the contract's extension description lists these)."""
+    max_video_seconds: int = 120
+    """The longest video an extension may produce (source plus segment); longer chains are refused."""
+    max_clip_seconds: float = 20.0
+    """The longest uploaded video an edit, extension or character accepts."""
+    max_clip_pixels: int = 1920 * 1920
+    """The largest picture (width x height) of an uploaded video, checked before it is decoded."""
+    max_characters: int = 1000
+    """Characters kept at once; creating one beyond it forgets the oldest."""
     blocked_words: tuple[str, ...] = ("forbidden",)
     """A prompt containing one of these (case-insensitive) fails with ``moderation_blocked``."""
     poll_after_ms: int | None = 1000

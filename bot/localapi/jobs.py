@@ -27,7 +27,7 @@ from typing import Any, Final
 
 from bot.localapi.config import LocalRendererConfig
 from bot.localapi.protocol import ApiError, VideoStatus
-from bot.localapi.rendering import REFERENCE_FILENAME, render_assets
+from bot.localapi.rendering import REFERENCE_FILENAME, SOURCE_FILENAME, Operation, render_assets
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,10 @@ class Job:
     directory: Path
     has_reference: bool = False
     """A reference image waits in ``directory`` for the render (kept on disk, not in memory)."""
+    operation: Operation = "create"
+    """How the video is made: a new render, an extension of a source or an edit of one."""
+    source_seconds: float = 0.0
+    """For an extension: the length of the source, which the new segment follows."""
     rendered: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once rendering has finished (or was never needed)."""
     rendered_at: float | None = None
@@ -230,8 +234,15 @@ class JobStore:
         seconds: str,
         reference: bytes | None,
         remixed_from: str | None,
+        operation: Operation = "create",
+        source: Path | bytes | None = None,
+        source_seconds: float = 0.0,
     ) -> Job:
-        """Create a job and start its render, within the config's limits (429 when full)."""
+        """Create a job and start its render, within the config's limits (429 when full).
+
+        An extension or edit needs ``source``: the source job's video file (copied now, so that its
+        expiry cannot break the render) or an uploaded video's bytes. ``seconds`` is what the
+        resource reports: an extension's total length."""
         assert self._data_dir is not None, "the renderer is not started"
         now = self.config.clock()
         self._make_room_for_a_job(now)
@@ -247,30 +258,18 @@ class JobStore:
             remixed_from_video_id=remixed_from,
             blocked=any(word.casefold() in prompt_folded for word in self.config.blocked_words),
             directory=self._data_dir / video_id,
+            operation=operation,
+            source_seconds=source_seconds,
         )
         # Counted from here on, so that concurrent creates cannot both take the same free space.
         self._jobs[video_id] = job
         try:
+            if source is not None and not job.blocked:
+                await self._store_input(job, now, source, SOURCE_FILENAME, "video", "source video")
             if reference is not None and not job.blocked:
-                job.stored_bytes = len(reference)
-                if job.stored_bytes > self.config.max_stored_bytes:
-                    raise ApiError(
-                        400,
-                        f"The reference image ({job.stored_bytes} bytes) is larger than the local "
-                        f"renderer's storage limit (max_stored_bytes, {self.config.max_stored_bytes} bytes).",
-                        param="input_reference",
-                    )
-                if not await self._make_room(now, keep=job):
-                    raise ApiError(
-                        429,
-                        "The local renderer's storage is full of files of videos still in progress "
-                        "(max_stored_bytes); try again once some have finished.",
-                        error_type="requests",
-                        code="storage_full",
-                        retry_after=max(1, math.ceil(self.config.generation_seconds)),
-                    )
-                # On disk rather than in memory: queued jobs can be many, references megabytes each.
-                await asyncio.to_thread(_write_reference, job.directory, reference)
+                await self._store_input(
+                    job, now, reference, REFERENCE_FILENAME, "input_reference", "reference image"
+                )
                 job.has_reference = True
         except BaseException:
             self._jobs.pop(video_id, None)
@@ -278,6 +277,48 @@ class JobStore:
             raise
         self._spawn(self._run(job), f"local-render-{video_id}")
         return job
+
+    async def _store_input(
+        self, job: Job, now: float, data: Path | bytes, filename: str, param: str, what: str
+    ) -> None:
+        """Put a render input in the job's directory, counted against the storage limit.
+
+        Uploaded bytes are counted before they are written; another job's file is copied first, as
+        making room may delete that job's files."""
+        path = job.directory / filename
+        if isinstance(data, bytes):
+            size = len(data)
+        else:
+            try:
+                await asyncio.to_thread(_write_input, path, data)
+            except FileNotFoundError:
+                raise ApiError(
+                    400,
+                    f"The source video's files are gone (expired or deleted); {what} unavailable.",
+                    param=param,
+                    code="video_expired",
+                ) from None
+            size = (await asyncio.to_thread(path.stat)).st_size
+        job.stored_bytes += size
+        if job.stored_bytes > self.config.max_stored_bytes:
+            raise ApiError(
+                400,
+                f"The {what} ({size} bytes) is larger than the local renderer's storage limit "
+                f"(max_stored_bytes, {self.config.max_stored_bytes} bytes).",
+                param=param,
+            )
+        if not await self._make_room(now, keep=job):
+            raise ApiError(
+                429,
+                "The local renderer's storage is full of files of videos still in progress "
+                "(max_stored_bytes); try again once some have finished.",
+                error_type="requests",
+                code="storage_full",
+                retry_after=max(1, math.ceil(self.config.generation_seconds)),
+            )
+        if isinstance(data, bytes):
+            # On disk rather than in memory: queued jobs can be many, inputs megabytes each.
+            await asyncio.to_thread(_write_input, path, data)
 
     def _make_room_for_a_job(self, now: float) -> None:
         active = self.active(now)
@@ -352,11 +393,13 @@ class JobStore:
             prompt=job.prompt,
             width=width,
             height=height,
-            seconds=float(job.seconds),
+            seconds=float(job.seconds) - job.source_seconds,
             fps=self.config.fps,
             use_reference=job.has_reference,
             noise=self.config.noise,
             target_bitrate=self.config.target_bitrate,
+            operation=job.operation,
+            source_seconds=job.source_seconds,
         )
         try:
             size = await asyncio.get_running_loop().run_in_executor(self._render_pool, render)
@@ -380,6 +423,9 @@ class JobStore:
             job.rendered.set()
 
 
-def _write_reference(directory: Path, data: bytes) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / REFERENCE_FILENAME).write_bytes(data)
+def _write_input(path: Path, data: Path | bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, bytes):
+        path.write_bytes(data)
+    else:
+        shutil.copyfile(data, path)

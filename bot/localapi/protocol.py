@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import io
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -29,6 +31,14 @@ DEFAULT_SIZE: Final = "720x1280"
 DEFAULT_SECONDS: Final = "4"
 CREATE_FIELDS: Final = frozenset({"model", "prompt", "input_reference", "seconds", "size"})
 REMIX_FIELDS: Final = frozenset({"prompt"})
+EXTEND_FIELDS: Final = frozenset({"video", "prompt", "seconds"})
+EDIT_FIELDS: Final = frozenset({"video", "prompt"})
+CHARACTER_FIELDS: Final = frozenset({"video", "name"})
+MAX_CHARACTER_NAME_CHARS: Final = 80
+# Multipart parts whose bytes are kept as bytes (uploads); other text parts are decoded.
+_BINARY_FIELDS: Final = frozenset({"input_reference", "video"})
+# ``video[id]``: how SDKs send an object field in a multipart body.
+_NESTED_FIELD: Final = re.compile(r"([A-Za-z_]+)\[([A-Za-z_]+)\]")
 
 VideoStatus = Literal["queued", "in_progress", "completed", "failed"]
 
@@ -153,11 +163,18 @@ async def fields(request: web.Request, allowed: frozenset[str]) -> dict[str, Any
         values: dict[str, Any] = {}
         for name, value in body.form.items():
             if isinstance(value, web.FileField):
-                values[name] = value.file.read()
+                item: Any = value.file.read()
             elif isinstance(value, bytearray | bytes):
-                values[name] = bytes(value) if name == "input_reference" else value.decode(errors="replace")
+                item = bytes(value) if name in _BINARY_FIELDS else value.decode(errors="replace")
             else:
-                values[name] = value
+                item = value
+            nested = _NESTED_FIELD.fullmatch(name)
+            if nested is None:
+                values[name] = item
+            elif isinstance(values.setdefault(nested[1], {}), dict):
+                values[nested[1]][nested[2]] = (
+                    item.decode(errors="replace") if isinstance(item, bytes) else item
+                )
     elif body.json is None:
         values = {}
     elif isinstance(body.json, dict):
@@ -269,3 +286,73 @@ def _decode_data_url(url: str) -> bytes:
         return base64.b64decode(encoded, validate=True)
     except binascii.Error:
         raise invalid("input_reference", "input_reference.image_url is not valid base64.") from None
+
+
+def validated_extension_seconds(config: LocalRendererConfig, value: object) -> str:
+    """An extension segment's length: the contract's extension list (4 to 20), not the create enum."""
+    allowed = config.extension_seconds
+    if not isinstance(value, str):
+        raise invalid(
+            "seconds",
+            f"Invalid type for 'seconds': expected one of {quoted(allowed)} as a string.",
+            code="invalid_type",
+        )
+    if value not in allowed:
+        raise invalid(
+            "seconds",
+            f"Invalid value: '{value}'. Supported extension lengths are: {quoted(allowed)}.",
+        )
+    return value
+
+
+def validated_video(value: object) -> str | bytes:
+    """The ``video`` of an extension or edit: a completed video's id (``{"id": ...}``) or an upload."""
+    if value is None:
+        raise invalid("video", "Missing required parameter: 'video'.", code="missing_required_parameter")
+    if isinstance(value, bytes):
+        if not value:
+            raise invalid("video", "The uploaded video is empty.")
+        return value
+    if isinstance(value, str):
+        # A JSON object sent as a multipart text part.
+        with contextlib.suppress(ValueError):
+            value = json.loads(value)
+    if isinstance(value, dict) and set(value) == {"id"} and isinstance(value["id"], str) and value["id"]:
+        return value["id"]
+    raise invalid(
+        "video",
+        "Invalid 'video': expected an object with the 'id' of a completed video, or an uploaded video file.",
+        code="invalid_type",
+    )
+
+
+def validated_upload(value: object, param: str) -> bytes:
+    if value is None:
+        raise invalid(param, f"Missing required parameter: '{param}'.", code="missing_required_parameter")
+    if not isinstance(value, bytes) or not value:
+        raise invalid(param, f"Invalid '{param}': expected an uploaded video file.", code="invalid_type")
+    return value
+
+
+def validated_name(value: object) -> str:
+    if value is None:
+        raise invalid("name", "Missing required parameter: 'name'.", code="missing_required_parameter")
+    if not isinstance(value, str):
+        raise invalid("name", "Invalid type for 'name': expected a string.", code="invalid_type")
+    if not 1 <= len(value) <= MAX_CHARACTER_NAME_CHARS:
+        raise invalid(
+            "name",
+            f"Invalid 'name': expected a string of 1 to {MAX_CHARACTER_NAME_CHARS} characters, "
+            f"got {len(value)}.",
+        )
+    return value
+
+
+def nearest_size(sizes: Iterable[str], width: int, height: int) -> str:
+    """The size in ``sizes`` closest in shape, then in area, to ``width`` x ``height``."""
+
+    def distance(size: str) -> tuple[float, float]:
+        w, h = (int(part) for part in size.split("x"))
+        return abs(math.log((w / h) / (width / height))), abs(math.log((w * h) / (width * height)))
+
+    return min(sizes, key=distance)

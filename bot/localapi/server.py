@@ -16,10 +16,14 @@ as long as their request: nothing here keeps them, and jobs keep only their prom
 from __future__ import annotations
 
 import asyncio
+import io
 import ipaddress
 import logging
 import secrets
+import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 from aiohttp import web
@@ -30,12 +34,13 @@ from bot.localapi import protocol
 from bot.localapi.config import LocalRendererConfig
 from bot.localapi.jobs import Job, JobStore, expired, resource, state_at
 from bot.localapi.protocol import API_PREFIX, POLL_AFTER_HEADER, ApiError, request_body
-from bot.localapi.rendering import ASSETS
+from bot.localapi.rendering import ASSETS, ClipInfo, probe_clip
 from bot.localapi.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
 
-# Reference images and their multipart framing; well above what a 1792x1024 PNG needs.
+# Reference images, uploaded clips (edits, extensions, characters) and their multipart framing:
+# well above what a 1792x1024 PNG needs, and a 20-second clip at Discord's attachment sizes.
 _MAX_REQUEST_BYTES: Final = 32 * 1024 * 1024
 # A connection that carried a larger body is closed after its response (see _release_middleware).
 _KEEP_ALIVE_BODY_BYTES: Final = 64 * 1024
@@ -66,6 +71,8 @@ class LocalRenderer:
         self._port = port
         self._runner: web.AppRunner | None = None
         self._webhooks: WebhookSender | None = None
+        # Characters by id, oldest first; only their names are kept, never the uploaded video.
+        self.characters: dict[str, dict[str, Any]] = {}
 
     # ----------------------------------------------------------------------- lifecycle
 
@@ -197,17 +204,7 @@ class LocalRenderer:
         fields = await protocol.fields(request, protocol.REMIX_FIELDS)
         prompt = protocol.validated_prompt(fields.get("prompt"))
         now = self.config.clock()
-        state = state_at(source, self.config, now)
-        if state.status != "completed":
-            raise ApiError(
-                400,
-                f"Video '{source.id}' is {state.status}; only completed videos can be remixed.",
-                code="invalid_video_status",
-            )
-        if expired(source, state, self.config, now):
-            raise ApiError(
-                400, f"The assets of video '{source.id}' have expired; it can no longer be remixed."
-            )
+        self._check_completed(source, "remixed", now)
         job = await self.jobs.start(
             model=source.model,
             prompt=prompt,
@@ -284,6 +281,111 @@ class LocalRenderer:
             raise ApiError(404, f"The assets of video '{job.id}' have expired.", code="video_expired")
         return web.FileResponse(job.directory / asset.filename, headers={"Content-Type": asset.content_type})
 
+    async def _extend_video(self, request: web.Request) -> web.Response:
+        fields = await protocol.fields(request, protocol.EXTEND_FIELDS)
+        video = protocol.validated_video(fields.get("video"))
+        prompt = protocol.validated_prompt(fields.get("prompt"))
+        seconds = protocol.validated_extension_seconds(self.config, fields.get("seconds"))
+        source = await self._source(video, "extended")
+        total = source.seconds + int(seconds)
+        if total > self.config.max_video_seconds:
+            raise protocol.invalid(
+                "seconds",
+                f"The extension would make a {total}-second video; the local renderer makes videos of "
+                f"at most {self.config.max_video_seconds} seconds (max_video_seconds).",
+            )
+        job = await self.jobs.start(
+            model=source.model,
+            prompt=prompt,
+            size=source.size,
+            seconds=str(total),
+            reference=None,
+            remixed_from=None,
+            operation="extend",
+            source=source.data,
+            source_seconds=source.seconds,
+        )
+        return self._json(self._resource_now(job), poll_hint=True)
+
+    async def _edit_video(self, request: web.Request) -> web.Response:
+        fields = await protocol.fields(request, protocol.EDIT_FIELDS)
+        video = protocol.validated_video(fields.get("video"))
+        prompt = protocol.validated_prompt(fields.get("prompt"))
+        source = await self._source(video, "edited")
+        job = await self.jobs.start(
+            model=source.model,
+            prompt=prompt,
+            size=source.size,
+            seconds=str(source.seconds),
+            reference=None,
+            remixed_from=None,
+            operation="edit",
+            source=source.data,
+        )
+        return self._json(self._resource_now(job), poll_hint=True)
+
+    async def _create_character(self, request: web.Request) -> web.Response:
+        fields = await protocol.fields(request, protocol.CHARACTER_FIELDS)
+        name = protocol.validated_name(fields.get("name"))
+        await self._uploaded_clip(protocol.validated_upload(fields.get("video"), "video"))
+        character_id = f"char_{uuid.uuid4().hex}"
+        character = {"id": character_id, "name": name, "created_at": int(self.config.clock())}
+        self.characters[character_id] = character
+        while len(self.characters) > self.config.max_characters:
+            del self.characters[next(iter(self.characters))]
+        return self._json(character)
+
+    async def _get_character(self, request: web.Request) -> web.Response:
+        character_id = request.match_info["character_id"]
+        character = self.characters.get(character_id)
+        if character is None:
+            raise ApiError(404, f"Character with id '{character_id}' not found.")
+        return self._json(character)
+
+    def _check_completed(self, source: Job, done: str, now: float) -> None:
+        """Refuse (400) a source that is not completed or whose files have expired."""
+        state = state_at(source, self.config, now)
+        if state.status != "completed":
+            raise ApiError(
+                400,
+                f"Video '{source.id}' is {state.status}; only completed videos can be {done}.",
+                code="invalid_video_status",
+            )
+        if expired(source, state, self.config, now):
+            raise ApiError(
+                400, f"The assets of video '{source.id}' have expired; it can no longer be {done}."
+            )
+
+    async def _source(self, video: str | bytes, done: str) -> _Source:
+        """What an extension or edit starts from: a completed video (by id) or an uploaded clip."""
+        if isinstance(video, str):
+            job = self._job(video)
+            self._check_completed(job, done, self.config.clock())
+            return _Source(job.model, job.size, int(job.seconds), job.directory / ASSETS["video"].filename)
+        clip = await self._uploaded_clip(video)
+        model = (
+            protocol.DEFAULT_MODEL
+            if protocol.DEFAULT_MODEL in self.config.models
+            else next(iter(self.config.models))
+        )
+        size = protocol.nearest_size(self.config.models[model], clip.width, clip.height)
+        return _Source(model, size, max(1, round(clip.duration)), video)
+
+    async def _uploaded_clip(self, data: bytes) -> ClipInfo:
+        """Check an uploaded video by its content (a decodable video, its picture and length)."""
+        config = self.config
+        try:
+            clip = await asyncio.to_thread(probe_clip, io.BytesIO(data), max_pixels=config.max_clip_pixels)
+        except ValueError as exc:
+            raise protocol.invalid("video", f"The uploaded video cannot be used: {exc}.") from None
+        if clip.duration > config.max_clip_seconds + 0.05:
+            raise protocol.invalid(
+                "video",
+                f"The uploaded video is {clip.duration:.1f} seconds long; the local renderer accepts "
+                f"videos of at most {config.max_clip_seconds:g} seconds.",
+            )
+        return clip
+
     def _job(self, video_id: str) -> Job:
         job = self.jobs.get(video_id)
         if job is None:
@@ -295,6 +397,15 @@ class LocalRenderer:
         if poll_hint and self.config.poll_after_ms is not None:
             headers[POLL_AFTER_HEADER] = str(self.config.poll_after_ms)
         return web.json_response(body, headers=headers)
+
+
+@dataclass(frozen=True)
+class _Source:
+    model: str
+    size: str
+    seconds: int
+    data: Path | bytes
+    """The source job's video file, or the uploaded clip's bytes."""
 
 
 def is_loopback(host: str) -> bool:
@@ -340,6 +451,10 @@ def create_app(renderer: LocalRenderer, middlewares: Sequence[Middleware] = ()) 
             web.delete(f"{videos}/{{video_id}}", renderer._delete_video),
             web.get(f"{videos}/{{video_id}}/content", renderer._download_content),
             web.post(f"{videos}/{{video_id}}/remix", renderer._remix_video),
+            web.post(f"{videos}/extensions", renderer._extend_video),
+            web.post(f"{videos}/edits", renderer._edit_video),
+            web.post(f"{videos}/characters", renderer._create_character),
+            web.get(f"{videos}/characters/{{character_id}}", renderer._get_character),
         ]
     )
     return app

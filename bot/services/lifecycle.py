@@ -32,6 +32,7 @@ from bot.domain.jobs import (
 )
 from bot.domain.messages import already_finished, cancel_refusal, cancel_unverified
 from bot.domain.provider_errors import NotFound, VideoAPIError
+from bot.services.lineage import delivered_seconds
 from bot.services.ports import AuditLog, GuildPolicies, JobRepository, ProviderVideos, Receipt, Transaction
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ class JobLifecycle:
                 "size": request.size,
                 "seconds": request.seconds,
                 "cost": request.cost,
+                **({"kind": request.kind} if request.kind != "video" else {}),
             },
             conn=conn,
         )
@@ -122,13 +124,17 @@ class JobLifecycle:
         )
         return await self._move(job, Trigger.PROGRESS, changes)
 
-    async def completed(self, job: Job, provider_status: str) -> Job | None:
-        """The provider finished: the download comes next."""
+    async def completed(
+        self, job: Job, provider_status: str, *, total_seconds: int | None = None
+    ) -> Job | None:
+        """The provider finished: the download comes next. ``total_seconds``: the length the
+        provider answered (an extension's is its source and the new segment together)."""
         changes = JobChanges(
             status=JobStatus.DOWNLOADING,
             progress=100,
             provider_status=provider_status,
             generated_at=self._clock(),
+            total_seconds=total_seconds,
         )
         return await self._move(job, Trigger.COMPLETED, changes)
 
@@ -286,7 +292,7 @@ class JobLifecycle:
             raise CancelUnverified(job.id, job.status.value, cancel_unverified(job)) from exc
         if video.status != "completed":
             return
-        moved = await self.completed(job, video.status)
+        moved = await self.completed(job, video.status, total_seconds=delivered_seconds(video))
         current = moved or await self.jobs.get_job(job.id) or job
         if current.status in _BEING_POSTED:
             log.info("job %s: cancel refused, the provider had finished it; delivering", job.id)

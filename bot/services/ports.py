@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from bot.domain.credits import GuildPolicy, RoleOverride, Usage, UsageReport
 from bot.domain.jobs import Job, JobChanges, JobRequest, JobStatus
-from bot.domain.provider import Video, VideoList
+from bot.domain.provider import Character, Video, VideoList
 
 # ==================================================================================================
 # Jobs
@@ -47,6 +47,16 @@ class JobRepository(Protocol):
         ...
 
     async def update_job(self, job_id: int, changes: JobChanges | None = None, /) -> Job: ...
+
+    async def reference_image(self, name: str) -> bytes | None:
+        """A stored starting image by file name (any process's), None when it is gone."""
+        ...
+
+
+class ReferenceImageRepository(Protocol):
+    """Where fitted starting images are shared between processes (the database)."""
+
+    async def save_reference_image(self, name: str, data: bytes) -> None: ...
 
 
 class JobLeases(Protocol):
@@ -273,6 +283,44 @@ class ImageFitter(Protocol):
         ...
 
 
+class ClipUnusable(Exception):
+    """An uploaded clip can't be edited (not a video the bot accepts, too long, too large, or the
+    member already has one being converted: ``busy``); ``user_message`` says why."""
+
+    def __init__(self, user_message: str, *, busy: bool = False) -> None:
+        super().__init__(user_message)
+        self.user_message = user_message
+        self.busy = busy
+
+
+@dataclass(frozen=True)
+class ConvertedClip:
+    """A member's clip as the provider gets it: H.264 MP4 at one of the model's sizes."""
+
+    path: Path
+    size: str
+    duration: float
+
+
+class ClipConverter(Protocol):
+    """Checks an uploaded clip by its content and converts it, bounded in memory and concurrency."""
+
+    async def convert(
+        self, member_id: int, data: bytes, dest: Path, *, sizes: Iterable[str], max_seconds: float
+    ) -> ConvertedClip:
+        """``dest`` written as H.264 at the size of ``sizes`` nearest the clip's; ``ClipUnusable``
+        otherwise (nothing is left at ``dest`` then)."""
+        ...
+
+
+class ProviderSupport(Protocol):
+    """What the provider answered about its optional endpoints (``VideoAPIClient``): None until it
+    was asked, False once it answered that it lacks one (404/405)."""
+
+    supports_extend: bool | None
+    supports_edit: bool | None
+
+
 # ==================================================================================================
 # The provider, the disk and retention
 # ==================================================================================================
@@ -310,6 +358,33 @@ class VideoProvider(Protocol):
 
     async def delete(self, video_id: str) -> bool: ...
 
+    # Optional endpoints, discovered at run time: None = not tried yet, False = the provider lacks
+    # it (a call raised ``UnsupportedEndpoint``), so the features they carry are not offered.
+    supports_extend: bool | None
+    supports_edit: bool | None
+    supports_characters: bool | None
+
+    async def extend(self, video_id: str, prompt: str, seconds: int) -> Video:
+        """The completed video followed by ``seconds`` more; the answer's ``seconds`` is the total."""
+        ...
+
+    async def edit(
+        self,
+        prompt: str,
+        *,
+        video_id: str | None = None,
+        clip: Path | bytes | None = None,
+        clip_type: str = "video/mp4",
+    ) -> Video:
+        """A new video editing a completed video (``video_id``) or an uploaded ``clip``; exactly one."""
+        ...
+
+    async def create_character(
+        self, name: str, video: Path | bytes, video_type: str = "video/mp4"
+    ) -> Character: ...
+
+    async def get_character(self, character_id: str) -> Character: ...
+
 
 class DiskSpace(Protocol):
     """What ``shutil.disk_usage`` answers, as far as the download check reads it."""
@@ -328,3 +403,7 @@ class RetentionRepository(Protocol):
     async def prune_records(self, before: float) -> tuple[int, int]: ...
 
     async def jobs_keeping_files(self, finished_since: float) -> tuple[set[int], set[str]]: ...
+
+    async def prune_reference_images(self, before: float, keep: set[str]) -> int:
+        """Delete stored starting images made before ``before`` whose name is not in ``keep``."""
+        ...

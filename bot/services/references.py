@@ -16,7 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bot.domain.errors import UserError
-from bot.services.ports import AttachmentFetcher, AttachmentUnavailable, ImageFitter, ImageUnusable
+from bot.services.ports import (
+    AttachmentFetcher,
+    AttachmentUnavailable,
+    ImageFitter,
+    ImageUnusable,
+    ReferenceImageRepository,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +38,10 @@ class ReferenceImages:
         *,
         max_bytes: int = MAX_IMAGE_BYTES,
         clock: Callable[[], float] = time.time,
+        shared: ReferenceImageRepository | None = None,
     ) -> None:
         self.fetcher = fetcher
+        self.shared = shared
         self.fitter = fitter
         self.folder = folder
         self.max_bytes = max_bytes
@@ -41,7 +49,9 @@ class ReferenceImages:
 
     async def prepare(self, url: str, member_id: int, width: int, height: int) -> Path:
         """The attachment at ``url`` fitted to ``width`` x ``height``, as a PNG file under
-        ``folder``; a ``UserError`` saying why not (nothing is written then)."""
+        ``folder`` and, with ``shared``, in the database under the file's name (another process,
+        whose DATA_DIR lacks the file, reads it there); a ``UserError`` saying why not (nothing is
+        written then)."""
         try:
             data = await self.fetcher.fetch(url, max_bytes=self.max_bytes)
         except AttachmentUnavailable as exc:
@@ -52,6 +62,8 @@ class ReferenceImages:
         except ImageUnusable as exc:
             raise UserError(exc.user_message) from exc
         path = self.folder / f"{int(self._clock())}-{uuid.uuid4().hex}.png"
+        if self.shared is not None:
+            await self.shared.save_reference_image(path.name, fitted)
         await asyncio.to_thread(_write_file, path, fitted)
         return path
 

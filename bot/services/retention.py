@@ -62,6 +62,8 @@ class RetentionReport:
     grants_deleted: int = 0
     media_files_deleted: int = 0
     reference_images_deleted: int = 0
+    #: stored copies in the database (shared by every process), deleted with the files
+    stored_references_deleted: int = 0
 
     @property
     def anything(self) -> bool:
@@ -132,7 +134,7 @@ class RetentionService:
         now = self._clock()
         policy = self.policy
         tokens = await self.repository.clear_expired_tokens(now)
-        details = audit = grants = media = references = 0
+        details = audit = grants = media = references = stored = 0
         if policy.job_details_days > 0:
             details = await self.repository.prune_job_details(
                 now - policy.job_details_days * DAY_SECONDS, PROMPT_REMOVED
@@ -140,9 +142,9 @@ class RetentionService:
         if policy.audit_days > 0:
             audit, grants = await self.repository.prune_records(now - policy.audit_days * DAY_SECONDS)
         if policy.media_days > 0:
-            media, references = await self._prune_files(now - policy.media_days * DAY_SECONDS)
+            media, references, stored = await self._prune_files(now - policy.media_days * DAY_SECONDS)
         self.passes += 1
-        report = RetentionReport(tokens, details, audit, grants, media, references)
+        report = RetentionReport(tokens, details, audit, grants, media, references, stored)
         if report.anything:
             log.info(
                 "retention: %d token(s) cleared, %d job(s) details removed, %d audit record(s) and "
@@ -156,7 +158,7 @@ class RetentionService:
             )
         return report
 
-    async def _prune_files(self, cutoff: float) -> tuple[int, int]:
+    async def _prune_files(self, cutoff: float) -> tuple[int, int, int]:
         job_ids, reference_paths = await self.repository.jobs_keeping_files(cutoff)
         kept_references = {Path(path).name for path in reference_paths}
 
@@ -171,7 +173,9 @@ class RetentionService:
             )
             return media, references
 
-        return await asyncio.to_thread(prune)
+        media, references = await asyncio.to_thread(prune)
+        stored = await self.repository.prune_reference_images(cutoff, kept_references)
+        return media, references, stored
 
     async def run_forever(self) -> None:
         """A pass now, then one every ``interval_seconds``; a failed pass is logged and retried at the

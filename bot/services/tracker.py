@@ -26,7 +26,7 @@ from tenacity import RetryCallState, Retrying
 from tenacity.wait import wait_base, wait_exponential, wait_random_exponential
 
 from bot.domain.errors import UndeliverableError
-from bot.domain.jobs import WITH_PROVIDER, Job, JobStatus
+from bot.domain.jobs import WITH_PROVIDER, Job, JobKind, JobStatus
 from bot.domain.messages import (
     REMIX_SOURCE_GONE,
     REMIX_SOURCE_GONE_CODE,
@@ -43,6 +43,7 @@ from bot.domain.provider_errors import (
     UnsupportedEndpoint,
     VideoAPIError,
 )
+from bot.services import lineage
 from bot.services.failpoints import FailPoint, reached
 from bot.services.lifecycle import JobLifecycle
 from bot.services.ports import DiskSpace, JobPresenter, JobRepository, Receipt, VideoProvider
@@ -404,7 +405,9 @@ class JobTracker:
             return  # cancelled meanwhile
         reached(FailPoint.BEFORE_CREATE)
         try:
-            if current.remixed_from_video_id:
+            if current.kind in lineage.LINEAGE_KINDS:
+                video = await lineage.send(self.api, current)
+            elif current.remixed_from_video_id:
                 video = await self.api.remix(current.remixed_from_video_id, current.prompt)
             else:
                 reference = await self._reference_bytes(current)
@@ -416,6 +419,13 @@ class JobTracker:
                     input_reference=reference,
                     input_reference_type="image/png",
                 )
+        except lineage.ClipMissing:
+            await self._fail(
+                current,
+                "clip_missing",
+                "The clip to edit was no longer on the bot's disk, so the edit was not sent. Try `/edit` again.",
+            )
+            return
         except ReferenceMissing:
             await self._fail(
                 current,
@@ -435,7 +445,10 @@ class JobTracker:
                 )
             return
         except VideoAPIError as exc:
-            if current.remixed_from_video_id and remix_source_gone(exc):
+            refused = lineage.failure(current, exc) if current.kind in lineage.LINEAGE_KINDS else None
+            if refused is not None:
+                await self._fail(current, *refused)
+            elif current.remixed_from_video_id and remix_source_gone(exc):
                 await self._fail(current, REMIX_SOURCE_GONE_CODE, REMIX_SOURCE_GONE)
             else:
                 await self._fail(current, exc.code or type(exc).__name__, explain_provider_error(exc))
@@ -452,10 +465,15 @@ class JobTracker:
     async def _reference_bytes(self, job: Job) -> bytes | None:
         if not job.reference_image_path:
             return None
+        path = Path(job.reference_image_path)
         try:
-            return await asyncio.to_thread(Path(job.reference_image_path).read_bytes)
+            return await asyncio.to_thread(path.read_bytes)
         except OSError as exc:
-            raise ReferenceMissing(job.reference_image_path) from exc
+            # Made by another process (its DATA_DIR), or this one's copy is gone: the shared one.
+            stored = await self.store.reference_image(path.name)
+            if stored is None:
+                raise ReferenceMissing(job.reference_image_path) from exc
+            return stored
 
     async def _adopt_lost_submission(self, job: Job) -> bool:
         """The one place a create whose answer was lost is looked for: the newest videos at the
@@ -519,7 +537,9 @@ class JobTracker:
 
     async def _apply(self, job: Job, video: Video) -> None:
         if video.status == "completed":
-            updated = await self.lifecycle.completed(job, video.status)
+            updated = await self.lifecycle.completed(
+                job, video.status, total_seconds=lineage.delivered_seconds(video)
+            )
             if updated is not None:
                 await self.presenter.job_changed(updated)
                 # From a sweep this starts the download now; from inside this job's submit step
@@ -673,7 +693,8 @@ def matches_job(video: Video, job: Job) -> bool:
         video.prompt == job.prompt
         and video.model in (None, job.model)
         and video.size in (None, job.size)
-        and video.seconds in (None, str(job.seconds))
+        # An extension's answer gives the stitched total, not the segment it was asked for.
+        and (video.seconds in (None, str(job.seconds)) or job.kind is JobKind.EXTENSION)
         and (video.created_at is None or video.created_at >= int(job.created_at) - 5)
         and (
             job.remixed_from_video_id is None

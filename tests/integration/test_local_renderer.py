@@ -373,9 +373,9 @@ async def test_content_variants_are_real_media_of_the_requested_size(
         assert (image.format, image.size) == ("WEBP", (720, 1280))
 
     spritesheet = await api.request("GET", path, params={"variant": "spritesheet"})
-    assert spritesheet.headers["Content-Type"] == "image/jpeg"
+    assert spritesheet.headers["Content-Type"] == "image/webp"
     with Image.open(io.BytesIO(spritesheet.body)) as image:
-        assert image.format == "JPEG"
+        assert image.format == "WEBP"
 
     reply = await api.request("GET", path, params={"variant": "poster"}, check_request=False)
     assert (reply.status, error_of(reply)["param"]) == (400, "variant")

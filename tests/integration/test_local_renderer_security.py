@@ -387,7 +387,7 @@ async def test_queued_jobs_keep_their_reference_image_on_disk_not_in_memory(
         await wait_rendered(renderer, video_id)
     # Once used, the reference is deleted; what remains is what downloads serve.
     names = {path.name for path in files_under(tmp_path / "renderer")}
-    assert names == {"video.mp4", "thumbnail.webp", "spritesheet.jpg"}
+    assert names == {"video.mp4", "thumbnail.webp", "spritesheet.webp"}
     assert renderer.jobs.stored_bytes == bytes_under(tmp_path / "renderer")
 
 
@@ -440,7 +440,7 @@ async def test_expired_files_are_deleted_and_old_jobs_forgotten_by_the_cleanup(
     assert {path.name for path in files_under(directory)} == {
         "video.mp4",
         "thumbnail.webp",
-        "spritesheet.jpg",
+        "spritesheet.webp",
     }
 
     assert (await client.request("DELETE", f"/videos/{deleted['id']}")).status == 200

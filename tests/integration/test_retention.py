@@ -139,11 +139,11 @@ async def test_again_on_a_job_whose_details_or_image_were_pruned_says_why(
     source = await store.get_job(old)
     assert source is not None
     with pytest.raises(UserError, match=rf"prompt of job #{old} is no longer stored"):
-        service.again_request(source, requester)
+        await service.again_request(source, requester)
     source = await store.get_job(imaged)
     assert source is not None
     with pytest.raises(UserError, match=rf"starting image of job #{imaged} is no longer stored"):
-        service.again_request(source, requester)
+        await service.again_request(source, requester)
 
 
 # --------------------------------------------------------------------------- audit and grants

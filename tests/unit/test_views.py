@@ -19,6 +19,10 @@ from bot.discord.views import (
     AgainButton,
     CancelButton,
     DetailsButton,
+    EditButton,
+    EditForm,
+    ExtendButton,
+    ExtendForm,
     JobAction,
     JobButtons,
     RemixButton,
@@ -96,11 +100,15 @@ async def test_pager_button_round_trips_owner_and_page() -> None:
 def test_templates_never_claim_each_others_ids() -> None:
     ids = [
         RemixButton(1).custom_id,
+        ExtendButton(1).custom_id,
+        EditButton(1).custom_id,
         AgainButton(1).custom_id,
         DetailsButton(1).custom_id,
         CancelButton(1).custom_id,
         VideosPageButton(1, 1).custom_id,
         RemixForm(1, 2).custom_id,
+        ExtendForm(1, 2, (4, 8)).custom_id,
+        EditForm(1, 2).custom_id,
     ]
     for item in DYNAMIC_ITEMS:
         template: re.Pattern[str] = item.__discord_ui_compiled_template__

@@ -41,6 +41,7 @@ from typing import Any
 import asyncpg
 
 from bot.adapters.sql.store import SqlStore, migration_files
+from bot.domain.errors import ConfigError
 from bot.logsafety import register_secret
 from bot.settings import url_password
 
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 #: the advisory lock (``hashtextextended`` of this text) held while migrating
 MIGRATION_LOCK = "videobot:migrations"
 DEFAULT_POOL_SIZE = 10
+CONNECT_TIMEOUT = 10.0
 
 
 def describe_url(url: str) -> str:
@@ -93,6 +95,11 @@ class PostgresStore(SqlStore):
         self._pool = pool
         self.where = where
 
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The connection pool, for what is not a query (``LISTEN``/``NOTIFY`` on a held connection)."""
+        return self._pool
+
     def __repr__(self) -> str:
         return f"<PostgresStore {self.where}>"
 
@@ -114,9 +121,10 @@ class PostgresStore(SqlStore):
         register_secret(url_password(url))
         where = describe_url(url)
         try:
-            pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size)
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise ConnectionError(f"PostgreSQL at {where} refused the connection: {exc}") from None
+            pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size, timeout=CONNECT_TIMEOUT)
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+            # One line for the operator (``videobot run`` exits with it; Compose restarts the bot).
+            raise ConfigError(f"DATABASE_URL: PostgreSQL at {where} refused the connection: {exc}") from None
         store = cls(pool, where, clock)
         try:
             await store._migrate()
@@ -155,6 +163,13 @@ class PostgresStore(SqlStore):
         conn = self._within(tx, write=True)
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"{scope}:{key}")
 
+    async def copy_records(
+        self, tx: object, table: str, columns: Sequence[str], records: list[tuple[Any, ...]]
+    ) -> None:
+        """Bulk-insert ``records`` into ``table`` inside ``tx`` (``COPY``; for ``migrate-db``)."""
+        conn = self._within(tx, write=True)
+        await conn.copy_records_to_table(table, records=records, columns=list(columns))
+
     def drop_json_key(self, column: str, key: str) -> tuple[str, str]:
         return (f"({column}::jsonb - '{key}')::text", f"{column}::jsonb ->> '{key}' IS NOT NULL")
 
@@ -189,7 +204,7 @@ async def inspect_postgres(url: str) -> tuple[bool, str]:
     where = f"PostgreSQL {describe_url(url)}"
     latest = max((version for version, _, _ in migration_files("bot.adapters.postgres")), default=0)
     try:
-        conn = await asyncpg.connect(url, timeout=10)
+        conn = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT)
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
         return False, f"{where} cannot be reached ({exc})"
     try:

@@ -34,6 +34,7 @@ from bot.domain.jobs import (
     ChargeState,
     Job,
     JobChanges,
+    JobKind,
     JobRequest,
     JobStatus,
 )
@@ -55,6 +56,7 @@ def job_from_row(row: Any) -> Job:
     values = {name: row[name] for name in _JOB_COLUMNS}
     values["status"] = JobStatus(values["status"])
     values["charge_state"] = ChargeState(values["charge_state"])
+    values["kind"] = JobKind(values["kind"])
     return Job(**values)
 
 
@@ -368,6 +370,21 @@ class SqlStore(abc.ABC):
         assignments = ", ".join(f"{column} = ?" for column in values)
         await self.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values.values(), job_id), tx=tx)
 
+    # -- reference images (``bot.services.references``) -----------------------------------------
+
+    async def save_reference_image(self, name: str, data: bytes) -> None:
+        async with self.transaction() as tx:
+            await self.execute(
+                "INSERT INTO reference_images(name, data, created_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(name) DO NOTHING",
+                (name, data, self._clock()),
+                tx=tx,
+            )
+
+    async def reference_image(self, name: str) -> bytes | None:
+        row = await self.fetchone("SELECT data FROM reference_images WHERE name = ?", (name,))
+        return bytes(row[0]) if row else None
+
     # -- retention (``bot.services.retention``) -------------------------------------------------
 
     async def clear_expired_tokens(self, now: float) -> int:
@@ -414,7 +431,7 @@ class SqlStore(abc.ABC):
 
     async def jobs_keeping_files(self, finished_since: float) -> tuple[set[int], set[str]]:
         """Ids of the jobs whose files stay (unfinished, or finished at or after ``finished_since``)
-        and the reference images they use, from one snapshot."""
+        and the reference images and edit clips they use, from one snapshot."""
         where = f"{_IN_ACTIVE} OR finished_at IS NULL OR finished_at >= ?"
         async with self.snapshot() as snap:
             ids = await self.fetchall(
@@ -422,11 +439,26 @@ class SqlStore(abc.ABC):
             )
             refs = await self.fetchall(
                 f"SELECT DISTINCT reference_image_path FROM jobs WHERE reference_image_path IS NOT NULL "
+                f"AND ({where}) UNION SELECT DISTINCT clip_path FROM jobs WHERE clip_path IS NOT NULL "
                 f"AND ({where})",
-                (*_ACTIVE, finished_since),
+                (*_ACTIVE, finished_since, *_ACTIVE, finished_since),
                 tx=snap,
             )
         return {int(row[0]) for row in ids}, {str(row[0]) for row in refs}
+
+    async def prune_reference_images(self, before: float, keep: set[str]) -> int:
+        """Delete stored starting images made before ``before`` whose name is not in ``keep``."""
+        async with self.transaction() as tx:
+            rows = await self.fetchall(
+                "SELECT name FROM reference_images WHERE created_at < ?", (before,), tx=tx
+            )
+            names = [str(row[0]) for row in rows if str(row[0]) not in keep]
+            for start in range(0, len(names), 500):
+                chunk = names[start : start + 500]
+                await self.execute(
+                    f"DELETE FROM reference_images WHERE name IN ({marks(chunk)})", chunk, tx=tx
+                )
+        return len(names)
 
 
 def _shard_clause(shards: Sequence[int], shard_count: int) -> str:

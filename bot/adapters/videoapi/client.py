@@ -14,6 +14,7 @@ import email.utils
 import json
 import logging
 import os
+import re
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
@@ -25,7 +26,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
-from bot.domain.provider import Video, VideoList, code_from_text
+from bot.domain.provider import Character, Video, VideoList, code_from_text
 from bot.domain.provider_errors import (
     AuthenticationError,
     BadRequest,
@@ -153,6 +154,9 @@ class VideoAPIClient:
         self.last_poll_after: float | None = None
         # Optional endpoints are discovered at run time: None = not tried yet.
         self.supports_list: bool | None = None
+        self.supports_extend: bool | None = None
+        self.supports_edit: bool | None = None
+        self.supports_characters: bool | None = None
         self.request_counts: dict[str, int] = {}
         self.budget = TokenBucket(requests_per_minute) if requests_per_minute else None
 
@@ -439,6 +443,80 @@ class VideoAPIClient:
                 f"the Videos API returned an unexpected body: {exc.error_count()} problems"
             ) from None
 
+    # -- extensions, edits, characters -----------------------------------------------------------
+    # Optional endpoints: a provider that lacks one answers 404/405 for the route itself, which
+    # raises ``UnsupportedEndpoint`` and sets ``supports_extend`` / ``supports_edit`` /
+    # ``supports_characters`` to False so the features they carry are no longer offered. A 404 that
+    # names a video (the source is gone) stays ``NotFound``. Like remix, none of these is sent again
+    # after a failure that may have reached the provider (each may start a paid job).
+
+    async def extend(self, video_id: str, prompt: str, seconds: int) -> Video:
+        """``POST /videos/extensions``: the completed video ``video_id`` followed by ``seconds`` more
+        of ``prompt``. The answer's ``seconds`` is the stitched total."""
+        body = {"video": {"id": video_id}, "prompt": prompt, "seconds": str(seconds)}
+        answer = await self._optional("extend", "POST", "/videos/extensions", json_body=body)
+        return self._parse(Video, answer)
+
+    async def edit(
+        self,
+        prompt: str,
+        *,
+        video_id: str | None = None,
+        clip: Path | bytes | None = None,
+        clip_type: str = "video/mp4",
+    ) -> Video:
+        """``POST /videos/edits``: a new video that edits a completed video (``video_id``, JSON) or an
+        uploaded ``clip`` (a file or its bytes, multipart) as ``prompt`` says. Give exactly one."""
+        if (video_id is None) == (clip is None):
+            raise ValueError("edit needs exactly one of video_id and clip")
+        if video_id is not None:
+            body = {"video": {"id": video_id}, "prompt": prompt}
+            answer = await self._optional("edit", "POST", "/videos/edits", json_body=body)
+        else:
+            assert clip is not None
+            data = await _clip_bytes(clip)
+            answer = await self._optional(
+                "edit", "POST", "/videos/edits", form=_upload_form({"prompt": prompt}, data, clip_type)
+            )
+        return self._parse(Video, answer)
+
+    async def create_character(
+        self, name: str, video: Path | bytes, video_type: str = "video/mp4"
+    ) -> Character:
+        """``POST /videos/characters``: a character named ``name`` from an uploaded video."""
+        data = await _clip_bytes(video)
+        answer = await self._optional(
+            "characters", "POST", "/videos/characters", form=_upload_form({"name": name}, data, video_type)
+        )
+        return self._parse(Character, answer)
+
+    async def get_character(self, character_id: str) -> Character:
+        """``GET /videos/characters/{id}``; ``NotFound`` when the provider has no such character."""
+        answer = await self._optional(
+            "characters", "GET", f"/videos/characters/{_quoted(character_id)}", named_id=character_id
+        )
+        return self._parse(Character, answer)
+
+    async def _optional(
+        self, feature: str, method: str, path: str, *, named_id: str | None = None, **kwargs: Any
+    ) -> Any:
+        """One request to an optional endpoint (see above); ``feature`` names its ``supports_*``."""
+        try:
+            body, _ = await self._with_retries(
+                lambda: self._attempt(method, path, **kwargs), retry_processed=method == "GET"
+            )
+        except (NotFound, BadRequest) as exc:
+            if _route_missing(exc, named_id):
+                setattr(self, f"supports_{feature}", False)
+                raise UnsupportedEndpoint(
+                    f"{method} {path.split('/videos', 1)[-1] or '/'} is not supported by this provider: "
+                    f"{exc.message}",
+                    status=exc.status,
+                ) from exc
+            raise
+        setattr(self, f"supports_{feature}", True)
+        return body
+
 
 def _flush_to_disk(out: BinaryIO) -> None:
     out.flush()
@@ -451,8 +529,50 @@ def _quoted(video_id: str) -> str:
 
 
 def _endpoint_name(path: str) -> str:
-    """``/videos/abc/content`` → ``videos/{id}/content``, for per-endpoint request counts."""
+    """``/videos/abc/content`` → ``videos/{id}/content``, for per-endpoint request counts
+    (``videos/extensions``, ``videos/edits`` and ``videos/characters/{id}`` keep their names)."""
     parts = path.strip("/").split("/")
-    if len(parts) >= 2:
+    if len(parts) >= 2 and parts[1] in _NAMED_ROUTES:
+        if len(parts) >= 3:
+            parts[2] = "{id}"
+    elif len(parts) >= 2:
         parts[1] = "{id}"
     return "/".join(parts)
+
+
+_NAMED_ROUTES = frozenset({"extensions", "edits", "characters"})
+# What servers answer for a route they do not have: OpenAI ("Invalid URL (POST /v1/...)"), FastAPI
+# apps such as LiteLLM and SGLang ("Not Found", "Method Not Allowed"), Express ("Cannot POST ...").
+_MISSING_ROUTE = re.compile(
+    r"invalid url|^\s*not found\s*$|method not allowed|cannot (get|post)\b|no route|unknown (url|route|endpoint)",
+    re.IGNORECASE,
+)
+
+
+def _route_missing(exc: VideoAPIError, named_id: str | None) -> bool:
+    """Whether a 4xx says the endpoint itself is missing rather than the video or character."""
+    if exc.status in (405, 501):
+        return True
+    if exc.status not in (400, 404):
+        return False
+    if named_id is not None and named_id in exc.message:
+        return False
+    return bool(_MISSING_ROUTE.search(exc.message))
+
+
+async def _clip_bytes(clip: Path | bytes) -> bytes:
+    return clip if isinstance(clip, bytes) else await asyncio.to_thread(clip.read_bytes)
+
+
+def _upload_form(fields: Mapping[str, str], video: bytes, video_type: str) -> Callable[[], aiohttp.FormData]:
+    """A multipart body of ``fields`` and the ``video`` file part, rebuilt for each attempt."""
+    extension = {"video/quicktime": "mov", "video/webm": "webm"}.get(video_type, "mp4")
+
+    def form() -> aiohttp.FormData:
+        data = aiohttp.FormData()
+        for key, value in fields.items():
+            data.add_field(key, value)
+        data.add_field("video", video, filename=f"video.{extension}", content_type=video_type)
+        return data
+
+    return form

@@ -1,9 +1,10 @@
-"""What the buttons on job messages and the remix form do (``JobButtonHandler``), and ``/remix``'s
-start, which is the form's.
+"""What the buttons on job messages and the remix, extend and edit forms do (``JobButtonHandler``),
+and the starts of ``/remix``, ``/extend`` and ``/edit`` (with a video), which are the forms'.
 
 Who may press what is decided by ``job_action_refusal`` (the owner of the job, or a moderator as
 ``check_moderator`` defines it), checked on every press and every form submission. Every limit that
-would refuse a Remix or an Again is checked when the button is pressed, before a form opens.
+would refuse a Remix, Extend, Edit or Again is checked when the button is pressed, before a form
+opens.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from bot.discord.starter import requester_of
 from bot.discord.views import (
     DETAILS_PROMPT_LIMIT,
     JOB_BUTTONS_COG,
+    LINEAGE_ACTIONS,
+    EditForm,
+    ExtendForm,
     JobAction,
     RemixForm,
     details_embed,
@@ -28,7 +32,7 @@ from bot.discord.views import (
 )
 from bot.domain.bounds import check
 from bot.domain.errors import JobActionRefused, JobNotFound
-from bot.domain.jobs import Job
+from bot.domain.jobs import Job, JobKind
 from bot.domain.messages import credits_text
 
 if TYPE_CHECKING:
@@ -53,10 +57,46 @@ class JobButtonsCog(commands.Cog, name=JOB_BUTTONS_COG):
         request = self.bot.jobs.remix_request(source, requester_of(interaction), prompt)
         await self.bot.starter.start(interaction, request)
 
+    async def open_extend_form(self, interaction: discord.Interaction[Any], job_id: int) -> None:
+        source = await self.lineage_source(interaction, job_id, JobAction.EXTEND)
+        spec = self.bot.catalog.get(source.model)
+        seconds = spec.extend.seconds if spec is not None and spec.extend is not None else ()
+        await interaction.response.send_modal(ExtendForm(source.id, interaction.id, seconds))
+
+    async def start_extension(
+        self, interaction: discord.Interaction[Any], job_id: int, prompt: str, seconds: int | None
+    ) -> None:
+        """The Extend form's submission and ``/extend``: the source followed by a new segment."""
+        source = await self.job_for(interaction, job_id, JobAction.EXTEND)
+        request = self.bot.jobs.extension_request(source, requester_of(interaction), prompt, seconds)
+        await self.bot.starter.start(interaction, request)
+
+    async def open_edit_form(self, interaction: discord.Interaction[Any], job_id: int) -> None:
+        source = await self.lineage_source(interaction, job_id, JobAction.EDIT)
+        await interaction.response.send_modal(EditForm(source.id, interaction.id))
+
+    async def start_edit(self, interaction: discord.Interaction[Any], job_id: int, prompt: str) -> None:
+        """The Edit form's submission and ``/edit`` with one of the member's videos."""
+        source = await self.job_for(interaction, job_id, JobAction.EDIT)
+        request = self.bot.jobs.edit_request(source, requester_of(interaction), prompt)
+        await self.bot.starter.start(interaction, request)
+
+    async def lineage_source(
+        self, interaction: discord.Interaction[Any], job_id: int, action: JobAction
+    ) -> Job:
+        """The job an Extend or Edit press starts from, once every limit that would refuse the
+        result has passed (before the form opens, like Remix)."""
+        source = await self.job_for(interaction, job_id, action)
+        kind = LINEAGE_ACTIONS.get(action, JobKind.REMIX)
+        await self.bot.jobs.precheck_lineage(
+            source, kind, requester_of(interaction), member_roles=role_ids(interaction.user)
+        )
+        return source
+
     async def make_again(self, interaction: discord.Interaction[Any], job_id: int) -> None:
         """The same request once more, as a new job charged to whoever pressed the button."""
         source = await self.job_for(interaction, job_id, JobAction.AGAIN)
-        request = self.bot.jobs.again_request(source, requester_of(interaction))
+        request = await self.bot.jobs.again_request(source, requester_of(interaction))
         await self.bot.starter.start(interaction, request)
 
     async def show_details(self, interaction: discord.Interaction[Any], job_id: int) -> None:
@@ -91,8 +131,8 @@ class JobButtonsCog(commands.Cog, name=JOB_BUTTONS_COG):
         job = await self.bot.jobs.get(job_id)
         if job is None or job.guild_id != guild_id:
             hint = (
-                " Pick one of yours from the list `/remix` shows as you type."
-                if action is JobAction.REMIX
+                f" Pick one of yours from the list `/{action.value}` shows as you type."
+                if action in LINEAGE_ACTIONS
                 else ""
             )
             raise JobNotFound(job_id, hint)

@@ -88,6 +88,11 @@ class VideoCog(commands.Cog):
         quote = self.bot.catalog.quote(model, size, seconds)
         text = clean_prompt(prompt)
         if image is not None:
+            spec = self.bot.catalog.get(quote.model)
+            if spec is not None and not spec.image_input:
+                raise UserError(
+                    f"`{spec.name}` can't start from an image. Leave out `image`, or pick another model."
+                )
             _precheck_attachment(image)
         request = requester_of(interaction).request(quote, prompt=text)
 

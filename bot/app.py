@@ -33,10 +33,18 @@ from bot.services.history import HistoryService
 from bot.services.jobs import JobService
 from bot.services.leases import LeasedJobs, lease_owner_id
 from bot.services.lifecycle import JobLifecycle
-from bot.services.ports import JobPresenter, JobRepository, ProviderSupport, ProviderVideos, VideoProvider
+from bot.services.ports import (
+    JobPresenter,
+    JobRepository,
+    ProviderSupport,
+    ProviderVideos,
+    VideoProvider,
+    WakeupBus,
+)
 from bot.services.references import ReferenceImages
 from bot.services.retention import RetentionPolicy, RetentionService
 from bot.services.tracker import JobTracker
+from bot.services.wakeups import FleetWakeups
 from bot.settings import Settings
 
 
@@ -47,6 +55,18 @@ def open_store(settings: Settings) -> AbstractAsyncContextManager[SqlStore]:
 
         return PostgresStore.open(settings.database_url)
     return Store.open(settings.database_path)
+
+
+def fleet_bus(store: SqlStore) -> WakeupBus | None:
+    """How the processes sharing ``store`` wake each other: PostgreSQL's ``LISTEN/NOTIFY``; none on
+    SQLite (one process)."""
+    if store.backend != "postgresql":
+        return None
+    from bot.adapters.postgres.notify import PostgresWakeupBus
+    from bot.adapters.postgres.store import PostgresStore
+
+    assert isinstance(store, PostgresStore)
+    return PostgresWakeupBus(store)
 
 
 def job_lifecycle(
@@ -151,7 +171,7 @@ def serve_bot_http(
     return serve_http(
         settings,
         health=health_checks_for(bot),
-        on_video_event=bot.tracker.notify_video_event,
+        on_video_event=bot.wakeups.video_event,  # here, and where the job is worked
         event_log=WebhookEventLog(store, window_seconds=REPLAY_WINDOW_SECONDS),
         extra_routes=links.routes() if links else (),
     )
@@ -168,8 +188,15 @@ def build_bot(
     lifecycle = job_lifecycle(store, api)
     credits = credits_service(store, catalog=catalog)
     wake = asyncio.Event()  # a new job or a cancel wakes the tracker
+    # A submit or cancel here (and a webhook, below) wakes this tracker and the other processes'.
+    wakeups = FleetWakeups(fleet_bus(store))
     jobs = job_service(
-        store, lifecycle=lifecycle, credits=credits, catalog=catalog, on_new_job=wake.set, provider=api
+        store,
+        lifecycle=lifecycle,
+        credits=credits,
+        catalog=catalog,
+        on_new_job=wakeups.job_changed,
+        provider=api,
     )
     retention = retention_service(store, settings)
     # Several processes may share the database: each works the jobs it holds the lease of.
@@ -183,7 +210,7 @@ def build_bot(
     )
 
     def tracker_for(presenter: JobPresenter) -> JobTracker:
-        return job_tracker(
+        tracker = job_tracker(
             store,
             api,
             presenter,
@@ -197,9 +224,12 @@ def build_bot(
             max_concurrent_submissions=settings.max_concurrent_submissions,
             max_concurrent_deliveries=settings.max_concurrent_deliveries,
             deadline_seconds=settings.job_deadline_minutes * 60,
-            # Run while the tracker does: retention, and renewing this process's job leases.
-            housekeeping=[retention.run_forever, leases.renew_forever],
+            # Run while the tracker does: retention, renewing this process's job leases, and
+            # hearing the other processes' wake-ups.
+            housekeeping=[retention.run_forever, leases.renew_forever, wakeups.listen_forever],
         )
+        wakeups.deliver_to(tracker.wake, tracker.notify_video_event)
+        return tracker
 
     # One gate and one download session for the process; the fake Discord (and self-hosted
     # stand-ins) serve attachments from the API base's origin, so that origin is allowed too.
@@ -223,5 +253,6 @@ def build_bot(
         tracker_for=tracker_for,
         references=references,
         clips=clips,
+        wakeups=wakeups,
         close_with=[leases.release, images.close, close_clip_gate],
     )

@@ -34,6 +34,7 @@ from bot.services.lifecycle import JobLifecycle
 from bot.services.ports import JobPresenter
 from bot.services.references import ReferenceImages
 from bot.services.tracker import JobTracker
+from bot.services.wakeups import FleetWakeups
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ class VideoBot(commands.AutoShardedBot):
         tracker_for: Callable[[JobPresenter], JobTracker],
         references: ReferenceImages,
         clips: EditClips | None = None,
+        wakeups: FleetWakeups | None = None,
         close_with: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
         # The bot never joins voice: discord.py's start-up warnings about voice libraries are noise.
@@ -125,6 +127,11 @@ class VideoBot(commands.AutoShardedBot):
             edit_interval=settings.progress_edit_interval_seconds,
         )
         self.tracker = tracker_for(self.presenter)
+        # Webhooks and other wake-ups reach the process working the job (``bot.services.wakeups``).
+        if wakeups is None:
+            wakeups = FleetWakeups()
+            wakeups.deliver_to(self.tracker.wake, self.tracker.notify_video_event)
+        self.wakeups = wakeups
         self.starter = JobStarter(jobs, self.presenter)
         self._closed_parts = False
         self.tree.error(self.on_app_command_error)

@@ -130,6 +130,9 @@ class LeasedJobs:
     async def known_provider_ids(self, video_ids: Iterable[str]) -> set[str]:
         return await self.store.known_provider_ids(video_ids)
 
+    async def reference_image(self, name: str) -> bytes | None:
+        return await self.store.reference_image(name)
+
     async def insert_job(self, request: JobRequest, conn: Transaction | None = None) -> int:
         raise _lifecycle_only()
 

@@ -83,6 +83,18 @@ class JobLeases(Protocol):
     async def release_leases(self, owner: str) -> int: ...
 
 
+class WakeupBus(Protocol):
+    """Messages between the processes of a fleet (``bot.services.wakeups``): PostgreSQL
+    ``LISTEN/NOTIFY``."""
+
+    async def publish(self, message: str) -> None: ...
+
+    async def listen(self, on_message: Callable[[str], None]) -> None:
+        """Hand every message (this process's own too) to ``on_message`` until cancelled,
+        reconnecting when the connection drops."""
+        ...
+
+
 class AuditLog(Protocol):
     """The moderators' audit trail (``SqlCreditsRepository.audit``)."""
 

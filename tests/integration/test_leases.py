@@ -85,6 +85,7 @@ def leased_tracker(
     data_dir: Path,
     owner: str,
     shard: int,
+    **options: Any,
 ) -> tuple[JobTracker, LeasedJobs]:
     wake = asyncio.Event()
     leases = LeasedJobs(store, owner, lease_seconds=LEASE, shards=[shard], shard_count=2, on_taken=wake.set)
@@ -98,7 +99,8 @@ def leased_tracker(
         wake_event=wake,
         poll_interval=0.3,
         min_poll_interval=0.05,
-        housekeeping=[leases.renew_forever],
+        housekeeping=[leases.renew_forever, *options.pop("housekeeping", [])],
+        **options,
     )
     return tracker, leases
 

@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     video_api_creates_per_minute: int | None = Field(default=None, ge=1)
     progress_edit_interval_seconds: float = Field(default=3.0, ge=0)
     max_concurrent_submissions: int = Field(default=4, ge=1)
-    max_concurrent_deliveries: int = Field(default=3, ge=1)
+    max_concurrent_deliveries: int = Field(default=32, ge=1)
     job_deadline_minutes: float = Field(default=60.0, gt=0)
     local_generation_seconds: float = Field(default=8.0, ge=0)
     # Frames per second of the built-in renderer's demo videos: fewer frames, less CPU per video.

@@ -35,7 +35,7 @@ from tenacity import RetryCallState, Retrying
 from tenacity.wait import wait_base, wait_exponential, wait_random_exponential
 
 from bot.domain.errors import UndeliverableError
-from bot.domain.jobs import WITH_PROVIDER, Job, JobStatus
+from bot.domain.jobs import WITH_PROVIDER, Job, JobStatus, QueuePlace, submission_queue
 from bot.domain.messages import (
     REMIX_SOURCE_GONE,
     REMIX_SOURCE_GONE_CODE,
@@ -54,7 +54,7 @@ from bot.domain.provider_errors import (
 )
 from bot.services.failpoints import FailPoint, reached
 from bot.services.lifecycle import JobLifecycle
-from bot.services.ports import DiskSpace, JobPresenter, JobRepository, Receipt, VideoProvider
+from bot.services.ports import DiskSpace, JobPresenter, JobRepository, QueueView, Receipt, VideoProvider
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,8 @@ FAR_POLL_SECONDS = 15.0
 # its expected end, and until it is done.
 NEAR_END_INTERVALS = 3
 NEAR_END_MIN_SECONDS = 5.0
+# A job waiting for the provider budget sees its place in line change at most this often.
+QUEUE_UPDATE_SECONDS = 30.0
 # The provider deadline applies from submission; a job not at the provider also gets this long
 # (the queue before submission, the download and the upload): see ``Job.deadline_at``.
 DEADLINE_GRACE_SECONDS = 600.0
@@ -127,6 +129,7 @@ class JobTracker:
         min_poll_interval: float = 0.2,
         far_poll_interval: float = FAR_POLL_SECONDS,
         expected_seconds: Callable[[Job], float | None] | None = None,
+        submission_rate: Callable[[], float | None] | None = None,
         push_mode: bool = False,
         safety_interval: float = 60.0,
         max_concurrent_submissions: int = 4,
@@ -157,6 +160,13 @@ class JobTracker:
         self.deadline_seconds = deadline_seconds
         self._clock = clock
         self._submit_slots = asyncio.Semaphore(max_concurrent_submissions)
+        self._submit_concurrency = max_concurrent_submissions
+        # The provider queue: places computed each sweep from the store's order; submissions per
+        # second lately (for the estimate); what each waiting job's card was last told, and when.
+        self._submission_rate = submission_rate
+        self._queue: dict[int, QueuePlace] = {}
+        self._queue_shown: dict[int, tuple[int, float]] = {}
+        self._queue_view = presenter if isinstance(presenter, QueueView) else None
         # The delivery pipeline's stages, bounded separately: a slow upload never holds a download
         # back, and the other way round.
         self._download_slots = asyncio.Semaphore(max_concurrent_deliveries)
@@ -212,6 +222,10 @@ class JobTracker:
     def steps_running(self) -> int:
         """Submit, delivery and status steps in flight now."""
         return len(self._tasks)
+
+    def queue_place(self, job_id: int) -> QueuePlace | None:
+        """Where a job not yet sent waits in the provider queue (as of the last sweep)."""
+        return self._queue.get(job_id)
 
     def retry_at(self, job_id: int) -> float | None:
         """When a job whose step failed is tried again (clock time), if it is backing off."""
@@ -291,6 +305,7 @@ class JobTracker:
         # Backoffs that ended, or of jobs that ended some other way (a cancel), are dropped.
         ids = {job.id for job in active}
         self._not_before = {k: t for k, t in self._not_before.items() if k in ids and t > now}
+        await self._update_queue(active, now)
         jobs = [job for job in active if job.id not in self._busy]
         jobs = [job for job in jobs if not await self._past_deadline(job, now)]
         # A job whose step failed waits out its backoff (its deadline still applies, above).
@@ -331,6 +346,34 @@ class JobTracker:
         if not self._not_before:
             return delay
         return min(delay, max(self.min_poll_interval, min(self._not_before.values()) - now))
+
+    # -- the provider queue -----------------------------------------------------------------------
+
+    async def _update_queue(self, active: list[Job], now: float) -> None:
+        """Place every job not yet sent in line (the store's order: by creation), and tell the
+        members whose jobs wait behind the ones being sent: when first seen waiting, then when the
+        place changed, at most every ``QUEUE_UPDATE_SECONDS``."""
+        queue = submission_queue(active)
+        rate = self._submission_rate() if self._submission_rate is not None else None
+        self._queue = {
+            job.id: QueuePlace(place, now + place / rate if rate else None)
+            for place, job in enumerate(queue, start=1)
+        }
+        self._queue_shown = {k: v for k, v in self._queue_shown.items() if k in self._queue}
+        if self._queue_view is None:
+            return
+        for job in queue[self._submit_concurrency :]:
+            if job.reply_message_id is None:
+                continue  # the first card is not posted yet: tell it on a later sweep
+            place = self._queue[job.id]
+            shown = self._queue_shown.get(job.id)
+            if shown is not None and (shown[0] == place.place or now - shown[1] < QUEUE_UPDATE_SECONDS):
+                continue
+            self._queue_shown[job.id] = (place.place, now)
+            try:
+                await self._queue_view.queue_changed(job, place)
+            except Exception:
+                log.exception("job %s: could not show its place in line", job.id)
 
     # -- when to check a job's status ------------------------------------------------------------
 

@@ -177,6 +177,7 @@ class JobTracker:
         self._pushed: dict[str, str] = {}  # provider video id → webhook event type
         # Job id → clock time its status is checked next (absent: at the next sweep).
         self._next_check: dict[int, float] = {}
+        self._refreshed: dict[int, Job] = {}  # during a status check: the jobs it changed
         self._upload_attempted: set[int] = set()  # jobs this process has tried to post
         self._step_failures: dict[int, int] = {}
         # Job id → clock time before which its steps are not retried (after a failure).
@@ -331,13 +332,14 @@ class JobTracker:
             return self._until_retry(now, self.idle_interval)
         due = self._due(at_provider, now)
         if due:
+            self._refreshed = {}
             await self._refresh(due)
             # Scheduled from what the check found (progress), not from the state before it.
             checked = self._clock()
-            current = {job.id: job for job in await self.store.active_jobs()}
             for job in due:
-                if job.id in current:
-                    self._next_check[job.id] = checked + self._check_interval(current[job.id], checked)
+                latest = self._refreshed.get(job.id, job)
+                self._next_check[job.id] = checked + self._check_interval(latest, checked)
+            self._refreshed = {}
         next_check = min(self._next_check.get(job.id, now) for job in at_provider)
         return self._until_retry(now, max(self.min_poll_interval, next_check - now))
 
@@ -641,6 +643,7 @@ class JobTracker:
             job, status=status, progress=progress, provider_status=video.status
         )
         if updated is not None:
+            self._refreshed[updated.id] = updated
             await self.presenter.job_changed(updated)
 
     # -- deliver -------------------------------------------------------------------------------

@@ -421,3 +421,23 @@ async def test_a_waiting_jobs_place_is_shown_when_it_changes_at_most_every_30_se
         await tracker.sweep()
         assert presenter.places == [(jobs[2].id, 2), (jobs[3].id, 3)]  # unchanged: not told again
         await tracker.stop()
+
+
+async def test_with_webhooks_a_completion_is_downloaded_at_once_without_a_status_check(
+    store: Store, renderer: InstrumentedRenderer, tmp_path: Path
+) -> None:
+    service = job_service(store)
+    job = await service.submit(request("pushed"))
+    async with VideoAPIClient(renderer.base_url) as api:
+        video = await api.create(prompt=job.prompt, model="sora-2", size="720x1280", seconds=4)
+        await store.update_job(job.id, status=JobStatus.QUEUED, provider_video_id=video.id)
+        await renderer.wait_rendered(video.id)
+        await wait_for(lambda: renderer.video(video.id)["status"] == "completed", "the video to finish")
+        renderer.requests.clear()
+        presenter = RecordingPresenter()
+        tracker = job_tracker(store, api, presenter, tmp_path / "data", push_mode=True, safety_interval=3600)
+        tracker.notify_video_event(video.id, "video.completed")
+        await tracker.sweep()
+        await wait_for(lambda: job.id in presenter.delivered, "the delivery")
+        await tracker.stop()
+    assert [(r.method, r.path) for r in renderer.requests] == [("GET", f"/v1/videos/{video.id}/content")]

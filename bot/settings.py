@@ -144,6 +144,14 @@ class Settings(BaseSettings):
         return [int(part) for part in self.shard_ids.split(",")]
 
     @property
+    def fleet_share(self) -> float:
+        """This process's share of what the fleet may spend on limits shared by every process of one
+        token (Discord's global and per-route buckets): its shards over all shards, so 1.0 for one
+        process. The Discord write scheduler scales its own pace by this when ``SHARD_COUNT > 1``
+        (README, "Running more than one process": a REST proxy shares the buckets exactly)."""
+        return len(self.shards) / self.shard_count
+
+    @property
     def api_key(self) -> SecretStr | None:
         """``VIDEO_API_KEY``, or ``OPENAI_API_KEY`` when that is unset or blank."""
         return self.video_api_key or self.openai_api_key

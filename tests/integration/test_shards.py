@@ -188,3 +188,12 @@ def test_shard_ids_default_to_all_and_blank_means_all(monkeypatch: pytest.Monkey
     assert Settings(_env_file=None).shards == [0, 1, 2]  # type: ignore[call-arg]
     monkeypatch.setenv("SHARD_IDS", " 2, 0")
     assert Settings(_env_file=None).shards == [2, 0]  # type: ignore[call-arg]
+
+
+def test_each_process_of_a_fleet_takes_its_share_of_the_shared_discord_buckets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SHARD_COUNT", "4")
+    assert Settings(_env_file=None).fleet_share == 1.0  # type: ignore[call-arg]
+    monkeypatch.setenv("SHARD_IDS", "2")
+    assert Settings(_env_file=None).fleet_share == 0.25  # type: ignore[call-arg]

@@ -31,11 +31,20 @@ from bot.services.credits import CreditsService
 from bot.services.delivery import DeliveryPlanner
 from bot.services.history import HistoryService
 from bot.services.jobs import JobService
+from bot.services.leases import LeasedJobs, lease_owner_id
 from bot.services.lifecycle import JobLifecycle
-from bot.services.ports import JobPresenter, ProviderSupport, ProviderVideos, VideoProvider
+from bot.services.ports import (
+    JobPresenter,
+    JobRepository,
+    ProviderSupport,
+    ProviderVideos,
+    VideoProvider,
+    WakeupBus,
+)
 from bot.services.references import ReferenceImages
 from bot.services.retention import RetentionPolicy, RetentionService
 from bot.services.tracker import JobTracker
+from bot.services.wakeups import FleetWakeups
 from bot.settings import Settings
 
 
@@ -46,6 +55,18 @@ def open_store(settings: Settings) -> AbstractAsyncContextManager[SqlStore]:
 
         return PostgresStore.open(settings.database_url)
     return Store.open(settings.database_path)
+
+
+def fleet_bus(store: SqlStore) -> WakeupBus | None:
+    """How the processes sharing ``store`` wake each other: PostgreSQL's ``LISTEN/NOTIFY``; none on
+    SQLite (one process)."""
+    if store.backend != "postgresql":
+        return None
+    from bot.adapters.postgres.notify import PostgresWakeupBus
+    from bot.adapters.postgres.store import PostgresStore
+
+    assert isinstance(store, PostgresStore)
+    return PostgresWakeupBus(store)
 
 
 def job_lifecycle(
@@ -94,10 +115,13 @@ def job_tracker(
     data_dir: Path,
     *,
     lifecycle: JobLifecycle | None = None,
+    jobs: JobRepository | None = None,
     **options: Any,
 ) -> JobTracker:
+    """``jobs``: what the tracker sweeps, when not every job in ``store`` (``LeasedJobs``: the jobs
+    this process holds the lease of)."""
     return JobTracker(
-        store, api, presenter, data_dir, lifecycle=lifecycle or job_lifecycle(store, api), **options
+        jobs or store, api, presenter, data_dir, lifecycle=lifecycle or job_lifecycle(store, api), **options
     )
 
 
@@ -125,14 +149,19 @@ def delivery_planner(links: MediaLinks | None = None) -> DeliveryPlanner:
 
 
 def health_checks_for(bot: VideoBot) -> HealthChecks:
-    """``/healthz``: the database answers, the gateway is connected now, the tracker runs."""
+    """``/healthz``: the database answers, every shard of this process is connected now (each one
+    is reported), the tracker runs."""
 
     def gateway_connected() -> bool:
-        # is_ready stays set across reconnects, so also require an open websocket right now.
-        ws = bot.ws
-        return bot.is_ready() and not bot.is_closed() and ws is not None and ws.open
+        # is_ready stays set across reconnects, so also require every shard's websocket open now.
+        return bot.is_ready() and all(shard["connected"] for shard in bot.shard_health())
 
-    return HealthChecks(database=bot.store.ping, gateway=gateway_connected, tracker=lambda: bot.tracker.alive)
+    return HealthChecks(
+        database=bot.store.ping,
+        gateway=gateway_connected,
+        tracker=lambda: bot.tracker.alive,
+        shards=bot.shard_health,
+    )
 
 
 def serve_bot_http(
@@ -142,7 +171,7 @@ def serve_bot_http(
     return serve_http(
         settings,
         health=health_checks_for(bot),
-        on_video_event=bot.tracker.notify_video_event,
+        on_video_event=bot.wakeups.video_event,  # here, and where the job is worked
         event_log=WebhookEventLog(store, window_seconds=REPLAY_WINDOW_SECONDS),
         extra_routes=links.routes() if links else (),
     )
@@ -159,27 +188,50 @@ def build_bot(
     lifecycle = job_lifecycle(store, api)
     credits = credits_service(store, catalog=catalog)
     wake = asyncio.Event()  # a new job or a cancel wakes the tracker
+    # A submit or cancel here (and a webhook, below) wakes this tracker and the other processes'.
+    wakeups = FleetWakeups(fleet_bus(store))
     jobs = job_service(
-        store, lifecycle=lifecycle, credits=credits, catalog=catalog, on_new_job=wake.set, provider=api
+        store,
+        lifecycle=lifecycle,
+        credits=credits,
+        catalog=catalog,
+        on_new_job=wakeups.job_changed,
+        provider=api,
     )
     retention = retention_service(store, settings)
+    # Several processes may share the database: each works the jobs it holds the lease of.
+    leases = LeasedJobs(
+        store,
+        lease_owner_id(settings.data_dir),
+        lease_seconds=settings.job_lease_seconds,
+        shards=settings.shards,
+        shard_count=settings.shard_count,
+        on_taken=wake.set,
+    )
 
     def tracker_for(presenter: JobPresenter) -> JobTracker:
-        return job_tracker(
+        tracker = job_tracker(
             store,
             api,
             presenter,
             settings.data_dir,
             lifecycle=lifecycle,
+            jobs=leases,
             wake_event=wake,
             poll_interval=settings.poll_interval_seconds,
+            expected_seconds=catalog.expected_seconds,
+            submission_rate=api.budget.recent_submission_rate if api.budget else None,
             push_mode=settings.webhooks_enabled,
             safety_interval=settings.webhook_safety_sweep_seconds,
             max_concurrent_submissions=settings.max_concurrent_submissions,
             max_concurrent_deliveries=settings.max_concurrent_deliveries,
             deadline_seconds=settings.job_deadline_minutes * 60,
-            housekeeping=[retention.run_forever],  # runs while the tracker does
+            # Run while the tracker does: retention, renewing this process's job leases, and
+            # hearing the other processes' wake-ups.
+            housekeeping=[retention.run_forever, leases.renew_forever, wakeups.listen_forever],
         )
+        wakeups.deliver_to(tracker.wake, tracker.notify_video_event)
+        return tracker
 
     # One gate and one download session for the process; the fake Discord (and self-hosted
     # stand-ins) serve attachments from the API base's origin, so that origin is allowed too.
@@ -203,5 +255,6 @@ def build_bot(
         tracker_for=tracker_for,
         references=references,
         clips=clips,
-        close_with=[images.close, close_clip_gate],
+        wakeups=wakeups,
+        close_with=[leases.release, images.close, close_clip_gate],
     )

@@ -66,6 +66,9 @@ reads from the environment or .env:
   DATABASE_URL, DATA_DIR  where jobs, credits and videos are kept (default data/)
   HTTP_PORT, HTTP_HOST    the bot's HTTP server for /healthz and webhooks (off unless HTTP_PORT is set)
   LOG_LEVEL               DEBUG, INFO (default), WARNING or ERROR, any case
+  SHARD_COUNT, SHARD_IDS  gateway shards in all (default 1) and the ones this process connects
+                          (comma-separated; default all)
+  JOB_LEASE_SECONDS       how long a process owns a job without renewing (default 30)
 .env.example lists every variable. Stop with Ctrl-C or SIGTERM; running jobs resume on the next start."""
 
 _CHECK_EPILOG = """\
@@ -375,6 +378,7 @@ async def video_api(
                 key,
                 max_attempts=max_attempts,
                 requests_per_minute=settings.video_api_requests_per_minute,
+                creates_per_minute=settings.video_api_creates_per_minute,
                 max_download_bytes=settings.max_download_bytes,
             )
         )

@@ -10,13 +10,16 @@ import urllib.parse
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.domain.errors import ConfigError
 
 LOCAL_API = "local"
 MIN_AUDIT_RETENTION_DAYS = 32
+# Discord asks for a shard per ~1,000 guilds (at most 2,500); far past the largest bots.
+MAX_SHARD_COUNT = 16384
+MIN_JOB_LEASE_SECONDS = 1.0
 _URL_CREDENTIALS = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#@\s]+@")
 
 
@@ -44,15 +47,24 @@ class Settings(BaseSettings):
     poll_interval_seconds: float = Field(default=5.0, gt=0)
     webhook_safety_sweep_seconds: float = Field(default=60.0, gt=0)
     video_api_requests_per_minute: int = Field(default=120, ge=1)
+    # Unset: submissions are limited by the overall budget alone (after downloads and status).
+    video_api_creates_per_minute: int | None = Field(default=None, ge=1)
     progress_edit_interval_seconds: float = Field(default=3.0, ge=0)
     max_concurrent_submissions: int = Field(default=4, ge=1)
-    max_concurrent_deliveries: int = Field(default=3, ge=1)
+    max_concurrent_deliveries: int = Field(default=32, ge=1)
     job_deadline_minutes: float = Field(default=60.0, gt=0)
     local_generation_seconds: float = Field(default=8.0, ge=0)
     # Frames per second of the built-in renderer's demo videos: fewer frames, less CPU per video.
     local_render_fps: int = Field(default=24, ge=1, le=60)
     local_api_key: SecretStr | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # More than one process (README, "Running more than one process"): the gateway shards in all,
+    # the ones this process connects (comma-separated; blank = all), and how long a process owns
+    # an unfinished job without renewing its lease before another process takes it over.
+    shard_count: int = Field(default=1, ge=1, le=MAX_SHARD_COUNT)
+    shard_ids: str | None = None
+    job_lease_seconds: float = Field(default=30.0, ge=MIN_JOB_LEASE_SECONDS, le=3600)
 
     # Hardening: bounds on what the bot downloads and how long it keeps what members gave it.
     # Not the Discord upload limit: bigger files are re-encoded or linked, so they must download.
@@ -71,6 +83,8 @@ class Settings(BaseSettings):
         "video_api_key",
         "openai_api_key",
         "local_api_key",
+        "shard_ids",
+        "video_api_creates_per_minute",
         mode="before",
     )
     @classmethod
@@ -98,6 +112,44 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_local(cls, value: object) -> object:
         return LOCAL_API if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("shard_ids")
+    @classmethod
+    def _shard_ids_listed(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = [part.strip() for part in value.split(",")]
+        if not all(part.isdigit() for part in parts):
+            raise ValueError("must be shard numbers separated by commas, e.g. 0,1")
+        return ",".join(parts)
+
+    @model_validator(mode="after")
+    def _shards_in_range(self) -> Settings:
+        ids = self.shards
+        outside = sorted({i for i in ids if i >= self.shard_count})
+        if outside:
+            raise ValueError(
+                f"SHARD_IDS lists shard {', '.join(map(str, outside))}, but SHARD_COUNT={self.shard_count} "
+                f"numbers the shards 0 to {self.shard_count - 1}; fix one of the two"
+            )
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"SHARD_IDS lists a shard twice ({self.shard_ids}); list each once")
+        return self
+
+    @property
+    def shards(self) -> list[int]:
+        """The shards this process connects: ``SHARD_IDS``, or all of ``SHARD_COUNT``."""
+        if self.shard_ids is None:
+            return list(range(self.shard_count))
+        return [int(part) for part in self.shard_ids.split(",")]
+
+    @property
+    def fleet_share(self) -> float:
+        """This process's share of what the fleet may spend on limits shared by every process of one
+        token (Discord's global and per-route buckets): its shards over all shards, so 1.0 for one
+        process. The Discord write scheduler scales its own pace by this when ``SHARD_COUNT > 1``
+        (README, "Running more than one process": a REST proxy shares the buckets exactly)."""
+        return len(self.shards) / self.shard_count
 
     @property
     def api_key(self) -> SecretStr | None:

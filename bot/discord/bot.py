@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -33,6 +34,7 @@ from bot.services.lifecycle import JobLifecycle
 from bot.services.ports import JobPresenter
 from bot.services.references import ReferenceImages
 from bot.services.tracker import JobTracker
+from bot.services.wakeups import FleetWakeups
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,13 +57,21 @@ class BotStore(Protocol):
 
     async def set_meta(self, key: str, value: str) -> None: ...
 
+    async def swap_meta(self, key: str, value: str) -> str | None:
+        """Set ``key`` to ``value`` atomically and return what it was (None: unset). Two processes
+        swapping in the same value: only the first sees an older one."""
+        ...
+
     async def ping(self) -> bool: ...
 
 
-class VideoBot(commands.Bot):
+class VideoBot(commands.AutoShardedBot):
     """Everything it works with is handed in by the composition root (``bot.app``); the one thing
     made here is the Discord presenter (it needs this client), and with it the tracker, from
-    ``tracker_for``."""
+    ``tracker_for``.
+
+    Sharded from the start (``SHARD_COUNT``, default 1): this process connects ``SHARD_IDS`` of them
+    (default all); several processes, each with its own shards, share one database."""
 
     def __init__(
         self,
@@ -77,6 +87,7 @@ class VideoBot(commands.Bot):
         tracker_for: Callable[[JobPresenter], JobTracker],
         references: ReferenceImages,
         clips: EditClips | None = None,
+        wakeups: FleetWakeups | None = None,
         close_with: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
         # The bot never joins voice: discord.py's start-up warnings about voice libraries are noise.
@@ -90,6 +101,8 @@ class VideoBot(commands.Bot):
             allowed_mentions=NO_MENTIONS,
             help_command=None,
             chunk_guilds_at_startup=False,
+            shard_count=settings.shard_count,
+            shard_ids=settings.shards,
         )
         self.settings = settings
         self.store = store
@@ -114,6 +127,11 @@ class VideoBot(commands.Bot):
             edit_interval=settings.progress_edit_interval_seconds,
         )
         self.tracker = tracker_for(self.presenter)
+        # Webhooks and other wake-ups reach the process working the job (``bot.services.wakeups``).
+        if wakeups is None:
+            wakeups = FleetWakeups()
+            wakeups.deliver_to(self.tracker.wake, self.tracker.notify_video_event)
+        self.wakeups = wakeups
         self.starter = JobStarter(jobs, self.presenter)
         self._closed_parts = False
         self.tree.error(self.on_app_command_error)
@@ -155,15 +173,38 @@ class VideoBot(commands.Bot):
         return hashlib.sha256(blob.encode()).hexdigest()
 
     async def sync_commands_if_changed(self) -> bool:
-        """Sync only when the definitions changed, so restarts don't spend the sync rate limit."""
+        """Sync only when the definitions changed, so restarts don't spend the sync rate limit, and
+        once per fleet: the hash lives in the shared database and is swapped in before syncing, so
+        of several processes starting with the same commands only the first syncs."""
         digest = self.command_tree_hash()
-        if await self.store.get_meta(COMMAND_HASH_KEY) == digest:
+        previous = await self.store.swap_meta(COMMAND_HASH_KEY, digest)
+        if previous == digest:
             log.info("application commands unchanged; not syncing")
             return False
-        synced = await self.tree.sync()
-        await self.store.set_meta(COMMAND_HASH_KEY, digest)
+        try:
+            synced = await self.tree.sync()
+        except BaseException:
+            # Not synced after all: the next start (of any process) tries again.
+            await self.store.swap_meta(COMMAND_HASH_KEY, previous or "")
+            raise
         log.info("synced %d application commands", len(synced))
         return True
+
+    def shard_health(self) -> list[dict[str, Any]]:
+        """Each of this process's shards for ``/healthz``: connected now, and its heartbeat latency."""
+        report = []
+        for shard_id in self.settings.shards:
+            shard = self.get_shard(shard_id)
+            connected = shard is not None and not shard.is_closed() and not self.is_closed()
+            latency = shard.latency if shard is not None else float("inf")
+            report.append(
+                {
+                    "id": shard_id,
+                    "connected": connected,
+                    "latency_ms": round(latency * 1000, 1) if math.isfinite(latency) else None,
+                }
+            )
+        return report
 
     async def on_app_command_error(
         self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError

@@ -27,7 +27,7 @@ from bot.discord.mentions import NO_MENTIONS
 from bot.domain.catalog import Catalog
 from bot.domain.delivery import MIB, Link, Undeliverable, thumbnail_filename, video_filename
 from bot.domain.errors import UndeliverableError
-from bot.domain.jobs import Job, JobStatus
+from bot.domain.jobs import Job, JobStatus, QueuePlace
 from bot.services.delivery import DeliveryPlanner
 from bot.services.ports import Receipt, ReplyRecorder
 from bot.services.ratelimit import TokenBucket
@@ -90,6 +90,8 @@ class DiscordPresenter:
         # budget (3 per 5 s by default) so that final deliveries, which skip the queue, always fit.
         self.channel_edits_per_minute = channel_edits_per_minute
         self._channel_budgets: dict[int, TokenBucket] = {}
+        # Jobs waiting for the provider budget: their place in line, shown on the card (budget helper).
+        self._queue_places: dict[int, QueuePlace] = {}
 
     async def render(self, job: Job) -> discord.Embed:
         """The job's card. Async because a remix's card links to its source job's message."""
@@ -97,7 +99,12 @@ class DiscordPresenter:
         expected = (spec.seconds_per_video_second if spec else 10.0) * job.seconds
         source = await self.jobs.get_job(job.source_job_id) if job.source_job_id is not None else None
         return job_embed(
-            job, now=self._clock(), expected_seconds=expected, source=source, demo=self.demo_render
+            job,
+            now=self._clock(),
+            expected_seconds=expected,
+            source=source,
+            demo=self.demo_render,
+            queue=self._queue_places.get(job.id),
         )
 
     # -- JobPresenter ----------------------------------------------------------------------------
@@ -110,6 +117,12 @@ class DiscordPresenter:
             state.latest = job
         if state.task is None or state.task.done():
             state.task = asyncio.create_task(self._flush(state), name=f"progress-edit-{job.id}")
+
+    async def queue_changed(self, job: Job, place: QueuePlace) -> None:
+        """``QueueView``: the job's place in the provider queue changed; its card shows it (through
+        the same throttled, coalesced progress edit)."""
+        self._queue_places[job.id] = place
+        await self.job_changed(job)
 
     def _channel_budget(self, channel_id: int) -> TokenBucket:
         budget = self._channel_budgets.get(channel_id)
@@ -156,6 +169,7 @@ class DiscordPresenter:
 
     async def _settle(self, job_id: int) -> None:
         """Stop progress edits of a job whose final state is about to be shown."""
+        self._queue_places.pop(job_id, None)
         state = self._states.pop(job_id, None)
         if state and state.task and not state.task.done():
             state.task.cancel()

@@ -3,14 +3,14 @@ API client) and the Discord layer implement them, and the services never import 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from bot.domain.credits import GuildPolicy, RoleOverride, Usage, UsageReport
-from bot.domain.jobs import Job, JobChanges, JobRequest, JobStatus
+from bot.domain.jobs import Job, JobChanges, JobRequest, JobStatus, QueuePlace
 from bot.domain.provider import Character, Video, VideoList
 
 # ==================================================================================================
@@ -57,6 +57,42 @@ class ReferenceImageRepository(Protocol):
     """Where fitted starting images are shared between processes (the database)."""
 
     async def save_reference_image(self, name: str, data: bytes) -> None: ...
+
+
+class JobLeases(Protocol):
+    """Who works which unfinished job (``bot.services.leases``): a lease per job, taken and renewed
+    atomically across processes."""
+
+    async def lease_jobs(
+        self,
+        owner: str,
+        *,
+        now: float,
+        until: float,
+        renew_before: float,
+        shards: Sequence[int] = (0,),
+        shard_count: int = 1,
+        others_after: float = 0.0,
+    ) -> list[Job]:
+        """Take the free and lapsed leases, renew ``owner``'s that expire before ``renew_before``
+        (all to ``until``), and return every unfinished job ``owner`` holds. A new job goes first
+        to a process with its guild's shard (``shards`` of ``shard_count``), to any other after
+        ``others_after`` seconds."""
+        ...
+
+    async def release_leases(self, owner: str) -> int: ...
+
+
+class WakeupBus(Protocol):
+    """Messages between the processes of a fleet (``bot.services.wakeups``): PostgreSQL
+    ``LISTEN/NOTIFY``."""
+
+    async def publish(self, message: str) -> None: ...
+
+    async def listen(self, on_message: Callable[[str], None]) -> None:
+        """Hand every message (this process's own too) to ``on_message`` until cancelled,
+        reconnecting when the connection drops."""
+        ...
 
 
 class AuditLog(Protocol):
@@ -118,6 +154,14 @@ class JobPresenter(Protocol):
     async def find_delivery(self, job: Job) -> int | None:
         """If the video of this job is already posted (by a run that crashed before recording it),
         the id of the message carrying it."""
+
+
+@runtime_checkable
+class QueueView(Protocol):
+    """A presenter that shows a job's place in the provider queue (the Discord one does)."""
+
+    async def queue_changed(self, job: Job, place: QueuePlace) -> None:
+        """The job's place in line changed (the tracker calls this at most every 30 s per job)."""
 
 
 class CancelPresenter(Protocol):

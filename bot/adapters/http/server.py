@@ -237,6 +237,8 @@ class HealthChecks:
     database: Callable[[], Awaitable[bool]]
     gateway: Callable[[], bool]
     tracker: Callable[[], bool]
+    # Each gateway shard of this process (id, connected, latency_ms), reported as they are.
+    shards: Callable[[], list[dict[str, Any]]] | None = None
 
 
 async def check_health(checks: HealthChecks) -> dict[str, Any]:
@@ -249,12 +251,19 @@ async def check_health(checks: HealthChecks) -> dict[str, Any]:
     gateway = _safely(checks.gateway)
     tracker = _safely(checks.tracker)
     healthy = database and gateway and tracker
-    return {
+    report: dict[str, Any] = {
         "status": "ok" if healthy else "degraded",
         "database": database,
         "gateway": gateway,
         "tracker": tracker,
     }
+    if checks.shards is not None:
+        try:
+            report["shards"] = checks.shards()
+        except Exception:
+            log.exception("health check of the shards failed")
+            report["shards"] = []
+    return report
 
 
 def _safely(check: Callable[[], bool]) -> bool:

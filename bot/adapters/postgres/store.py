@@ -87,6 +87,7 @@ class PostgresStore(SqlStore):
 
     backend = "postgresql"
     FOR_UPDATE = " FOR UPDATE"
+    SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
     LIKE_ANY_CASE = "ILIKE"
 
     def __init__(self, pool: asyncpg.Pool, where: str, clock: Callable[[], float]) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence, Sized
 from dataclasses import dataclass, field, fields
 from importlib import resources
@@ -37,6 +38,8 @@ from bot.domain.jobs import (
     JobRequest,
     JobStatus,
 )
+
+log = logging.getLogger(__name__)
 
 _JOB_COLUMNS = tuple(f.name for f in fields(Job))
 _ACTIVE = tuple(s.value for s in ACTIVE_STATUSES)
@@ -73,6 +76,8 @@ class SqlStore(abc.ABC):
     """Jobs, retention and meta over a backend's connection (see the module docstring)."""
 
     FOR_UPDATE: ClassVar[str] = ""
+    # Rows another transaction has locked are passed over, not waited for (taking job leases).
+    SKIP_LOCKED: ClassVar[str] = ""
     LIKE_ANY_CASE: ClassVar[str] = "LIKE"
     #: ``postgresql`` or ``sqlite``: for messages and ``videobot check``.
     backend: ClassVar[str]
@@ -215,6 +220,19 @@ class SqlStore(abc.ABC):
                 tx=tx,
             )
 
+    async def swap_meta(self, key: str, value: str) -> str | None:
+        """Set ``key`` to ``value`` and return its previous value (None: unset), atomically: of two
+        processes swapping in the same value, only the first sees an older one."""
+        async with self.transaction() as tx:
+            await self.lock(tx, "meta", key)
+            row = await self.fetchone(f"SELECT value FROM meta WHERE key = ?{self.FOR_UPDATE}", (key,), tx=tx)
+            await self.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+                tx=tx,
+            )
+        return str(row[0]) if row else None
+
     # -- jobs ----------------------------------------------------------------------------------
 
     async def insert_job(self, request: JobRequest, conn: object | None = None) -> int:
@@ -240,6 +258,68 @@ class SqlStore(abc.ABC):
     async def active_jobs(self) -> list[Job]:
         sql = f"SELECT * FROM jobs WHERE {_IN_ACTIVE} ORDER BY id"
         return [job_from_row(row) for row in await self.fetchall(sql, _ACTIVE)]
+
+    # -- leases (``bot.services.leases``) --------------------------------------------------------
+
+    async def lease_jobs(
+        self,
+        owner: str,
+        *,
+        now: float,
+        until: float,
+        renew_before: float,
+        shards: Sequence[int] = (0,),
+        shard_count: int = 1,
+        others_after: float = 0.0,
+    ) -> list[Job]:
+        """The unfinished jobs ``owner`` holds a lease on, after taking (until ``until``) the ones
+        nobody holds and those whose lease lapsed before ``now``, and renewing its own that expire
+        before ``renew_before``. A new job is taken at once by a process with its guild's shard
+        (``shards`` of ``shard_count``: the one whose member asked), by any other once it has
+        waited ``others_after`` seconds; released and lapsed ones by anyone. One transaction: on
+        PostgreSQL the rows are picked ``FOR UPDATE SKIP LOCKED`` (two processes taking at once
+        split the free jobs instead of waiting on each other); on SQLite ``BEGIN IMMEDIATE``'s
+        write lock makes this the one taker."""
+        mine = _shard_clause(shards, shard_count)
+        async with self.transaction() as tx:
+            taken = await self.fetchall(
+                f"SELECT id, lease_owner FROM jobs WHERE {_IN_ACTIVE} AND lease_owner IS NOT NULL "
+                f"AND lease_owner != ? AND lease_expires_at < ?{self.SKIP_LOCKED}",
+                (*_ACTIVE, owner, now),
+                tx=tx,
+            )
+            for row in taken:
+                log.info("job %s: taking it over (the lease of %s lapsed)", row[0], row[1])
+            await self.execute(
+                f"UPDATE jobs SET lease_owner = ?, lease_expires_at = ? WHERE id IN ("
+                f"SELECT id FROM jobs WHERE {_IN_ACTIVE} AND ("
+                f"(lease_owner IS NULL AND (lease_expires_at IS NOT NULL OR {mine} OR created_at < ?)) "
+                "OR (lease_owner != ? AND lease_expires_at < ?) "
+                f"OR (lease_owner = ? AND lease_expires_at < ?)){self.SKIP_LOCKED})",
+                (owner, until, *_ACTIVE, now - others_after, owner, now, owner, renew_before),
+                tx=tx,
+            )
+            rows = await self.fetchall(
+                f"SELECT * FROM jobs WHERE {_IN_ACTIVE} AND lease_owner = ? ORDER BY id",
+                (*_ACTIVE, owner),
+                tx=tx,
+            )
+        return [job_from_row(row) for row in rows]
+
+    async def release_leases(self, owner: str) -> int:
+        """Give up every lease ``owner`` holds (a clean shutdown: another process takes the jobs at
+        once instead of after the lease lapses). Returns how many."""
+        async with self.transaction() as tx:
+            return await self.execute(
+                f"UPDATE jobs SET lease_owner = NULL, lease_expires_at = 0 WHERE lease_owner = ? AND {_IN_ACTIVE}",
+                (owner, *_ACTIVE),
+                tx=tx,
+            )
+
+    async def lease_holders(self) -> dict[int, str | None]:
+        """Unfinished job id → the owner of its lease (None: nobody), for operators and tests."""
+        rows = await self.fetchall(f"SELECT id, lease_owner FROM jobs WHERE {_IN_ACTIVE}", _ACTIVE)
+        return {int(row[0]): row[1] for row in rows}
 
     async def known_provider_ids(self, video_ids: Iterable[str]) -> set[str]:
         """Which of these provider video ids already belong to a job."""
@@ -379,6 +459,13 @@ class SqlStore(abc.ABC):
                     f"DELETE FROM reference_images WHERE name IN ({marks(chunk)})", chunk, tx=tx
                 )
         return len(names)
+
+
+def _shard_clause(shards: Sequence[int], shard_count: int) -> str:
+    """SQL true for jobs whose guild is on one of ``shards`` (Discord's ``(guild_id >> 22) %
+    shard_count``; jobs outside guilds belong to shard 0). Only integers are inlined."""
+    ids = ", ".join(str(int(shard)) for shard in shards) or "-1"
+    return f"((COALESCE(guild_id, 0) >> 22) % {int(shard_count)}) IN ({ids})"
 
 
 def split_sql(script: str) -> list[str]:

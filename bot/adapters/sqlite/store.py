@@ -100,7 +100,14 @@ class Store(SqlStore):
     @contextlib.asynccontextmanager
     async def _begin(self, *, write: bool) -> AsyncIterator[aiosqlite.Connection]:
         async with self._lock:
-            await self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                await self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            except asyncio.CancelledError:
+                # The BEGIN still runs on the connection's thread: undo it (queued after it), or
+                # the next transaction on this connection would find one open.
+                with contextlib.suppress(sqlite3.Error):
+                    await self._conn.execute("ROLLBACK")
+                raise
             try:
                 yield self._conn
             except BaseException:

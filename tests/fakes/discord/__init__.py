@@ -102,7 +102,8 @@ class FakeDiscord(Driver, RestApi, Gateway, World):
     creates+edits per channel / per interaction token), ``clock`` (TTLs and rate limits),
     ``privileged_intents`` (which privileged intents the "developer portal" allows),
     ``dispatch_message_events`` (send MESSAGE_CREATE/UPDATE/DELETE when intents allow it),
-    ``ack_heartbeats``, ``dm_closed_users``.
+    ``ack_heartbeats``, ``dm_closed_users``, ``shard_count`` (what ``GET /gateway/bot`` recommends;
+    ``add_guild(shard=…)`` places a guild on a shard).
     """
 
     def __init__(
@@ -120,8 +121,11 @@ class FakeDiscord(Driver, RestApi, Gateway, World):
         dispatch_message_events: bool = True,
         guild_name: str = "Videobot Test Guild",
         bot_name: str = "videobot",
+        shard_count: int = 1,
     ) -> None:
         self.token = token
+        # What ``GET /gateway/bot`` recommends; each guild's events go to its shard's sessions.
+        self.shard_count = shard_count
         self.token_ttl_seconds = token_ttl_seconds
         self.callback_deadline_seconds = callback_deadline_seconds
         self.attachment_size_limit = attachment_size_limit
@@ -145,6 +149,8 @@ class FakeDiscord(Driver, RestApi, Gateway, World):
         self.guilds: dict[int, dict[str, Any]] = {}
         self.channels: dict[int, dict[str, Any]] = {}  # guild channels and DM channels
         self.gateway_received: list[dict[str, Any]] = []  # every payload clients sent us
+        # Every dispatch sent: (the session's (shard_id, shard_count), event name, guild id or None).
+        self.dispatched: list[tuple[tuple[int, int], str, int | None]] = []
         self.internal_errors: list[BaseException] = []  # exceptions raised by the fake's own handlers
         self.identify_count = 0
         self.resume_count = 0

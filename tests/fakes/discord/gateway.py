@@ -148,7 +148,7 @@ class Gateway(World):
         self._sessions[session.id] = session
         session.conn = conn
         conn.session = session
-        guilds = [g for g in self.guilds.values() if (int(g["id"]) >> 22) % shard_count == shard_id]
+        guilds = [g for g in self.guilds.values() if self.shard_for(int(g["id"]), shard_count) == shard_id]
         ready = {
             "v": API_VERSION,
             "user": self._me,
@@ -261,26 +261,59 @@ class Gateway(World):
                 with contextlib.suppress(ConnectionResetError, RuntimeError):
                     await conn.send(frame)
 
-    async def dispatch(self, event: str, data: Any, *, intent: int | None = None) -> int:
-        """Send a DISPATCH (op 0) to every session; sessions that are momentarily disconnected get
-        it replayed on RESUME. ``intent``: only sessions that identified with that intent bit.
-        Returns how many live connections it was sent to."""
+    def shard_for(self, guild_id: int | None, shard_count: int | None = None) -> int:
+        """The shard a guild's events go to: ``(guild_id >> 22) % shard_count`` (Discord's rule);
+        events outside guilds (DMs) go to shard 0."""
+        count = shard_count if shard_count is not None else self.shard_count
+        return 0 if guild_id is None else (guild_id >> 22) % count
+
+    def _session_gets(self, session: _GatewaySession, guild_id: int | None) -> bool:
+        shard_id, shard_count = session.shard
+        return self.shard_for(guild_id, shard_count) == shard_id
+
+    async def dispatch(
+        self, event: str, data: Any, *, intent: int | None = None, guild_id: int | None = None
+    ) -> int:
+        """Send a DISPATCH (op 0) to every session of the shard the event belongs to (its guild's,
+        from ``guild_id`` or the payload's ``guild_id``; shard 0 outside guilds). Sessions that are
+        momentarily disconnected get it replayed on RESUME. ``intent``: only sessions that
+        identified with that intent bit. Returns how many live connections it was sent to."""
+        if guild_id is None and isinstance(data, dict) and data.get("guild_id") is not None:
+            guild_id = int(data["guild_id"])
         sent = 0
         for session in list(self._sessions.values()):
             if intent is not None and not session.intents & intent:
                 continue
+            if not self._session_gets(session, guild_id):
+                continue
             if session.conn is not None and session.conn.ready:
                 sent += 1
+            self.dispatched.append((session.shard, event, guild_id))
             await self._send_dispatch(session, event, data)
         return sent
 
     async def announce_guild(self, guild_id: int) -> None:
-        """Send GUILD_CREATE for a guild added after clients connected (the bot "joined" it)."""
+        """Send GUILD_CREATE for a guild added after clients connected (the bot "joined" it), to
+        the sessions of its shard."""
         guild = self._guild(guild_id)
         for session in list(self._sessions.values()):
-            await self._send_dispatch(
-                session, "GUILD_CREATE", self.guild_create_payload(guild, session.intents)
-            )
+            if self._session_gets(session, guild_id):
+                await self._send_dispatch(
+                    session, "GUILD_CREATE", self.guild_create_payload(guild, session.intents)
+                )
+
+    @property
+    def connected_shards(self) -> set[tuple[int, int]]:
+        """``(shard_id, shard_count)`` of every session with a live, ready connection."""
+        return {c.session.shard for c in self._connections if c.ready and c.session is not None}
+
+    async def wait_shards_connected(self, shard_ids: set[int], timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Until every one of ``shard_ids`` has a ready connection."""
+        await self._wait(
+            lambda: shard_ids <= {shard for shard, _count in self.connected_shards} or None,
+            timeout,
+            f"shards {sorted(shard_ids)} to connect",
+        )
 
     @property
     def connected(self) -> bool:

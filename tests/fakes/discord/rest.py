@@ -530,7 +530,9 @@ class RestApi(World):
 
     async def _get_gateway_bot(self, call: _Call) -> web.StreamResponse:
         limit = {"total": 1000, "remaining": 999, "reset_after": 14_400_000, "max_concurrency": 1}
-        return self._json(200, {"url": self.gateway_url, "shards": 1, "session_start_limit": limit})
+        return self._json(
+            200, {"url": self.gateway_url, "shards": self.shard_count, "session_start_limit": limit}
+        )
 
     async def _get_application(self, call: _Call) -> web.StreamResponse:
         return self._json(

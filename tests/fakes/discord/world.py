@@ -355,6 +355,11 @@ class World:
                 self._last_ms, self._increment = self._last_ms + 1, 0
         return ((self._last_ms - DISCORD_EPOCH_MS) << 22) | self._increment
 
+    def snowflake_after(self, previous: int) -> int:
+        """A snowflake one millisecond later than ``previous`` (later ids stay unique and ordered)."""
+        self._last_ms, self._increment = (previous >> 22) + DISCORD_EPOCH_MS + 1, 0
+        return (self._last_ms - DISCORD_EPOCH_MS) << 22
+
     async def _notify(self) -> None:
         async with self._cond:
             self._cond.notify_all()
@@ -426,10 +431,18 @@ class World:
         self.users[uid] = user
         return user
 
-    def add_guild(self, name: str, *, owner_id: int | None = None) -> dict[str, Any]:
+    def add_guild(
+        self, name: str, *, owner_id: int | None = None, shard: int | None = None
+    ) -> dict[str, Any]:
         """A guild with @everyone, the bot's managed role + member, a category and ``#general``.
-        Call before the client connects (or send GUILD_CREATE yourself via ``announce_guild``)."""
+        Call before the client connects (or send GUILD_CREATE yourself via ``announce_guild``).
+        ``shard``: an id on that shard of ``shard_count`` (``(id >> 22) % shard_count``)."""
         gid = self.snowflake()
+        if shard is not None:
+            if not 0 <= shard < self.shard_count:
+                raise ValueError(f"shard {shard} is not one of the {self.shard_count} shards")
+            while (gid >> 22) % self.shard_count != shard:
+                gid = self.snowflake_after(gid)
         owner = owner_id if owner_id is not None else int(self.owner_user["id"])
         guild: dict[str, Any] = {
             "id": str(gid),

@@ -102,7 +102,8 @@ class FakeDiscord(Driver, RestApi, Gateway, World):
     ``channel_message_limit`` / ``webhook_message_limit`` (``(count, seconds)`` buckets for message
     creates+edits per channel / per interaction token), ``global_limit`` (``(count, seconds)`` for
     every bot-token request; interaction-token routes are exempt, as on Discord; 429s are counted in
-    ``rate_limited_count`` and by kind in ``rate_limited_by_kind``), ``clock`` (TTLs and rate limits),
+    ``rate_limited_count`` and by kind in ``rate_limited_by_kind``), ``clock`` (TTLs and rate limits), ``interaction_age_seconds`` (new interactions were created that
+    long ago: ids and token lifetimes say so),
     ``privileged_intents`` (which privileged intents the "developer portal" allows),
     ``dispatch_message_events`` (send MESSAGE_CREATE/UPDATE/DELETE when intents allow it),
     ``ack_heartbeats``, ``dm_closed_users``.
@@ -145,6 +146,8 @@ class FakeDiscord(Driver, RestApi, Gateway, World):
         self._global_limiter: _FixedWindowLimiter | None = None
         self.global_limit = global_limit
         self.rate_limited_by_kind: Counter[str] = Counter()
+        # New interactions were created this long ago (their ids encode it; tokens age from then).
+        self.interaction_age_seconds = 0.0
 
         self.requests: list[RecordedRequest] = []
         self.messages: dict[int, StoredMessage] = {}

@@ -1096,7 +1096,7 @@ class RestApi(World):
         if interaction is None or interaction.token != call.params["webhook_token"]:
             raise _unknown("interaction", 10062)
         deadline = self.callback_deadline_seconds
-        if deadline is not None and self.clock() - interaction.created_at > deadline:
+        if deadline is not None and self.clock() - interaction.created_at - interaction.age > deadline:
             raise _unknown("interaction", 10062)
         if interaction.callback_type is not None:
             raise _ApiError(400, 40060, "Interaction has already been acknowledged.")

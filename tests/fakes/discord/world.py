@@ -337,6 +337,9 @@ class _Interaction:
     modal: dict[str, Any] | None = None
     choices: list[dict[str, Any]] | None = None
     expired: bool = False
+    age: float = (
+        0.0  # created_at is this much before it reached the bot (FakeDiscord.interaction_age_seconds)
+    )
 
 
 class World:
@@ -344,8 +347,13 @@ class World:
 
     # ----------------------------------------------------------------------------- ids & waits
 
-    def snowflake(self) -> int:
-        """A realistic 64-bit snowflake: wall-clock ms since the Discord epoch + an increment."""
+    def snowflake(self, *, age: float = 0.0) -> int:
+        """A realistic 64-bit snowflake: wall-clock ms since the Discord epoch + an increment.
+        ``age``: the id of something created that many seconds ago (it encodes that time)."""
+        if age > 0:
+            then = int((time.time() - age) * 1000)
+            self._increment = (self._increment + 1) % 4096
+            return ((then - DISCORD_EPOCH_MS) << 22) | self._increment
         now = int(time.time() * 1000)
         if now > self._last_ms:
             self._last_ms, self._increment = now, 0

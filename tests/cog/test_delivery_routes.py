@@ -97,7 +97,9 @@ async def test_a_busy_channel_gets_every_video_without_a_single_429(
     handles += [await start_video(fake, channel) for _ in range(2)]
     messages = await asyncio.gather(*(delivered(h) for h in handles))
 
-    assert len({m.id for m in messages}) == 8
+    assert len({m.id for m in messages}) == 8, [
+        (h.id, m.id, m.interaction_id) for h, m in zip(handles, messages, strict=True)
+    ]
     channel_writes = [r for r in writes(fake) if r.route == ROUTE_CHANNEL_MESSAGE]
     assert len(channel_writes) >= 6  # the old tokens' cards really shared the channel bucket
     assert fake.rate_limited_count == 0, fake.rate_limited_by_kind

@@ -351,9 +351,7 @@ class World:
         """A realistic 64-bit snowflake: wall-clock ms since the Discord epoch + an increment.
         ``age``: the id of something created that many seconds ago (it encodes that time)."""
         if age > 0:
-            then = int((time.time() - age) * 1000)
-            self._increment = (self._increment + 1) % 4096
-            return ((then - DISCORD_EPOCH_MS) << 22) | self._increment
+            return self.snowflake() - (int(age * 1000) << 22)  # unique: a fresh id, moved back in time
         now = int(time.time() * 1000)
         if now > self._last_ms:
             self._last_ms, self._increment = now, 0

@@ -157,6 +157,7 @@ def build_bot(
             lifecycle=lifecycle,
             wake_event=wake,
             poll_interval=settings.poll_interval_seconds,
+            expected_seconds=catalog.expected_seconds,
             push_mode=settings.webhooks_enabled,
             safety_interval=settings.webhook_safety_sweep_seconds,
             max_concurrent_submissions=settings.max_concurrent_submissions,

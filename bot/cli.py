@@ -352,6 +352,7 @@ async def video_api(
                 key,
                 max_attempts=max_attempts,
                 requests_per_minute=settings.video_api_requests_per_minute,
+                creates_per_minute=settings.video_api_creates_per_minute,
                 max_download_bytes=settings.max_download_bytes,
             )
         )

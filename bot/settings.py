@@ -42,9 +42,11 @@ class Settings(BaseSettings):
     poll_interval_seconds: float = Field(default=5.0, gt=0)
     webhook_safety_sweep_seconds: float = Field(default=60.0, gt=0)
     video_api_requests_per_minute: int = Field(default=120, ge=1)
+    # Unset: submissions are limited by the overall budget alone (after downloads and status).
+    video_api_creates_per_minute: int | None = Field(default=None, ge=1)
     progress_edit_interval_seconds: float = Field(default=3.0, ge=0)
     max_concurrent_submissions: int = Field(default=4, ge=1)
-    max_concurrent_deliveries: int = Field(default=3, ge=1)
+    max_concurrent_deliveries: int = Field(default=32, ge=1)
     job_deadline_minutes: float = Field(default=60.0, gt=0)
     local_generation_seconds: float = Field(default=8.0, ge=0)
     # Frames per second of the built-in renderer's demo videos: fewer frames, less CPU per video.
@@ -69,6 +71,7 @@ class Settings(BaseSettings):
         "video_api_key",
         "openai_api_key",
         "local_api_key",
+        "video_api_creates_per_minute",
         mode="before",
     )
     @classmethod

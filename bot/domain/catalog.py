@@ -11,8 +11,12 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import UnionType
+from typing import TYPE_CHECKING
 
 from bot.domain.errors import CatalogError, UserError
+
+if TYPE_CHECKING:
+    from bot.domain.jobs import Job
 
 _MAX_CHOICES = 25  # Discord's limit on choices for one option
 
@@ -87,6 +91,12 @@ class Catalog:
 
     def get(self, name: str) -> ModelSpec | None:
         return self._by_name.get(name)
+
+    def expected_seconds(self, job: Job) -> float:
+        """How long the provider usually takes for ``job`` (its model's typical pace; 10 s per
+        second of video for a model no longer in the catalog)."""
+        spec = self.get(job.model)
+        return (spec.seconds_per_video_second if spec else 10.0) * job.seconds
 
     @property
     def all_sizes(self) -> tuple[str, ...]:

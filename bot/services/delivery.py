@@ -4,6 +4,7 @@ choice; this does the work around it: the re-encode, the thumbnail, the signed l
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -41,7 +42,9 @@ class DeliveryPlanner:
         self._fit = fit
         self._thumbnail = thumbnail
         self.links = links
-        self._reencode_slots = asyncio.Semaphore(1)  # CPU-bound; two cores are shared with the loop
+        # Re-encodes and thumbnails are CPU-bound: one per core, less the one the event loop needs
+        # (at least one). Uploads that need neither never wait for them.
+        self._reencode_slots = asyncio.Semaphore(cpu_slots())
 
     async def plan(self, job: Job, media: Path, limit: int | None = None) -> Delivery:
         """What to post for ``job`` whose file is ``media``, into a destination taking ``limit``
@@ -51,7 +54,7 @@ class DeliveryPlanner:
         fitted = media.with_name(f"{media.stem}.fit-{limit}.mp4")
         problem: str | None = None
         if needs_fitting(size, limit) and not fitted.exists():
-            # One re-encode at a time, in a worker thread: it is CPU-heavy.
+            # In a worker thread, bounded by cores: it is CPU-heavy.
             async with self._reencode_slots:
                 problem = await asyncio.to_thread(self._fit, media, fitted, limit)
         facts = FileFacts(
@@ -69,7 +72,17 @@ class DeliveryPlanner:
         if isinstance(decision, UseLink) and self.links is not None:
             url, expires = self.links.url_for(job.id, video_filename(job))
             thumbnail = media.with_name(thumbnail_filename(job))
-            await asyncio.to_thread(self._thumbnail, media, thumbnail)
+            async with self._reencode_slots:
+                await asyncio.to_thread(self._thumbnail, media, thumbnail)
             return Link(url=url, expires_at=expires, thumbnail=thumbnail, size=size, limit=limit)
         assert isinstance(decision, Undeliverable)
         return decision
+
+
+def cpu_slots() -> int:
+    """CPU-heavy media work at once: the cores this process may use, less one for the event loop."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)

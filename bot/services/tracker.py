@@ -1,8 +1,17 @@
 """The job tracker: ONE task that moves every job in flight forward.
 
-Each sweep it submits pending jobs, refreshes the status of jobs at the provider in a batch (one
-``GET /videos`` page covers many jobs; single ``GET /videos/{id}`` only for the ones not on it), hands
-changes to the presenter, and starts downloads of finished videos. It resumes every unfinished job
+Each sweep it submits pending jobs, refreshes the status of the jobs at the provider whose check is
+due in a batch (one ``GET /videos`` page covers many jobs; single ``GET /videos/{id}`` only for the
+ones not on it), hands changes to the presenter, and starts downloads of finished videos.
+
+When a job is checked depends on how near it is to its expected end (its progress, else the model's
+typical generation time): near it, at the provider's suggested interval (``openai-poll-after-ms``),
+so a finished video is noticed within about that long; far from it, rarely (``far_poll_interval``).
+With webhooks a completion is acted on the moment it arrives and polling is a slow safety net.
+
+Deliveries are a pipeline: downloads (streamed to disk) and uploads each have their own generous
+bound, so a burst of completions is downloaded and posted as fast as the provider budget and
+Discord allow; re-encodes are bounded by CPU cores in the delivery planner. It resumes every unfinished job
 from the store when it starts, and one bad job never stops the loop: each step has its own
 ``try/except`` that logs and moves on.
 
@@ -51,6 +60,13 @@ log = logging.getLogger(__name__)
 
 LIST_PAGE_SIZE = 100  # the spec's maximum
 MAX_STEP_FAILURES = 5
+# Far from its expected end a job's status is checked at most this far apart (progress stays fresh
+# on its card; near the end it is checked at the provider's suggested interval).
+FAR_POLL_SECONDS = 15.0
+# A job is "near its end" from this many near-end intervals (at least NEAR_END_MIN_SECONDS) before
+# its expected end, and until it is done.
+NEAR_END_INTERVALS = 3
+NEAR_END_MIN_SECONDS = 5.0
 # The provider deadline applies from submission; a job not at the provider also gets this long
 # (the queue before submission, the download and the upload): see ``Job.deadline_at``.
 DEADLINE_GRACE_SECONDS = 600.0
@@ -109,10 +125,12 @@ class JobTracker:
         wake_event: asyncio.Event | None = None,
         poll_interval: float = 5.0,
         min_poll_interval: float = 0.2,
+        far_poll_interval: float = FAR_POLL_SECONDS,
+        expected_seconds: Callable[[Job], float | None] | None = None,
         push_mode: bool = False,
         safety_interval: float = 60.0,
         max_concurrent_submissions: int = 4,
-        max_concurrent_deliveries: int = 3,
+        max_concurrent_deliveries: int = 32,
         deadline_seconds: float = 3600.0,
         clock: Callable[[], float] = time.time,
         backoff: wait_base | None = None,
@@ -125,8 +143,13 @@ class JobTracker:
         self.api = api
         self.presenter = presenter
         self.data_dir = data_dir
+        # Near a job's end: the provider's suggestion, else ``poll_interval``. Far from it: at most
+        # ``far_poll_interval`` apart. Without ``expected_seconds`` (how long a job's model usually
+        # takes), a job is "near its end" once it is at the provider.
         self.poll_interval = poll_interval
         self.min_poll_interval = min_poll_interval
+        self.far_poll_interval = max(far_poll_interval, poll_interval)
+        self._expected_seconds = expected_seconds
         # With webhooks, status polling is only a safety sweep for lost events.
         self.push_mode = push_mode
         self.safety_interval = safety_interval
@@ -134,12 +157,16 @@ class JobTracker:
         self.deadline_seconds = deadline_seconds
         self._clock = clock
         self._submit_slots = asyncio.Semaphore(max_concurrent_submissions)
-        self._delivery_slots = asyncio.Semaphore(max_concurrent_deliveries)
+        # The delivery pipeline's stages, bounded separately: a slow upload never holds a download
+        # back, and the other way round.
+        self._download_slots = asyncio.Semaphore(max_concurrent_deliveries)
+        self._upload_slots = asyncio.Semaphore(max_concurrent_deliveries)
         # Shared with the job service (a new job or a cancel wakes the loop).
         self._wake = wake_event if wake_event is not None else asyncio.Event()
         self._busy: set[int] = set()  # job ids with a submit or delivery task running
         self._pushed: dict[str, str] = {}  # provider video id → webhook event type
-        self._next_status_refresh = 0.0
+        # Job id → clock time its status is checked next (absent: at the next sweep).
+        self._next_check: dict[int, float] = {}
         self._upload_attempted: set[int] = set()  # jobs this process has tried to post
         self._step_failures: dict[int, int] = {}
         # Job id → clock time before which its steps are not retried (after a failure).
@@ -284,13 +311,20 @@ class JobTracker:
                 self._pushed[video_id] = pushed.pop(video_id)
         if pushed:
             at_provider = await self._apply_pushed(at_provider, pushed)
-        if at_provider and now >= self._next_status_refresh:
-            await self._refresh(at_provider)
-            self._next_status_refresh = now + self._status_interval(at_provider, now)
+        self._next_check = {k: t for k, t in self._next_check.items() if k in ids}
         if not at_provider:
-            self._next_status_refresh = now  # the next job in flight is checked without delay
             return self._until_retry(now, self.idle_interval)
-        return self._until_retry(now, max(self.min_poll_interval, self._next_status_refresh - now))
+        due = self._due(at_provider, now)
+        if due:
+            await self._refresh(due)
+            # Scheduled from what the check found (progress), not from the state before it.
+            checked = self._clock()
+            current = {job.id: job for job in await self.store.active_jobs()}
+            for job in due:
+                if job.id in current:
+                    self._next_check[job.id] = checked + self._check_interval(current[job.id], checked)
+        next_check = min(self._next_check.get(job.id, now) for job in at_provider)
+        return self._until_retry(now, max(self.min_poll_interval, next_check - now))
 
     def _until_retry(self, now: float, delay: float) -> float:
         """``delay``, shortened so the sweep after the earliest backoff ends retries that job."""
@@ -298,26 +332,47 @@ class JobTracker:
             return delay
         return min(delay, max(self.min_poll_interval, min(self._not_before.values()) - now))
 
-    def _status_interval(self, jobs: list[Job], now: float) -> float:
-        """How long until the next status refresh.
+    # -- when to check a job's status ------------------------------------------------------------
 
-        With webhooks on, polling is only a slow safety net. Otherwise: the provider's suggestion
-        (``openai-poll-after-ms``) is the floor; slower while every job is still queued; faster when
-        a job's progress says it will finish before the regular interval is up.
-        """
+    def _due(self, jobs: list[Job], now: float) -> list[Job]:
+        """The jobs whose status is checked now: those due, plus those due within one near-end
+        interval when anything is checked (they share the list page instead of a sweep of their own)."""
+        if not any(self._next_check.get(job.id, now) <= now for job in jobs):
+            return []
+        horizon = now + self._near_interval()
+        return [job for job in jobs if self._next_check.get(job.id, now) <= horizon]
+
+    def _near_interval(self) -> float:
+        """How often jobs near their end are checked: the provider's suggestion, else the setting."""
+        suggested = self.api.last_poll_after
+        interval = suggested if suggested is not None else self.poll_interval
+        return max(self.min_poll_interval, interval)
+
+    def expected_remaining(self, job: Job, now: float) -> float | None:
+        """Seconds until the provider should finish ``job`` (negative: overdue): from its progress
+        once it reports some, else from its model's typical generation time; None: unknown."""
+        start = job.submitted_at
+        if start is None:
+            return None
+        if job.status is JobStatus.IN_PROGRESS and job.progress >= 3:
+            # From submission, not from when this bot first saw it start (which can be a far
+            # check later): the estimate errs early, which costs a check, never a late delivery.
+            return max(0.0, now - start) * (100 - job.progress) / job.progress
+        expected = self._expected_seconds(job) if self._expected_seconds is not None else None
+        return None if expected is None else start + expected - now
+
+    def _check_interval(self, job: Job, now: float) -> float:
+        """How long until ``job``'s status is checked again. With webhooks on, polling is only a
+        slow safety net; otherwise near its end at the near interval, far from it rarely."""
         if self.push_mode:
             return self.safety_interval
-        interval = self.poll_interval
-        if all(job.status is JobStatus.QUEUED for job in jobs):
-            interval *= 2
-        for job in jobs:
-            remaining = job.seconds_left(now)
-            if remaining is not None:
-                interval = min(interval, max(remaining, self.min_poll_interval))
-        suggested = self.api.last_poll_after
-        if suggested is not None:
-            interval = max(interval, suggested)
-        return max(self.min_poll_interval, interval)
+        near = self._near_interval()
+        remaining = self.expected_remaining(job, now)
+        window = max(NEAR_END_INTERVALS * near, NEAR_END_MIN_SECONDS)
+        if remaining is None or remaining <= window:
+            return near
+        # Far from the end: the check that starts the near window, or a progress check before it.
+        return max(near, min(self.far_poll_interval, remaining - window))
 
     async def _apply_pushed(self, jobs: list[Job], pushed: dict[str, str]) -> list[Job]:
         """Act on webhook events. A signed ``video.completed`` is enough to start the download (no
@@ -447,6 +502,9 @@ class JobTracker:
         """Record that the provider has ``video`` for this job (sent now, or found after a restart)."""
         updated = await self.lifecycle.accepted(job, video.id)
         if updated is not None:
+            # The create's answer is its first status: the next check follows the schedule.
+            now = self._clock()
+            self._next_check[updated.id] = now + self._check_interval(updated, now)
             await self._apply(updated, video)
 
     async def _reference_bytes(self, job: Job) -> bytes | None:
@@ -548,8 +606,7 @@ class JobTracker:
         return self.data_dir / "media" / f"job-{job.id}.mp4"
 
     async def _deliver(self, job: Job) -> None:
-        async with self._delivery_slots:
-            await self._guarded(job, "delivery", lambda: self._deliver_once(job))
+        await self._guarded(job, "delivery", lambda: self._deliver_once(job))
 
     async def _deliver_once(self, job: Job) -> None:
         path = Path(job.media_path) if job.media_path else self.media_path(job)
@@ -568,9 +625,12 @@ class JobTracker:
             # Before any request: a full disk is retried later (with backoff), not downloaded into.
             self._check_room(path.parent, None)
             try:
-                await self.api.download(
-                    job.provider_video_id, path, check_room=functools.partial(self._check_room, path.parent)
-                )
+                async with self._download_slots:
+                    await self.api.download(
+                        job.provider_video_id,
+                        path,
+                        check_room=functools.partial(self._check_room, path.parent),
+                    )
             except DownloadTooLarge as exc:
                 await self._fail(job, exc.code or "download_too_large", too_large_message(exc))
                 return
@@ -595,7 +655,8 @@ class JobTracker:
         if current is None or current.status is not JobStatus.UPLOADING:
             return
         try:
-            receipt = await self.presenter.deliver(current, path)
+            async with self._upload_slots:
+                receipt = await self.presenter.deliver(current, path)
         except UndeliverableError as exc:
             await self._fail(current, "undeliverable", exc.reason)
             return

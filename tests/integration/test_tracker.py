@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import itertools
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from bot.adapters.media import probe_video
 from bot.adapters.sqlite.store import Store
 from bot.adapters.videoapi.client import VideoAPIClient
-from bot.app import job_service, job_tracker
-from bot.domain.jobs import ChargeState, Job, JobRequest, JobStatus
+from bot.app import job_lifecycle, job_service, job_tracker
+from bot.domain.jobs import WITH_PROVIDER, ChargeState, Job, JobRequest, JobStatus
+from bot.localapi import LocalRendererConfig
 from bot.services.tracker import JobTracker
 from tests.conftest import RendererFactory
 from tests.fakes.provider import InstrumentedRenderer
-from tests.helpers import wait_for
+from tests.helpers import ManualClock, wait_for
 
 
 @dataclass
@@ -276,3 +282,90 @@ async def test_a_guild_can_choose_to_charge_for_moderation_blocks(
     )
     balance, _ = await service.balance(1, 3)
     assert (balance.usage.used, balance.usage.reserved) == (4, 0)
+
+
+def hidden_from_list(hidden: set[str]) -> Middleware:
+    """A provider whose list leaves some videos out (eventually consistent, or paged away)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await handler(request)
+        if request.method != "GET" or request.path != "/v1/videos" or not isinstance(response, web.Response):
+            return response
+        assert isinstance(response.body, bytes)
+        page = json.loads(response.body)
+        page["data"] = [video for video in page["data"] if video["id"] not in hidden]
+        headers = {k: v for k, v in response.headers.items() if k.lower().startswith("openai-")}
+        return web.json_response(page, status=response.status, headers=headers)
+
+    return middleware
+
+
+async def test_status_is_listed_near_the_end_with_single_lookups_only_for_jobs_the_list_misses(
+    store: Store, tmp_path: Path
+) -> None:
+    clock = ManualClock(time.time())
+    start = clock.now
+    hidden: set[str] = set()
+    config = LocalRendererConfig(
+        data_dir=tmp_path / "renderer",
+        clock=clock,
+        generation_seconds=60,
+        queue_seconds=0,
+        fps=2,
+        poll_after_ms=2000,
+    )
+    async with (
+        InstrumentedRenderer(config, middlewares=[hidden_from_list(hidden)]) as renderer,
+        VideoAPIClient(renderer.base_url) as api,
+    ):
+        lifecycle = job_lifecycle(store, api, clock=clock)
+        service = job_service(store, lifecycle=lifecycle, clock=clock)
+        jobs = [await service.submit(request(f"listed {n}")) for n in range(3)]
+        presenter = RecordingPresenter()
+        tracker = job_tracker(
+            store,
+            api,
+            presenter,
+            tmp_path / "data",
+            lifecycle=lifecycle,
+            clock=clock,
+            poll_interval=5,
+            expected_seconds=lambda job: 60.0,
+        )
+        await tracker.sweep()  # sends the three creates
+
+        async def at_provider() -> list[Job]:
+            stored = [await store.get_job(job.id) for job in jobs]
+            return [j for j in stored if j is not None and j.provider_video_id and j.status in WITH_PROVIDER]
+
+        sent = await wait_for(lambda: _all_three(at_provider()), "the three jobs at the provider")
+        hidden.add(str(sent[2].provider_video_id))
+        for job in sent:
+            await renderer.wait_rendered(str(job.provider_video_id))
+        renderer.requests.clear()
+        checks: dict[int, list[str]] = {}
+        for second in range(1, 61):
+            clock.now = start + second
+            await tracker.sweep()
+            seen = [r.path for r in renderer.requests if r.method == "GET" and "/content" not in r.path]
+            if seen:
+                checks[second] = seen
+            renderer.requests.clear()
+        done = [await store.get_job(job.id) for job in jobs]
+        await tracker.stop()
+    single = f"/v1/videos/{sent[2].provider_video_id}"
+    # Every check is one list page for the jobs it shows and one lookup for the job it doesn't.
+    assert {s: p for s, p in checks.items() if p != ["/v1/videos", single]} == {}
+    # Far from the expected end (a minute), rarely: progress checks 15 s apart at most; near it,
+    # at the provider's suggested 2 s, until the videos are done.
+    far = [second for second in checks if second < 54]
+    assert far and all(b - a <= 15 for a, b in itertools.pairwise([0, *far]))
+    assert len(far) <= 3
+    assert [second for second in checks if second >= 54] == [54, 56, 58, 60]
+    assert all(job is not None and job.status is not JobStatus.IN_PROGRESS for job in done)
+
+
+async def _all_three(jobs: Awaitable[list[Job]]) -> list[Job] | None:
+    found = await jobs
+    return found if len(found) == 3 else None

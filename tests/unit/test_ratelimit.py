@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.services.ratelimit import TokenBucket
+from bot.services.ratelimit import ProviderBudget, RequestKind, TokenBucket
 
 
 class ManualClock:
@@ -38,3 +38,97 @@ async def test_burst_is_capped_and_the_rest_waits_for_tokens(monkeypatch: object
 def test_default_burst_is_ten_seconds_of_budget() -> None:
     assert TokenBucket(120).capacity == 20
     assert TokenBucket(3).capacity == 1
+
+
+class SteppingClock:
+    """A manual clock whose ``sleep`` moves time on (and yields, so other tasks run)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+async def _grant_order(budget: ProviderBudget, kinds: list[RequestKind]) -> list[str]:
+    order: list[str] = []
+
+    async def one(name: str, kind: RequestKind) -> None:
+        await budget.acquire(kind)
+        order.append(name)
+
+    tasks = [asyncio.create_task(one(f"{kind.name.lower()}{n}", kind)) for n, kind in enumerate(kinds)]
+    await asyncio.gather(*tasks)
+    return order
+
+
+async def test_a_burst_of_submissions_never_delays_a_download() -> None:
+    clock = SteppingClock()
+    budget = ProviderBudget(60, burst=4, clock=clock, sleep=clock.sleep)  # one token per second
+    assert budget.reserve == 1
+    submits = [asyncio.create_task(budget.acquire(RequestKind.SUBMIT)) for _ in range(10)]
+    await asyncio.sleep(0)
+    # Submissions took what the reserve allows; the rest queue.
+    assert sum(t.done() for t in submits) == 3
+    assert budget.waiting(RequestKind.SUBMIT) == 7
+    started = clock.now
+    await budget.acquire(RequestKind.DOWNLOAD)  # the reserved token: no wait at all
+    assert clock.now == started
+    # Behind the queued submissions, a status check and a download still go first.
+    order = await _grant_order(budget, [RequestKind.STATUS, RequestKind.DOWNLOAD])
+    assert order == ["download1", "status0"]
+    assert budget.waiting(RequestKind.SUBMIT) == 7
+    await asyncio.gather(*submits)
+    assert budget.granted[RequestKind.SUBMIT] == 10
+
+
+async def test_kinds_are_served_by_priority_and_in_arrival_order_within_a_kind() -> None:
+    clock = SteppingClock()
+    budget = ProviderBudget(60, burst=1, clock=clock, sleep=clock.sleep)
+    await budget.acquire(RequestKind.STATUS)  # the bucket is empty now
+    kinds = [RequestKind.SUBMIT, RequestKind.CLEANUP, RequestKind.STATUS, RequestKind.SUBMIT]
+    kinds += [RequestKind.DOWNLOAD, RequestKind.STATUS]
+    order = await _grant_order(budget, kinds)
+    assert order == ["download4", "status2", "status5", "submit0", "submit3", "cleanup1"]
+    assert clock.now == 6.0  # one token a second: nothing was wasted
+
+
+async def test_creates_have_their_own_budget_beside_the_overall_one() -> None:
+    clock = SteppingClock()
+    # 600 requests a minute overall, but only 6 creates a minute (one every 10 s).
+    budget = ProviderBudget(600, creates_per_minute=6, clock=clock, sleep=clock.sleep)
+    assert budget.submissions_per_second == 0.1
+    await budget.acquire(RequestKind.SUBMIT)  # the create bucket's one token
+    waiting = asyncio.create_task(budget.acquire(RequestKind.SUBMIT))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    # Reads are not held up by the create limit.
+    for _ in range(20):
+        await budget.acquire(RequestKind.STATUS)
+    assert clock.now < 10
+    await waiting
+    assert clock.now >= 10
+
+
+async def test_a_cancelled_waiter_leaves_the_queue() -> None:
+    clock = SteppingClock()
+    budget = ProviderBudget(60, burst=1, clock=clock, sleep=clock.sleep)
+    await budget.acquire(RequestKind.STATUS)
+    waiter = asyncio.create_task(budget.acquire(RequestKind.SUBMIT))
+    await asyncio.sleep(0)
+    assert budget.waiting() == 1
+    waiter.cancel()
+    await asyncio.gather(waiter, return_exceptions=True)
+    assert budget.waiting() == 0
+    await budget.acquire(RequestKind.DOWNLOAD)
+    assert budget.granted[RequestKind.SUBMIT] == 0
+
+
+def test_recent_submission_rate_falls_back_to_the_configured_one() -> None:
+    clock = SteppingClock()
+    budget = ProviderBudget(120, creates_per_minute=30, clock=clock)
+    assert budget.recent_submission_rate() == 0.5

@@ -39,7 +39,7 @@ from bot.domain.provider_errors import (
     VideoAPIError,
 )
 from bot.services.failpoints import FailPoint, reached
-from bot.services.ratelimit import TokenBucket
+from bot.services.ratelimit import ProviderBudget, RequestKind
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,7 @@ class VideoAPIClient:
         read_timeout: float = 120.0,
         user_agent: str = "videobot",
         requests_per_minute: int | None = None,
+        creates_per_minute: int | None = None,
         max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
     ) -> None:
         self.base_url = base_url.rstrip("/")
@@ -154,7 +155,12 @@ class VideoAPIClient:
         # Optional endpoints are discovered at run time: None = not tried yet.
         self.supports_list: bool | None = None
         self.request_counts: dict[str, int] = {}
-        self.budget = TokenBucket(requests_per_minute) if requests_per_minute else None
+        # Downloads first, then status, then submissions (see ``ProviderBudget``).
+        self.budget = (
+            ProviderBudget(requests_per_minute, creates_per_minute=creates_per_minute)
+            if requests_per_minute
+            else None
+        )
 
     def __repr__(self) -> str:  # never show the key
         return f"VideoAPIClient(base_url={self.base_url!r})"
@@ -205,7 +211,7 @@ class VideoAPIClient:
         url = self.base_url + path
         endpoint = f"{method} {_endpoint_name(path)}"
         if self.budget is not None:
-            await self.budget.acquire()
+            await self.budget.acquire(request_kind(method, path))
         self.request_counts[endpoint] = self.request_counts.get(endpoint, 0) + 1
         try:
             async with self.session.request(
@@ -380,7 +386,7 @@ class VideoAPIClient:
         partial = dest.with_name(dest.name + ".part")
         limit = self.max_download_bytes
         if self.budget is not None:
-            await self.budget.acquire()
+            await self.budget.acquire(RequestKind.DOWNLOAD)
         self.request_counts["GET content"] = self.request_counts.get("GET content", 0) + 1
         try:
             async with self.session.get(
@@ -448,6 +454,16 @@ def _flush_to_disk(out: BinaryIO) -> None:
 def _quoted(video_id: str) -> str:
     """Provider ids are opaque (some are 200+ characters): never let one change the path."""
     return urllib.parse.quote(video_id, safe="")
+
+
+def request_kind(method: str, path: str) -> RequestKind:
+    """Where a request waits in the provider budget: every POST (create, remix, extension, edit,
+    character) is a submission; reads are status checks, except a video's content."""
+    if method == "GET":
+        return RequestKind.DOWNLOAD if path.endswith("/content") else RequestKind.STATUS
+    if method == "DELETE":
+        return RequestKind.CLEANUP
+    return RequestKind.SUBMIT
 
 
 def _endpoint_name(path: str) -> str:

@@ -148,6 +148,8 @@ class FakeDiscord(Driver, RestApi, Gateway, World):
         self.rate_limited_by_kind: Counter[str] = Counter()
         # New interactions were created this long ago (their ids encode it; tokens age from then).
         self.interaction_age_seconds = 0.0
+        # False: uploads are recorded with their size only (a benchmark's thousand videos stay off the heap).
+        self.keep_file_data = True
 
         self.requests: list[RecordedRequest] = []
         self.messages: dict[int, StoredMessage] = {}

@@ -327,7 +327,8 @@ class RestApi(World):
                             index=int(m.group(1)),
                             filename=part.filename or name,  # type: ignore[union-attr]
                             content_type=part.headers.get("Content-Type"),
-                            data=bytes(data),
+                            data=bytes(data) if self.keep_file_data else b"",
+                            stored_size=None if self.keep_file_data else len(data),
                         )
                     )
             return payload, files

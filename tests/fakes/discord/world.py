@@ -135,10 +135,11 @@ class RecordedFile:
     filename: str
     content_type: str | None  # discord.py always sends application/octet-stream
     data: bytes
+    stored_size: int | None = None  # the size when the fake was told not to keep file contents
 
     @property
     def size(self) -> int:
-        return len(self.data)
+        return len(self.data) if self.stored_size is None else self.stored_size
 
 
 @dataclass

@@ -338,11 +338,11 @@ class JobTracker:
         if due:
             self._refreshed = {}
             await self._refresh(due)
-            # Scheduled from what the check found (progress), not from the state before it.
-            checked = self._clock()
+            # Scheduled from what the check found (progress), not from the state before it, and
+            # from when the check was sent: a slow sweep doesn't stretch the interval.
             for job in due:
                 latest = self._refreshed.get(job.id, job)
-                self._next_check[job.id] = checked + self._check_interval(latest, checked)
+                self._next_check[job.id] = now + self._check_interval(latest, now)
             self._refreshed = {}
         next_check = min(self._next_check.get(job.id, now) for job in at_provider)
         return self._until_retry(now, max(self.min_poll_interval, next_check - now))

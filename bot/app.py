@@ -158,6 +158,7 @@ def build_bot(
             wake_event=wake,
             poll_interval=settings.poll_interval_seconds,
             expected_seconds=catalog.expected_seconds,
+            submission_rate=api.budget.recent_submission_rate if api.budget else None,
             push_mode=settings.webhooks_enabled,
             safety_interval=settings.webhook_safety_sweep_seconds,
             max_concurrent_submissions=settings.max_concurrent_submissions,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import discord
 
 from bot.discord.text import inert, inert_inline
-from bot.domain.jobs import ChargeState, Job, JobStatus
+from bot.domain.jobs import UNSENT_STATUSES, ChargeState, Job, JobStatus, QueuePlace
 from bot.domain.messages import REMIX_SOURCE_GONE_CODE, clip
 
 BAR_WIDTH = 20
@@ -39,6 +39,21 @@ def estimate_finish(job: Job, now: float, expected_seconds: float) -> int | None
         remaining = max(5.0, expected_seconds - elapsed)
     eta = now + remaining
     return int(eta // 5 * 5)
+
+
+def ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, 11th, 12th, 13th, 21st…"""
+    if 10 <= n % 100 <= 20:
+        return f"{n}th"
+    return f"{n}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th') }"
+
+
+def queue_text(queue: QueuePlace) -> str:
+    """The card's "Place in line" value: the place and, when known, when the job should be sent."""
+    text = f"{ordinal(queue.place)} in line for the provider (first come, first served)"
+    if queue.starts_at is not None:
+        text += f" · sent <t:{int(queue.starts_at // 5 * 5)}:R> (estimate)"
+    return text
 
 
 def display_prompt(prompt: str, limit: int) -> str:
@@ -80,6 +95,7 @@ def job_embed(
     expected_seconds: float = 60.0,
     source: Job | None = None,
     demo: bool = False,
+    queue: QueuePlace | None = None,
 ) -> discord.Embed:
     """The card a job's reply shows, from submission to the result.
 
@@ -87,6 +103,7 @@ def job_embed(
     the bot edits only when the status, the progress or the estimate really changes. ``source`` is
     the job a remix was made from (``job.source_job_id``), for the "Remix of" link. ``demo``: the
     built-in renderer made it, which the card says so nobody mistakes it for the real thing.
+    ``queue``: the job's place in line while it waits for the provider budget (shown until it is sent).
     """
     colour = COLOURS.get(job.status, discord.Colour.blurple())
     embed = discord.Embed(
@@ -102,10 +119,16 @@ def job_embed(
     embed.add_field(name="Status", value=job.status.label, inline=True)
     if job.remixed_from_video_id or job.source_job_id is not None:
         embed.add_field(name="Remix of", value=lineage_text(job, source), inline=False)
+    if queue is not None and job.status not in UNSENT_STATUSES:
+        queue = None  # sent: the place no longer applies
     if not job.is_final:
+        if queue is not None:
+            embed.add_field(name="Place in line", value=queue_text(queue), inline=False)
         embed.add_field(name="Progress", value=progress_bar(job.progress), inline=False)
         started = int(job.created_at)
         eta = estimate_finish(job, now, expected_seconds)
+        if queue is not None and queue.starts_at is not None:
+            eta = int((queue.starts_at + expected_seconds) // 5 * 5)
         timing = f"Started <t:{started}:R>"
         if eta is not None and job.status in (JobStatus.QUEUED, JobStatus.IN_PROGRESS, JobStatus.PENDING):
             timing += f" · ready <t:{eta}:R> (estimate)"

@@ -36,7 +36,7 @@ from bot.discord.scheduler import (
 from bot.domain.catalog import Catalog
 from bot.domain.delivery import MIB, Link, Undeliverable, thumbnail_filename, video_filename
 from bot.domain.errors import UndeliverableError
-from bot.domain.jobs import Job, JobStatus
+from bot.domain.jobs import Job, JobStatus, QueuePlace
 from bot.services.delivery import DeliveryPlanner
 from bot.services.ports import Receipt, ReplyRecorder
 
@@ -93,6 +93,8 @@ class DiscordPresenter:
         self.delivery = delivery
         self.demo_render = demo_render  # the built-in renderer makes the videos: say so on the card
         self.scheduler = scheduler or WriteScheduler()
+        # Jobs waiting for the provider budget: their place in line, shown on the card (budget helper).
+        self._queue_places: dict[int, QueuePlace] = {}
 
     async def render(self, job: Job) -> discord.Embed:
         """The job's card. Async because a remix's card links to its source job's message."""
@@ -100,7 +102,12 @@ class DiscordPresenter:
         expected = (spec.seconds_per_video_second if spec else 10.0) * job.seconds
         source = await self.jobs.get_job(job.source_job_id) if job.source_job_id is not None else None
         return job_embed(
-            job, now=self._clock(), expected_seconds=expected, source=source, demo=self.demo_render
+            job,
+            now=self._clock(),
+            expected_seconds=expected,
+            source=source,
+            demo=self.demo_render,
+            queue=self._queue_places.get(job.id),
         )
 
     # -- JobPresenter ----------------------------------------------------------------------------
@@ -117,6 +124,12 @@ class DiscordPresenter:
             lambda ticket: self._send_progress(state, ticket),
             min_interval=self.edit_interval,
         )
+
+    async def queue_changed(self, job: Job, place: QueuePlace) -> None:
+        """``QueueView``: the job's place in the provider queue changed; its card shows it (through
+        the same scheduled, merged progress edit)."""
+        self._queue_places[job.id] = place
+        await self.job_changed(job)
 
     def _buckets(self, job: Job) -> tuple[BucketKey, ...]:
         """The buckets an edit of the job's reply writes to, by the route it will take."""
@@ -164,6 +177,7 @@ class DiscordPresenter:
 
     async def _settle(self, job_id: int) -> None:
         """Stop progress edits of a job whose final state is about to be shown."""
+        self._queue_places.pop(job_id, None)
         self._states.pop(job_id, None)
         await self.scheduler.settle(job_id)
 

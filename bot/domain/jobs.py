@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -94,6 +94,26 @@ _LABELS = {
     JobStatus.FAILED: "Failed",
     JobStatus.CANCELLED: "Cancelled",
 }
+
+
+# Not yet accepted by the provider: these wait for the provider budget, in one queue.
+UNSENT_STATUSES = frozenset({JobStatus.PENDING, JobStatus.SUBMITTING})
+
+
+@dataclass(frozen=True)
+class QueuePlace:
+    """Where a job waits for the provider budget: ``place`` in line (1 = next), first come first
+    served across members and channels; ``starts_at``: when it should be sent (Unix time, an
+    estimate from recent throughput; None: unknown)."""
+
+    place: int
+    starts_at: float | None = None
+
+
+def submission_queue(jobs: Iterable[Job]) -> list[Job]:
+    """The jobs waiting to be sent, first come first served: by creation as stored (``created_at``,
+    then ``id``), so every process reading the store sees the same order."""
+    return sorted((job for job in jobs if job.status in UNSENT_STATUSES), key=lambda j: (j.created_at, j.id))
 
 
 class ChargeState(StrEnum):

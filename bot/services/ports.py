@@ -7,10 +7,10 @@ from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from bot.domain.credits import GuildPolicy, RoleOverride, Usage, UsageReport
-from bot.domain.jobs import Job, JobChanges, JobRequest, JobStatus
+from bot.domain.jobs import Job, JobChanges, JobRequest, JobStatus, QueuePlace
 from bot.domain.provider import Video, VideoList
 
 # ==================================================================================================
@@ -108,6 +108,14 @@ class JobPresenter(Protocol):
     async def find_delivery(self, job: Job) -> int | None:
         """If the video of this job is already posted (by a run that crashed before recording it),
         the id of the message carrying it."""
+
+
+@runtime_checkable
+class QueueView(Protocol):
+    """A presenter that shows a job's place in the provider queue (the Discord one does)."""
+
+    async def queue_changed(self, job: Job, place: QueuePlace) -> None:
+        """The job's place in line changed (the tracker calls this at most every 30 s per job)."""
 
 
 class CancelPresenter(Protocol):

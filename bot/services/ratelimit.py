@@ -81,7 +81,7 @@ class RequestKind(IntEnum):
     CLEANUP = 3
 
 
-THROUGHPUT_WINDOW_SECONDS = 120.0
+RECENT_SUBMISSIONS = 10  # grants the recent submission rate is measured over
 
 
 @dataclass(order=True)
@@ -123,7 +123,7 @@ class ProviderBudget:
         self._seq = itertools.count()
         self._kick = asyncio.Event()
         self._pump: asyncio.Task[None] | None = None
-        self._submits_granted: deque[float] = deque()
+        self._submits_granted: deque[float] = deque(maxlen=RECENT_SUBMISSIONS)
         self.granted: dict[RequestKind, int] = dict.fromkeys(RequestKind, 0)
 
     # -- what members are told -------------------------------------------------------------------
@@ -137,14 +137,14 @@ class ProviderBudget:
         return rate
 
     def recent_submission_rate(self) -> float:
-        """Submissions per second over the last couple of minutes while the budget was busy, or the
-        configured rate when too few were sent to tell (honest ETAs: position / this)."""
-        now = self._clock()
-        while self._submits_granted and self._submits_granted[0] < now - THROUGHPUT_WINDOW_SECONDS:
-            self._submits_granted.popleft()
-        if len(self._submits_granted) < 5:
+        """Submissions per second lately: the last few grants over the time since the first of them
+        (a stall lowers it at once), at most the configured rate; the configured rate until enough
+        were sent to tell. Honest estimates: a place in line divided by this."""
+        if len(self._submits_granted) < RECENT_SUBMISSIONS:
             return self.submissions_per_second
-        span = max(1.0, now - self._submits_granted[0])
+        span = self._clock() - self._submits_granted[0]
+        if span <= 0:
+            return self.submissions_per_second
         return min(self.submissions_per_second, len(self._submits_granted) / span)
 
     def waiting(self, kind: RequestKind | None = None) -> int:
@@ -171,6 +171,7 @@ class ProviderBudget:
             with contextlib.suppress(ValueError):
                 self._waiting.remove(waiter)
                 heapq.heapify(self._waiting)
+            self._kick.set()  # the server re-plans (and stops when nobody waits)
             raise
 
     def _take(self, kind: RequestKind) -> bool:

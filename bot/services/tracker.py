@@ -11,9 +11,10 @@ With webhooks a completion is acted on the moment it arrives and polling is a sl
 
 Deliveries are a pipeline: downloads (streamed to disk) and uploads each have their own generous
 bound, so a burst of completions is downloaded and posted as fast as the provider budget and
-Discord allow; re-encodes are bounded by CPU cores in the delivery planner. It resumes every unfinished job
-from the store when it starts, and one bad job never stops the loop: each step has its own
-``try/except`` that logs and moves on.
+Discord allow; re-encodes are bounded by CPU cores in the delivery planner.
+
+It resumes every unfinished job from the store when it starts, and one bad job never stops the
+loop: each step has its own ``try/except`` that logs and moves on.
 
 Nothing here imports discord.py: the presenter protocol is how results reach members.
 """
@@ -35,7 +36,7 @@ from tenacity import RetryCallState, Retrying
 from tenacity.wait import wait_base, wait_exponential, wait_random_exponential
 
 from bot.domain.errors import UndeliverableError
-from bot.domain.jobs import WITH_PROVIDER, Job, JobStatus
+from bot.domain.jobs import WITH_PROVIDER, Job, JobStatus, QueuePlace, submission_queue
 from bot.domain.messages import (
     REMIX_SOURCE_GONE,
     REMIX_SOURCE_GONE_CODE,
@@ -54,7 +55,7 @@ from bot.domain.provider_errors import (
 )
 from bot.services.failpoints import FailPoint, reached
 from bot.services.lifecycle import JobLifecycle
-from bot.services.ports import DiskSpace, JobPresenter, JobRepository, Receipt, VideoProvider
+from bot.services.ports import DiskSpace, JobPresenter, JobRepository, QueueView, Receipt, VideoProvider
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ FAR_POLL_SECONDS = 15.0
 # its expected end, and until it is done.
 NEAR_END_INTERVALS = 3
 NEAR_END_MIN_SECONDS = 5.0
+# A job waiting for the provider budget sees its place in line change at most this often.
+QUEUE_UPDATE_SECONDS = 30.0
 # The provider deadline applies from submission; a job not at the provider also gets this long
 # (the queue before submission, the download and the upload): see ``Job.deadline_at``.
 DEADLINE_GRACE_SECONDS = 600.0
@@ -127,6 +130,7 @@ class JobTracker:
         min_poll_interval: float = 0.2,
         far_poll_interval: float = FAR_POLL_SECONDS,
         expected_seconds: Callable[[Job], float | None] | None = None,
+        submission_rate: Callable[[], float | None] | None = None,
         push_mode: bool = False,
         safety_interval: float = 60.0,
         max_concurrent_submissions: int = 4,
@@ -157,6 +161,13 @@ class JobTracker:
         self.deadline_seconds = deadline_seconds
         self._clock = clock
         self._submit_slots = asyncio.Semaphore(max_concurrent_submissions)
+        self._submit_concurrency = max_concurrent_submissions
+        # The provider queue: places computed each sweep from the store's order; submissions per
+        # second lately (for the estimate); what each waiting job's card was last told, and when.
+        self._submission_rate = submission_rate
+        self._queue: dict[int, QueuePlace] = {}
+        self._queue_shown: dict[int, tuple[int, float]] = {}
+        self._queue_view = presenter if isinstance(presenter, QueueView) else None
         # The delivery pipeline's stages, bounded separately: a slow upload never holds a download
         # back, and the other way round.
         self._download_slots = asyncio.Semaphore(max_concurrent_deliveries)
@@ -167,6 +178,9 @@ class JobTracker:
         self._pushed: dict[str, str] = {}  # provider video id → webhook event type
         # Job id → clock time its status is checked next (absent: at the next sweep).
         self._next_check: dict[int, float] = {}
+        self._refreshed: dict[int, Job] = {}  # during a status check: the jobs it changed
+        # Job id → (clock time, progress) when a check first found it generating: its pace.
+        self._first_progress: dict[int, tuple[float, int]] = {}
         self._upload_attempted: set[int] = set()  # jobs this process has tried to post
         self._step_failures: dict[int, int] = {}
         # Job id → clock time before which its steps are not retried (after a failure).
@@ -212,6 +226,10 @@ class JobTracker:
     def steps_running(self) -> int:
         """Submit, delivery and status steps in flight now."""
         return len(self._tasks)
+
+    def queue_place(self, job_id: int) -> QueuePlace | None:
+        """Where a job not yet sent waits in the provider queue (as of the last sweep)."""
+        return self._queue.get(job_id)
 
     def retry_at(self, job_id: int) -> float | None:
         """When a job whose step failed is tried again (clock time), if it is backing off."""
@@ -291,6 +309,7 @@ class JobTracker:
         # Backoffs that ended, or of jobs that ended some other way (a cancel), are dropped.
         ids = {job.id for job in active}
         self._not_before = {k: t for k, t in self._not_before.items() if k in ids and t > now}
+        await self._update_queue(active, now)
         jobs = [job for job in active if job.id not in self._busy]
         jobs = [job for job in jobs if not await self._past_deadline(job, now)]
         # A job whose step failed waits out its backoff (its deadline still applies, above).
@@ -312,17 +331,19 @@ class JobTracker:
         if pushed:
             at_provider = await self._apply_pushed(at_provider, pushed)
         self._next_check = {k: t for k, t in self._next_check.items() if k in ids}
+        self._first_progress = {k: v for k, v in self._first_progress.items() if k in ids}
         if not at_provider:
             return self._until_retry(now, self.idle_interval)
         due = self._due(at_provider, now)
         if due:
+            self._refreshed = {}
             await self._refresh(due)
-            # Scheduled from what the check found (progress), not from the state before it.
-            checked = self._clock()
-            current = {job.id: job for job in await self.store.active_jobs()}
+            # Scheduled from what the check found (progress), not from the state before it, and
+            # from when the check was sent: a slow sweep doesn't stretch the interval.
             for job in due:
-                if job.id in current:
-                    self._next_check[job.id] = checked + self._check_interval(current[job.id], checked)
+                latest = self._refreshed.get(job.id, job)
+                self._next_check[job.id] = now + self._check_interval(latest, now)
+            self._refreshed = {}
         next_check = min(self._next_check.get(job.id, now) for job in at_provider)
         return self._until_retry(now, max(self.min_poll_interval, next_check - now))
 
@@ -331,6 +352,34 @@ class JobTracker:
         if not self._not_before:
             return delay
         return min(delay, max(self.min_poll_interval, min(self._not_before.values()) - now))
+
+    # -- the provider queue -----------------------------------------------------------------------
+
+    async def _update_queue(self, active: list[Job], now: float) -> None:
+        """Place every job not yet sent in line (the store's order: by creation), and tell the
+        members whose jobs wait behind the ones being sent: when first seen waiting, then when the
+        place changed, at most every ``QUEUE_UPDATE_SECONDS``."""
+        queue = submission_queue(active)
+        rate = self._submission_rate() if self._submission_rate is not None else None
+        self._queue = {
+            job.id: QueuePlace(place, now + place / rate if rate else None)
+            for place, job in enumerate(queue, start=1)
+        }
+        self._queue_shown = {k: v for k, v in self._queue_shown.items() if k in self._queue}
+        if self._queue_view is None:
+            return
+        for job in queue[self._submit_concurrency :]:
+            if job.reply_message_id is None:
+                continue  # the first card is not posted yet: tell it on a later sweep
+            place = self._queue[job.id]
+            shown = self._queue_shown.get(job.id)
+            if shown is not None and (shown[0] == place.place or now - shown[1] < QUEUE_UPDATE_SECONDS):
+                continue
+            self._queue_shown[job.id] = (place.place, now)
+            try:
+                await self._queue_view.queue_changed(job, place)
+            except Exception:
+                log.exception("job %s: could not show its place in line", job.id)
 
     # -- when to check a job's status ------------------------------------------------------------
 
@@ -349,23 +398,33 @@ class JobTracker:
         return max(self.min_poll_interval, interval)
 
     def expected_remaining(self, job: Job, now: float) -> float | None:
-        """Seconds until the provider should finish ``job`` (negative: overdue): from its progress
-        once it reports some, else from its model's typical generation time; None: unknown."""
+        """Seconds until the provider should finish ``job`` (negative: overdue): from its pace once
+        two checks saw its progress move, else from its model's typical generation time (or, without
+        one, from its progress since submission); None: unknown."""
+        first = self._first_progress.get(job.id)
+        if job.status is JobStatus.IN_PROGRESS and first is not None:
+            # The pace between two checks this bot made: the provider's queue time doesn't skew
+            # it, nor does a start that was first seen at a late check.
+            seen_at, seen_progress = first
+            if job.progress > seen_progress and now > seen_at:
+                return (now - seen_at) * (100 - job.progress) / (job.progress - seen_progress)
         start = job.submitted_at
         if start is None:
             return None
-        if job.status is JobStatus.IN_PROGRESS and job.progress >= 3:
-            # From submission, not from when this bot first saw it start (which can be a far
-            # check later): the estimate errs early, which costs a check, never a late delivery.
-            return max(0.0, now - start) * (100 - job.progress) / job.progress
         expected = self._expected_seconds(job) if self._expected_seconds is not None else None
-        return None if expected is None else start + expected - now
+        if expected is not None:
+            return start + expected - now
+        if job.status is JobStatus.IN_PROGRESS and job.progress >= 3:
+            return max(0.0, now - start) * (100 - job.progress) / job.progress
+        return None
 
     def _check_interval(self, job: Job, now: float) -> float:
         """How long until ``job``'s status is checked again. With webhooks on, polling is only a
         slow safety net; otherwise near its end at the near interval, far from it rarely."""
         if self.push_mode:
             return self.safety_interval
+        if job.status is JobStatus.IN_PROGRESS:
+            self._first_progress.setdefault(job.id, (now, job.progress))
         near = self._near_interval()
         remaining = self.expected_remaining(job, now)
         window = max(NEAR_END_INTERVALS * near, NEAR_END_MIN_SECONDS)
@@ -549,7 +608,10 @@ class JobTracker:
                     seen = await self._list_covering(set(by_video))
                 except VideoAPIError as exc:
                     log.warning("status list failed (%s); falling back to single lookups", exc)
-        for video_id, job in by_video.items():
+        # Finished videos first: their downloads start before the progress of the rest is recorded.
+        order = sorted(by_video, key=lambda vid: 0 if vid in seen and seen[vid].is_terminal else 1)
+        for video_id in order:
+            job = by_video[video_id]
             video = seen.get(video_id)
             if video is None:
                 try:
@@ -598,6 +660,7 @@ class JobTracker:
             job, status=status, progress=progress, provider_status=video.status
         )
         if updated is not None:
+            self._refreshed[updated.id] = updated
             await self.presenter.job_changed(updated)
 
     # -- deliver -------------------------------------------------------------------------------

@@ -33,8 +33,18 @@ def renderer_settings() -> dict[str, Any]:
 
 
 @pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    """More ``Settings`` fields for ``videobot``; a test module overrides this fixture to change them."""
+    return {}
+
+
+@pytest.fixture
 async def videobot(
-    fake: FakeDiscord, renderer: InstrumentedRenderer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    fake: FakeDiscord,
+    renderer: InstrumentedRenderer,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    settings_overrides: dict[str, Any],
 ) -> AsyncIterator[VideoBot]:
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
@@ -46,10 +56,16 @@ async def videobot(
         data_dir=tmp_path / "data",
         poll_interval_seconds=0.2,
         progress_edit_interval_seconds=0.2,
+        **settings_overrides,
     )
     settings.data_dir.mkdir(parents=True)
     with patched_discord(fake):
-        async with Store.open(settings.database_path) as store, VideoAPIClient(renderer.base_url) as api:
+        api_client = VideoAPIClient(
+            renderer.base_url,
+            requests_per_minute=settings.video_api_requests_per_minute,
+            creates_per_minute=settings.video_api_creates_per_minute,
+        )
+        async with Store.open(settings.database_path) as store, api_client as api:
             # Wired as ``videobot run`` wires it (bot.cli.run_bot), minus the gateway and HTTP server.
             bot = build_bot(settings, store=store, api=api, catalog=load_catalog(None))
             async with bot:

@@ -19,7 +19,7 @@ from bot.adapters.media import probe_video
 from bot.adapters.sqlite.store import Store
 from bot.adapters.videoapi.client import VideoAPIClient
 from bot.app import job_lifecycle, job_service, job_tracker
-from bot.domain.jobs import WITH_PROVIDER, ChargeState, Job, JobRequest, JobStatus
+from bot.domain.jobs import WITH_PROVIDER, ChargeState, Job, JobRequest, JobStatus, QueuePlace
 from bot.localapi import LocalRendererConfig
 from bot.services.tracker import JobTracker
 from tests.conftest import RendererFactory
@@ -369,3 +369,75 @@ async def test_status_is_listed_near_the_end_with_single_lookups_only_for_jobs_t
 async def _all_three(jobs: Awaitable[list[Job]]) -> list[Job] | None:
     found = await jobs
     return found if len(found) == 3 else None
+
+
+@dataclass
+class QueueRecordingPresenter(RecordingPresenter):
+    places: list[tuple[int, int]] = field(default_factory=list)
+
+    async def queue_changed(self, job: Job, place: QueuePlace) -> None:
+        self.places.append((job.id, place.place))
+
+
+async def test_a_waiting_jobs_place_is_shown_when_it_changes_at_most_every_30_seconds(
+    store: Store, renderer: InstrumentedRenderer, tmp_path: Path
+) -> None:
+    clock = ManualClock(time.time())
+    service = job_service(store)
+    jobs = [await service.submit(request(f"in line {n}")) for n in range(4)]
+    for n, job in enumerate(jobs):
+        await store.update_job(job.id, reply_message_id=5000 + n)  # each has its card
+    presenter = QueueRecordingPresenter()
+    # One create a minute: the first goes at once, the second waits for the budget.
+    async with VideoAPIClient(renderer.base_url, requests_per_minute=60, creates_per_minute=1) as api:
+        tracker = job_tracker(
+            store,
+            api,
+            presenter,
+            tmp_path / "data",
+            clock=clock,
+            max_concurrent_submissions=1,
+            submission_rate=lambda: 0.5,
+        )
+        await tracker.sweep()
+        # Behind the one being sent, each in creation order, with an estimate from the rate.
+        assert presenter.places == [(jobs[1].id, 2), (jobs[2].id, 3), (jobs[3].id, 4)]
+        assert tracker.queue_place(jobs[3].id) == QueuePlace(4, clock.now + 8)
+
+        async def first_sent() -> bool:
+            job = await store.get_job(jobs[0].id)
+            return job is not None and job.status in WITH_PROVIDER
+
+        await wait_for(first_sent, "the first job to be sent")
+        presenter.places.clear()
+        clock.advance(10)
+        await tracker.sweep()
+        assert presenter.places == []  # moved up, but told less than 30 s ago
+        assert tracker.queue_place(jobs[3].id) == QueuePlace(3, clock.now + 6)
+        clock.advance(21)
+        await tracker.sweep()
+        assert presenter.places == [(jobs[2].id, 2), (jobs[3].id, 3)]
+        clock.advance(31)
+        await tracker.sweep()
+        assert presenter.places == [(jobs[2].id, 2), (jobs[3].id, 3)]  # unchanged: not told again
+        await tracker.stop()
+
+
+async def test_with_webhooks_a_completion_is_downloaded_at_once_without_a_status_check(
+    store: Store, renderer: InstrumentedRenderer, tmp_path: Path
+) -> None:
+    service = job_service(store)
+    job = await service.submit(request("pushed"))
+    async with VideoAPIClient(renderer.base_url) as api:
+        video = await api.create(prompt=job.prompt, model="sora-2", size="720x1280", seconds=4)
+        await store.update_job(job.id, status=JobStatus.QUEUED, provider_video_id=video.id)
+        await renderer.wait_rendered(video.id)
+        await wait_for(lambda: renderer.video(video.id)["status"] == "completed", "the video to finish")
+        renderer.requests.clear()
+        presenter = RecordingPresenter()
+        tracker = job_tracker(store, api, presenter, tmp_path / "data", push_mode=True, safety_interval=3600)
+        tracker.notify_video_event(video.id, "video.completed")
+        await tracker.sweep()
+        await wait_for(lambda: job.id in presenter.delivered, "the delivery")
+        await tracker.stop()
+    assert [(r.method, r.path) for r in renderer.requests] == [("GET", f"/v1/videos/{video.id}/content")]

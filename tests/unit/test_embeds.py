@@ -4,8 +4,8 @@ from dataclasses import replace
 
 import pytest
 
-from bot.discord.embeds import estimate_finish, job_embed, progress_bar
-from bot.domain.jobs import ChargeState, Job, JobStatus
+from bot.discord.embeds import estimate_finish, job_embed, ordinal, progress_bar
+from bot.domain.jobs import ChargeState, Job, JobStatus, QueuePlace
 
 NOW = 1_800_000_000.0
 
@@ -127,3 +127,35 @@ def test_long_prompt_is_clipped() -> None:
 
 def test_repr_hides_the_interaction_token() -> None:
     assert "secret-token" not in repr(make_job())
+
+
+def test_a_job_waiting_for_the_provider_shows_its_place_and_when_it_should_be_ready() -> None:
+    waiting = make_job(status=JobStatus.PENDING, progress=0, provider_video_id=None, started_at=None)
+    embed = job_embed(waiting, now=NOW, expected_seconds=40, queue=QueuePlace(12, NOW + 120))
+    fields = {f.name: f.value for f in embed.fields}
+    assert fields["Place in line"] == (
+        f"12th in line for the provider (first come, first served) · sent <t:{int(NOW + 120)}:R> (estimate)"
+    )
+    assert f"ready <t:{int(NOW + 160)}:R>" in str(fields["Time"])
+    # Once sent, the place no longer shows.
+    sent = replace(waiting, status=JobStatus.QUEUED, provider_video_id="video_1")
+    embed = job_embed(sent, now=NOW, expected_seconds=40, queue=QueuePlace(12, NOW + 120))
+    assert "Place in line" not in {f.name for f in embed.fields}
+
+
+@pytest.mark.parametrize(
+    ("n", "text"),
+    [
+        (1, "1st"),
+        (2, "2nd"),
+        (3, "3rd"),
+        (4, "4th"),
+        (11, "11th"),
+        (12, "12th"),
+        (13, "13th"),
+        (21, "21st"),
+        (102, "102nd"),
+    ],
+)
+def test_ordinals(n: int, text: str) -> None:
+    assert ordinal(n) == text

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from bot.services.ratelimit import ProviderBudget, RequestKind, TokenBucket
 
 
@@ -132,3 +134,14 @@ def test_recent_submission_rate_falls_back_to_the_configured_one() -> None:
     clock = SteppingClock()
     budget = ProviderBudget(120, creates_per_minute=30, clock=clock)
     assert budget.recent_submission_rate() == 0.5
+
+
+async def test_the_recent_submission_rate_is_measured_and_a_stall_lowers_it() -> None:
+    clock = SteppingClock()
+    budget = ProviderBudget(600, creates_per_minute=60, clock=clock, sleep=clock.sleep)
+    for _ in range(10):
+        await budget.acquire(RequestKind.SUBMIT)
+        clock.now += 2.0  # the provider answers slower than the budget allows
+    assert budget.recent_submission_rate() == pytest.approx(10 / 20)
+    clock.now += 30  # nothing sent for half a minute
+    assert budget.recent_submission_rate() == pytest.approx(10 / 50)

@@ -15,6 +15,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discord.common import guild_id_of, role_ids
+from bot.discord.embeds import queue_text
 from bot.discord.presenter import NO_MENTIONS
 from bot.discord.text import inert_inline
 from bot.domain.bounds import check
@@ -392,6 +393,13 @@ class CreditsCog(commands.Cog):
         if mine.in_progress:
             lines.append("**In progress**")
             lines.extend(job_line(job) for job in mine.in_progress)
+        queued = [(job, self.bot.tracker.queue_place(job.id)) for job in mine.in_progress]
+        waiting = [(job, place) for job, place in queued if place is not None]
+        if waiting:
+            lines.append("**Waiting for the provider**")
+            lines.extend(
+                f"`#{job.id}` {queue_text(place)}" for job, place in sorted(waiting, key=lambda w: w[1].place)
+            )
         await interaction.response.send_message(
             "\n".join(lines), ephemeral=True, allowed_mentions=NO_MENTIONS
         )

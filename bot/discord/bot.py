@@ -22,6 +22,7 @@ from bot.discord.cogs.video import VideoCog
 from bot.discord.errors import answer_error
 from bot.discord.mentions import NO_MENTIONS
 from bot.discord.presenter import DiscordPresenter
+from bot.discord.scheduler import WriteScheduler
 from bot.discord.starter import JobStarter
 from bot.discord.views import DYNAMIC_ITEMS, JobButtons
 from bot.domain.catalog import Catalog
@@ -95,6 +96,8 @@ class VideoBot(commands.AutoShardedBot):
         discord.VoiceClient.warn_dave = False
         intents = discord.Intents.none()
         intents.guilds = True  # channels and roles; interactions carry the member, so no members intent
+        # Plans every message write within Discord's buckets; learns them from discord.py's answers.
+        scheduler = WriteScheduler()
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=intents,
@@ -103,6 +106,7 @@ class VideoBot(commands.AutoShardedBot):
             chunk_guilds_at_startup=False,
             shard_count=settings.shard_count,
             shard_ids=settings.shards,
+            http_trace=scheduler.trace_config(),
         )
         self.settings = settings
         self.store = store
@@ -125,6 +129,7 @@ class VideoBot(commands.AutoShardedBot):
             views=JobButtons(offers=jobs.offers),
             demo_render=settings.uses_local_api,
             edit_interval=settings.progress_edit_interval_seconds,
+            scheduler=scheduler,
         )
         self.tracker = tracker_for(self.presenter)
         # Webhooks and other wake-ups reach the process working the job (``bot.services.wakeups``).

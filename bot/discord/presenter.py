@@ -1,22 +1,23 @@
 """The Discord side of the tracker: progress edits and final delivery.
 
-Edits are throttled per message (at most one per ``edit_interval``), coalesced (a burst of changes
-becomes one edit showing the latest state) and skipped when the rendered card has not changed.
+Every write goes through the ``WriteScheduler`` (``bot/discord/scheduler.py``), which plans it within
+Discord's buckets: finals (deliveries, failures, cancellations) first, progress edits from what is
+left. Progress edits are merged per message (a burst of changes becomes one edit showing the latest
+state), at most one per ``edit_interval`` per message, and skipped when the card has not changed.
 
 Interaction tokens expire after 15 minutes and generations can take longer, so edits go through
-the interaction webhook only while the token is fresh, and through the bot's own channel-message
-route after that (or when the webhook refuses the token).
+the interaction webhook (its own bucket per token, outside the channel and global buckets) only while
+the token is fresh, and through the bot's own channel-message route after that (or when the webhook
+refuses the token).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -24,13 +25,20 @@ import discord
 
 from bot.discord.embeds import job_embed
 from bot.discord.mentions import NO_MENTIONS
+from bot.discord.scheduler import (
+    GLOBAL,
+    BucketKey,
+    Ticket,
+    WriteScheduler,
+    channel_bucket,
+    interaction_bucket,
+)
 from bot.domain.catalog import Catalog
 from bot.domain.delivery import MIB, Link, Undeliverable, thumbnail_filename, video_filename
 from bot.domain.errors import UndeliverableError
 from bot.domain.jobs import Job, JobStatus, QueuePlace
 from bot.services.delivery import DeliveryPlanner
 from bot.services.ports import Receipt, ReplyRecorder
-from bot.services.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +52,6 @@ _FILE_TOO_LARGE = 40005
 class _EditState:
     latest: Job
     last_key: str | None = None
-    last_edit_at: float = float("-inf")
-    task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
 class JobReader(Protocol):
@@ -72,7 +78,7 @@ class DiscordPresenter:
         views: JobViews | None = None,
         demo_render: bool = False,
         edit_interval: float = 3.0,
-        channel_edits_per_minute: int = 36,
+        scheduler: WriteScheduler | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
@@ -86,10 +92,7 @@ class DiscordPresenter:
         self.views = views
         self.delivery = delivery
         self.demo_render = demo_render  # the built-in renderer makes the videos: say so on the card
-        # Discord allows about 5 message writes per 5 s per channel. Progress edits share a smaller
-        # budget (3 per 5 s by default) so that final deliveries, which skip the queue, always fit.
-        self.channel_edits_per_minute = channel_edits_per_minute
-        self._channel_budgets: dict[int, TokenBucket] = {}
+        self.scheduler = scheduler or WriteScheduler()
         # Jobs waiting for the provider budget: their place in line, shown on the card (budget helper).
         self._queue_places: dict[int, QueuePlace] = {}
 
@@ -115,73 +118,74 @@ class DiscordPresenter:
             state = self._states[job.id] = _EditState(latest=job)
         else:
             state.latest = job
-        if state.task is None or state.task.done():
-            state.task = asyncio.create_task(self._flush(state), name=f"progress-edit-{job.id}")
+        self.scheduler.offer_progress(
+            job.id,
+            lambda: self._buckets(state.latest),
+            lambda ticket: self._send_progress(state, ticket),
+            min_interval=self.edit_interval,
+        )
 
     async def queue_changed(self, job: Job, place: QueuePlace) -> None:
         """``QueueView``: the job's place in the provider queue changed; its card shows it (through
-        the same throttled, coalesced progress edit)."""
+        the same scheduled, merged progress edit)."""
         self._queue_places[job.id] = place
         await self.job_changed(job)
 
-    def _channel_budget(self, channel_id: int) -> TokenBucket:
-        budget = self._channel_budgets.get(channel_id)
-        if budget is None:
-            budget = self._channel_budgets[channel_id] = TokenBucket(
-                self.channel_edits_per_minute, burst=max(1, self.channel_edits_per_minute // 12)
-            )
-        return budget
+    def _buckets(self, job: Job) -> tuple[BucketKey, ...]:
+        """The buckets an edit of the job's reply writes to, by the route it will take."""
+        if self._via_webhook(job):
+            return (interaction_bucket(job.interaction_token or ""),)
+        return (channel_bucket(job.channel_id), GLOBAL)
 
-    async def _flush(self, state: _EditState) -> None:
-        """Show the latest state of one job, at most once per ``edit_interval``, until no newer
-        state arrived during the edit. The store is the truth: a final state is shown by its own
-        path (delivery, failure, cancel), never by a progress edit that was waiting its turn."""
+    def _via_webhook(self, job: Job) -> bool:
+        return bool(job.token_usable(self._clock()) and job.application_id and job.interaction_token)
+
+    async def _send_progress(self, state: _EditState, ticket: Ticket) -> None:
+        """Show the latest state of one job (the scheduler found room for it). The store is the
+        truth: a final state is shown by its own path (delivery, failure, cancel), never by a progress
+        edit that was waiting its turn."""
         try:
-            while True:
-                wait = state.last_edit_at + self.edit_interval - time.monotonic()
-                if wait > 0:
-                    await asyncio.sleep(wait)  # rate shaping: one edit per interval per message
-                await self._channel_budget(state.latest.channel_id).acquire()
-                seen = state.latest
-                job = await self.jobs.get_job(seen.id)
-                # No reply recorded yet: /video shows the first card itself.
-                if job is None or job.is_final or job.reply_message_id is None:
-                    return
-                embed = await self.render(job)
-                key = json.dumps(embed.to_dict(), sort_keys=True)
-                if key != state.last_key:
-                    await self._show(job, embed=embed, view=self.view_for(job))
-                    state.last_key = key
-                    state.last_edit_at = time.monotonic()
-                if state.latest is seen:
-                    return
+            job = await self.jobs.get_job(state.latest.id)
+            # No reply recorded yet: /video shows the first card itself.
+            if job is None or job.is_final or job.reply_message_id is None:
+                return
+            embed = await self.render(job)
+            key = json.dumps(embed.to_dict(), sort_keys=True)
+            if key != state.last_key:
+                await self._show(job, embed=embed, view=self.view_for(job), ticket=ticket)
+                state.last_key = key
         except discord.HTTPException as exc:
             log.warning("job %s: progress edit failed: %s", state.latest.id, exc)
         except Exception:
             log.exception("job %s: progress edit failed", state.latest.id)
+        finally:
+            self.scheduler.refund(ticket)  # no-op when the edit spent it
+
+    async def _slot(self, keys: tuple[BucketKey, ...], *, ticket: Ticket | None) -> None:
+        """Room for one write: a progress edit's first write spends the slot the scheduler took for
+        it; every other write of a progress edit waits as progress, everything else as a final."""
+        if ticket is not None and not ticket.spent and ticket.buckets == keys:
+            ticket.spent = True
+            return
+        if ticket is not None:
+            self.scheduler.refund(ticket)
+        await self.scheduler.acquire(keys, final=ticket is None)
 
     async def close(self) -> None:
         """Stop pending progress edits (the bot is shutting down; the tracker resumes them)."""
-        tasks = [state.task for state in self._states.values() if state.task and not state.task.done()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.scheduler.close()
 
     async def _settle(self, job_id: int) -> None:
         """Stop progress edits of a job whose final state is about to be shown."""
         self._queue_places.pop(job_id, None)
-        state = self._states.pop(job_id, None)
-        if state and state.task and not state.task.done():
-            state.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await state.task
+        self._states.pop(job_id, None)
+        await self.scheduler.settle(job_id)
 
     async def deliver(self, job: Job, media: Path) -> Receipt | None:
         """Post what the delivery planner decided for the finished video of ``job`` (the tracker
         checked it is still being posted)."""
         await self._settle(job.id)
         delivered = _as_delivered(job, self._clock())
-        self._channel_budget(job.channel_id).take_if_available()  # deliveries never wait for progress
         limit: int | None = None
         for _attempt in range(2):
             plan = await self.delivery.plan(job, media, limit)
@@ -253,9 +257,10 @@ class DiscordPresenter:
         embed: discord.Embed,
         view: discord.ui.View | None,
         dm_fallback: bool = False,
+        ticket: Ticket | None = None,
     ) -> None:
         """Edit the card (no file) and have the lifecycle record where it now lives."""
-        receipt = await self._edit_reply(job, embed=embed, view=view, dm_fallback=dm_fallback)
+        receipt = await self._edit_reply(job, embed=embed, view=view, dm_fallback=dm_fallback, ticket=ticket)
         if receipt.reposted or receipt.token_refused:
             await self.replies.record_reply(job, receipt)
 
@@ -263,6 +268,7 @@ class DiscordPresenter:
         if job.reply_message_id is None:
             return None
         channel = self.client.get_partial_messageable(job.channel_id)
+        await self.scheduler.acquire((GLOBAL,), final=True)
         try:
             message = await channel.fetch_message(job.reply_message_id)
         except discord.HTTPException:
@@ -289,23 +295,29 @@ class DiscordPresenter:
         upload: Upload | None = None,
         view: discord.ui.View | None = None,
         dm_fallback: bool = False,
+        ticket: Ticket | None = None,
     ) -> Receipt:
         """Edit the job's reply (webhook while the token is fresh, else the channel route); post a new
         message when the reply is gone; with ``dm_fallback``, send it to the member directly when the
-        bot can no longer post in the channel. Returns where the job is now shown."""
+        bot can no longer post in the channel. Returns where the job is now shown. ``ticket``: this is
+        a progress edit, and the scheduler took its first slot."""
         try:
-            return await self._edit_or_repost(job, embed=embed, upload=upload, view=view)
+            return await self._edit_or_repost(job, embed=embed, upload=upload, view=view, ticket=ticket)
         except (discord.Forbidden, discord.NotFound) as exc:
             if not dm_fallback or (isinstance(exc, discord.NotFound) and exc.code != _UNKNOWN_CHANNEL):
                 raise
             log.info(
                 "job %s: cannot post in channel %s (%s); sending by DM", job.id, job.channel_id, exc.code
             )
-            return await self._send_by_dm(job, embed=embed, upload=upload)
+            return await self._send_by_dm(job, embed=embed, upload=upload, ticket=ticket)
 
-    async def _send_by_dm(self, job: Job, *, embed: discord.Embed, upload: Upload | None) -> Receipt:
+    async def _send_by_dm(
+        self, job: Job, *, embed: discord.Embed, upload: Upload | None, ticket: Ticket | None
+    ) -> Receipt:
         try:
+            await self._slot((GLOBAL,), ticket=ticket)
             channel = await self.client.create_dm(discord.Object(id=job.user_id))
+            await self._slot((channel_bucket(channel.id), GLOBAL), ticket=ticket)
             message = await channel.send(
                 f"I couldn't post in <#{job.channel_id}>, so here is your video.",
                 embed=embed,
@@ -327,6 +339,7 @@ class DiscordPresenter:
         embed: discord.Embed,
         upload: Upload | None,
         view: discord.ui.View | None,
+        ticket: Ticket | None,
     ) -> Receipt:
         def kwargs() -> dict[str, Any]:
             # Fresh File objects for every attempt: discord.py closes them after each request.
@@ -338,20 +351,21 @@ class DiscordPresenter:
             return values
 
         if job.reply_message_id is None:
-            return await self._post_new(job, kwargs())
+            return await self._post_new(job, kwargs(), ticket)
         token_refused = False
-        if job.token_usable(self._clock()) and job.application_id:
+        if self._via_webhook(job) and job.application_id:
             webhook = discord.Webhook.partial(
                 job.application_id, job.interaction_token or "", client=self.client
             )
             try:
+                await self._slot(self._buckets(job), ticket=ticket)
                 await webhook.edit_message(job.reply_message_id, **kwargs())
                 self.edits_sent += 1
                 return Receipt(job.reply_message_id, route="webhook")
             except discord.HTTPException as exc:
                 if exc.status != 401 and exc.code != _INVALID_WEBHOOK_TOKEN:
                     if exc.code == _UNKNOWN_MESSAGE:
-                        return await self._post_new(job, kwargs())
+                        return await self._post_new(job, kwargs(), ticket)
                     raise
                 log.info("job %s: interaction token refused; switching to the channel route", job.id)
                 token_refused = True
@@ -359,21 +373,23 @@ class DiscordPresenter:
             job.reply_message_id
         )
         try:
+            await self._slot((channel_bucket(job.channel_id), GLOBAL), ticket=ticket)
             await message.edit(**kwargs())
         except discord.NotFound as exc:
             if exc.code != _UNKNOWN_MESSAGE:
                 raise
-            return await self._post_new(job, kwargs())
+            return await self._post_new(job, kwargs(), ticket)
         self.edits_sent += 1
         return Receipt(job.reply_message_id, route="channel", token_refused=token_refused)
 
-    async def _post_new(self, job: Job, kwargs: dict[str, Any]) -> Receipt:
+    async def _post_new(self, job: Job, kwargs: dict[str, Any], ticket: Ticket | None) -> Receipt:
         """The reply is gone (deleted by a moderator) or was never recorded: post a fresh message."""
         kwargs = dict(kwargs)
         files = kwargs.pop("attachments", None)
         if files:
             kwargs["files"] = files
         channel = self.client.get_partial_messageable(job.channel_id)
+        await self._slot((channel_bucket(job.channel_id), GLOBAL), ticket=ticket)
         message = await channel.send(**kwargs)
         self.edits_sent += 1
         # The interaction webhook can only edit the interaction's own messages: this one is edited

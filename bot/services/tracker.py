@@ -11,9 +11,10 @@ With webhooks a completion is acted on the moment it arrives and polling is a sl
 
 Deliveries are a pipeline: downloads (streamed to disk) and uploads each have their own generous
 bound, so a burst of completions is downloaded and posted as fast as the provider budget and
-Discord allow; re-encodes are bounded by CPU cores in the delivery planner. It resumes every unfinished job
-from the store when it starts, and one bad job never stops the loop: each step has its own
-``try/except`` that logs and moves on.
+Discord allow; re-encodes are bounded by CPU cores in the delivery planner.
+
+It resumes every unfinished job from the store when it starts, and one bad job never stops the
+loop: each step has its own ``try/except`` that logs and moves on.
 
 Nothing here imports discord.py: the presenter protocol is how results reach members.
 """
@@ -179,6 +180,8 @@ class JobTracker:
         # Job id → clock time its status is checked next (absent: at the next sweep).
         self._next_check: dict[int, float] = {}
         self._refreshed: dict[int, Job] = {}  # during a status check: the jobs it changed
+        # Job id → (clock time, progress) when a check first found it generating: its pace.
+        self._first_progress: dict[int, tuple[float, int]] = {}
         self._upload_attempted: set[int] = set()  # jobs this process has tried to post
         self._step_failures: dict[int, int] = {}
         # Job id → clock time before which its steps are not retried (after a failure).
@@ -329,17 +332,18 @@ class JobTracker:
         if pushed:
             at_provider = await self._apply_pushed(at_provider, pushed)
         self._next_check = {k: t for k, t in self._next_check.items() if k in ids}
+        self._first_progress = {k: v for k, v in self._first_progress.items() if k in ids}
         if not at_provider:
             return self._until_retry(now, self.idle_interval)
         due = self._due(at_provider, now)
         if due:
             self._refreshed = {}
             await self._refresh(due)
-            # Scheduled from what the check found (progress), not from the state before it.
-            checked = self._clock()
+            # Scheduled from what the check found (progress), not from the state before it, and
+            # from when the check was sent: a slow sweep doesn't stretch the interval.
             for job in due:
                 latest = self._refreshed.get(job.id, job)
-                self._next_check[job.id] = checked + self._check_interval(latest, checked)
+                self._next_check[job.id] = now + self._check_interval(latest, now)
             self._refreshed = {}
         next_check = min(self._next_check.get(job.id, now) for job in at_provider)
         return self._until_retry(now, max(self.min_poll_interval, next_check - now))
@@ -395,23 +399,33 @@ class JobTracker:
         return max(self.min_poll_interval, interval)
 
     def expected_remaining(self, job: Job, now: float) -> float | None:
-        """Seconds until the provider should finish ``job`` (negative: overdue): from its progress
-        once it reports some, else from its model's typical generation time; None: unknown."""
+        """Seconds until the provider should finish ``job`` (negative: overdue): from its pace once
+        two checks saw its progress move, else from its model's typical generation time (or, without
+        one, from its progress since submission); None: unknown."""
+        first = self._first_progress.get(job.id)
+        if job.status is JobStatus.IN_PROGRESS and first is not None:
+            # The pace between two checks this bot made: the provider's queue time doesn't skew
+            # it, nor does a start that was first seen at a late check.
+            seen_at, seen_progress = first
+            if job.progress > seen_progress and now > seen_at:
+                return (now - seen_at) * (100 - job.progress) / (job.progress - seen_progress)
         start = job.submitted_at
         if start is None:
             return None
-        if job.status is JobStatus.IN_PROGRESS and job.progress >= 3:
-            # From submission, not from when this bot first saw it start (which can be a far
-            # check later): the estimate errs early, which costs a check, never a late delivery.
-            return max(0.0, now - start) * (100 - job.progress) / job.progress
         expected = self._expected_seconds(job) if self._expected_seconds is not None else None
-        return None if expected is None else start + expected - now
+        if expected is not None:
+            return start + expected - now
+        if job.status is JobStatus.IN_PROGRESS and job.progress >= 3:
+            return max(0.0, now - start) * (100 - job.progress) / job.progress
+        return None
 
     def _check_interval(self, job: Job, now: float) -> float:
         """How long until ``job``'s status is checked again. With webhooks on, polling is only a
         slow safety net; otherwise near its end at the near interval, far from it rarely."""
         if self.push_mode:
             return self.safety_interval
+        if job.status is JobStatus.IN_PROGRESS:
+            self._first_progress.setdefault(job.id, (now, job.progress))
         near = self._near_interval()
         remaining = self.expected_remaining(job, now)
         window = max(NEAR_END_INTERVALS * near, NEAR_END_MIN_SECONDS)
@@ -612,7 +626,10 @@ class JobTracker:
                     seen = await self._list_covering(set(by_video))
                 except VideoAPIError as exc:
                     log.warning("status list failed (%s); falling back to single lookups", exc)
-        for video_id, job in by_video.items():
+        # Finished videos first: their downloads start before the progress of the rest is recorded.
+        order = sorted(by_video, key=lambda vid: 0 if vid in seen and seen[vid].is_terminal else 1)
+        for video_id in order:
+            job = by_video[video_id]
             video = seen.get(video_id)
             if video is None:
                 try:

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import itertools
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -99,7 +100,10 @@ class FakeDiscord(Driver, RestApi, Gateway, World):
     tokens, Discord: 15 min), ``callback_deadline_seconds`` (Discord: 3 s to answer an interaction;
     ``None`` disables), ``attachment_size_limit`` (per-file upload limit, also sent in interactions),
     ``channel_message_limit`` / ``webhook_message_limit`` (``(count, seconds)`` buckets for message
-    creates+edits per channel / per interaction token), ``clock`` (TTLs and rate limits),
+    creates+edits per channel / per interaction token), ``global_limit`` (``(count, seconds)`` for
+    every bot-token request; interaction-token routes are exempt, as on Discord; 429s are counted in
+    ``rate_limited_count`` and by kind in ``rate_limited_by_kind``), ``clock`` (TTLs and rate limits), ``interaction_age_seconds`` (new interactions were created that
+    long ago: ids and token lifetimes say so),
     ``privileged_intents`` (which privileged intents the "developer portal" allows),
     ``dispatch_message_events`` (send MESSAGE_CREATE/UPDATE/DELETE when intents allow it),
     ``ack_heartbeats``, ``dm_closed_users``, ``shard_count`` (what ``GET /gateway/bot`` recommends;
@@ -115,6 +119,7 @@ class FakeDiscord(Driver, RestApi, Gateway, World):
         attachment_size_limit: int = DEFAULT_ATTACHMENT_SIZE_LIMIT,
         channel_message_limit: tuple[int, float] | None = None,
         webhook_message_limit: tuple[int, float] | None = None,
+        global_limit: tuple[int, float] | None = None,
         clock: Callable[[], float] = time.monotonic,
         heartbeat_interval_ms: int = 41250,
         privileged_intents: int = Intent.PRIVILEGED,
@@ -141,6 +146,14 @@ class FakeDiscord(Driver, RestApi, Gateway, World):
         self._webhook_limiter: _FixedWindowLimiter | None = None
         self.channel_message_limit = channel_message_limit
         self.webhook_message_limit = webhook_message_limit
+        # Discord's global limit on bot-token requests (50 per s); 429s by kind: channel, interaction, global.
+        self._global_limiter: _FixedWindowLimiter | None = None
+        self.global_limit = global_limit
+        self.rate_limited_by_kind: Counter[str] = Counter()
+        # New interactions were created this long ago (their ids encode it; tokens age from then).
+        self.interaction_age_seconds = 0.0
+        # False: uploads are recorded with their size only (a benchmark's thousand videos stay off the heap).
+        self.keep_file_data = True
 
         self.requests: list[RecordedRequest] = []
         self.messages: dict[int, StoredMessage] = {}
@@ -257,6 +270,16 @@ class FakeDiscord(Driver, RestApi, Gateway, World):
     @webhook_message_limit.setter
     def webhook_message_limit(self, value: tuple[int, float] | None) -> None:
         self._webhook_limiter = None if value is None else _FixedWindowLimiter(*value)
+
+    @property
+    def global_limit(self) -> tuple[int, float] | None:
+        return (
+            None if self._global_limiter is None else (self._global_limiter.limit, self._global_limiter.per)
+        )
+
+    @global_limit.setter
+    def global_limit(self, value: tuple[int, float] | None) -> None:
+        self._global_limiter = None if value is None else _FixedWindowLimiter(*value)
 
     @property
     def unhandled_requests(self) -> list[RecordedRequest]:

@@ -156,7 +156,7 @@ class Driver(World):
     ) -> InteractionHandle:
         if not self._sessions and self.interaction_sink is None:
             raise RuntimeError("FakeDiscord: no gateway session to deliver the interaction to")
-        iid = self.snowflake()
+        iid = self.snowflake(age=self.interaction_age_seconds)
         token = "aW50ZXJhY3Rpb246" + secrets.token_urlsafe(96)  # shaped like Discord's base64 tokens
         uid = int(user["id"])
         payload: dict[str, Any] = {
@@ -203,7 +203,8 @@ class Driver(World):
             token=token,
             type=itype,
             payload=payload,
-            created_at=self.clock(),
+            created_at=self.clock() - self.interaction_age_seconds,
+            age=self.interaction_age_seconds,
             guild_id=guild_id,
             channel_id=channel_id,
             user=user,

@@ -327,7 +327,8 @@ class RestApi(World):
                             index=int(m.group(1)),
                             filename=part.filename or name,  # type: ignore[union-attr]
                             content_type=part.headers.get("Content-Type"),
-                            data=bytes(data),
+                            data=bytes(data) if self.keep_file_data else b"",
+                            stored_size=None if self.keep_file_data else len(data),
                         )
                     )
             return payload, files
@@ -395,6 +396,8 @@ class RestApi(World):
 
         if spec.bot_auth and record.headers.get("Authorization") != f"Bot {self.token}":
             return await self._finish(record, self._json(401, {"message": "401: Unauthorized", "code": 0}))
+        if spec.bot_auth and (limited := self._check_global_limit()) is not None:
+            return await self._finish(record, limited)
         try:
             response = await spec.handler(_Call(request, record))
         except _ApiError as err:
@@ -461,11 +464,31 @@ class RestApi(World):
         if too_many:
             # discord.py treats a 429 *without* a Via header as a Cloudflare ban and raises at once.
             headers["Retry-After"] = str(max(1, int(reset_after + 0.999)))
-            headers["X-RateLimit-Scope"] = "shared" if is_global else "user"
+            headers["X-RateLimit-Scope"] = "global" if is_global else "user"
             headers["Via"] = "1.1 google"
             if is_global:
                 headers["X-RateLimit-Global"] = "true"
         return headers
+
+    def _check_global_limit(self) -> web.Response | None:
+        """Discord's global limit on bot-token requests (interaction-token routes are exempt): a 429
+        with ``global: true``, ``X-RateLimit-Global`` and ``X-RateLimit-Scope: global``, or None."""
+        if self._global_limiter is None:
+            return None
+        allowed, _remaining, reset_after = self._global_limiter.hit("global", self.clock())
+        if allowed:
+            return None
+        self.rate_limited_count += 1
+        self.rate_limited_by_kind["global"] += 1
+        body = {
+            "message": "You are being rate limited.",
+            "retry_after": round(reset_after, 3),
+            "global": True,
+        }
+        headers = self._rate_limit_headers(reset_after, too_many=True, is_global=True)
+        for name in ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Bucket"):
+            del headers[name]  # a global 429 names no route bucket
+        return self._json(429, body, headers)
 
     def _check_rate_limit(self, limiter: _FixedWindowLimiter | None, key: str) -> dict[str, str]:
         """Raise a 429, or return the X-RateLimit-* headers for the success response (discord.py
@@ -476,6 +499,7 @@ class RestApi(World):
         bucket = f"fake-{key.rsplit(':', 1)[-1]}"
         if not allowed:
             self.rate_limited_count += 1
+            self.rate_limited_by_kind["interaction" if key.endswith(":webhook") else "channel"] += 1
             err = _ApiError(429, 0, "You are being rate limited.")
             err.body = {
                 "message": "You are being rate limited.",
@@ -1075,7 +1099,7 @@ class RestApi(World):
         if interaction is None or interaction.token != call.params["webhook_token"]:
             raise _unknown("interaction", 10062)
         deadline = self.callback_deadline_seconds
-        if deadline is not None and self.clock() - interaction.created_at > deadline:
+        if deadline is not None and self.clock() - interaction.created_at - interaction.age > deadline:
             raise _unknown("interaction", 10062)
         if interaction.callback_type is not None:
             raise _ApiError(400, 40060, "Interaction has already been acknowledged.")

@@ -135,10 +135,11 @@ class RecordedFile:
     filename: str
     content_type: str | None  # discord.py always sends application/octet-stream
     data: bytes
+    stored_size: int | None = None  # the size when the fake was told not to keep file contents
 
     @property
     def size(self) -> int:
-        return len(self.data)
+        return len(self.data) if self.stored_size is None else self.stored_size
 
 
 @dataclass
@@ -337,6 +338,9 @@ class _Interaction:
     modal: dict[str, Any] | None = None
     choices: list[dict[str, Any]] | None = None
     expired: bool = False
+    age: float = (
+        0.0  # created_at is this much before it reached the bot (FakeDiscord.interaction_age_seconds)
+    )
 
 
 class World:
@@ -344,8 +348,11 @@ class World:
 
     # ----------------------------------------------------------------------------- ids & waits
 
-    def snowflake(self) -> int:
-        """A realistic 64-bit snowflake: wall-clock ms since the Discord epoch + an increment."""
+    def snowflake(self, *, age: float = 0.0) -> int:
+        """A realistic 64-bit snowflake: wall-clock ms since the Discord epoch + an increment.
+        ``age``: the id of something created that many seconds ago (it encodes that time)."""
+        if age > 0:
+            return self.snowflake() - (int(age * 1000) << 22)  # unique: a fresh id, moved back in time
         now = int(time.time() * 1000)
         if now > self._last_ms:
             self._last_ms, self._increment = now, 0

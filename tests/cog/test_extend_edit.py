@@ -100,14 +100,26 @@ async def test_extend_button_makes_one_video_of_source_and_segment_and_chains(
     stored = await videobot.jobs.get(first)
     assert stored is not None and (stored.kind, stored.seconds, stored.total_seconds) == ("extension", 8, 12)
 
+    # /extend offers the member's own finished videos, with their whole length.
+    offered = await (await fake.autocomplete("extend", {"video": ""})).choices()
+    assert [c["value"] for c in offered] == [first, source_job]
+    assert offered[0]["name"] == f"#{first} · 12 s · the fox leaps a stream"
+    bob = int(fake.add_member(name="bob")["user"]["id"])
+    assert await (await fake.autocomplete("extend", {"video": ""}, user=bob)).choices() == []
+
     # A chain: /extend the extension by the shortest segment (the default).
     chained = await fake.invoke_command("extend", {"video": first, "prompt": "and lands softly"})
     second = await chained.original_message(timeout=30, predicate=is_final(READY))
     assert field(second, "Duration") == "16 s in all (4 s added)"
     assert abs(uploaded_seconds(second) - 16) < 0.5
     assert len(posts(renderer, "extensions")) == 2
+    # Again makes the same extension of the same source once more.
+    again = await fake.invoke_component(extension, f"videobot:again:{first}")
+    repeat = await again.original_message(timeout=30, predicate=is_final(READY))
+    assert [r.json_body["seconds"] for r in posts(renderer, "extensions")] == ["8", "4", "8"]
+    assert field(repeat, "Duration") == "12 s in all (8 s added)"
     quota = await reply(await fake.invoke_command("quota"))
-    assert "**44** credits left of 60" in quota  # 4 + 8 + 4
+    assert "**36** credits left of 60" in quota  # 4 + 8 + 4 + 8
 
     # Details and /videos show the lineage too.
     details = await fake.invoke_component(second, f"videobot:details:{job_number(second)}")
@@ -116,7 +128,9 @@ async def test_extend_button_makes_one_video_of_source_and_segment_and_chains(
     assert details_fields["Extension of"].startswith(f"[Job #{first}](")
     assert details_fields["Duration"] == "16 s in all (4 s added)"
     listing = await (await fake.invoke_command("videos")).original_message()
-    assert f"extension of #{first}" in card(listing)["description"].splitlines()[0]
+    lines = {line.split("`")[1]: line for line in card(listing)["description"].splitlines()}
+    assert f"extension of #{first}" in lines[f"#{job_number(second)}"]
+    assert f"extension of #{source_job}" in lines[f"#{first}"]
 
 
 async def test_edit_button_and_edit_command_with_an_uploaded_clip(

@@ -395,12 +395,13 @@ class ImageFitGate:
     each of its threads' arenas.
     """
 
-    def __init__(self, *, concurrency: int = 1, max_waiting: int = 16) -> None:
+    def __init__(self, *, concurrency: int = 1, max_waiting: int = 16, what: str = "image") -> None:
         self._slots = asyncio.Semaphore(concurrency)
         self._max_waiting = max_waiting
         self._waiting = 0
         self._members: set[int] = set()
-        self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="image-fit")
+        self._what = what  # what the refusals call the work (the /edit clip gate: "clip")
+        self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"{what}-fit")
 
     @property
     def waiting(self) -> int:
@@ -413,10 +414,10 @@ class ImageFitGate:
         the member already has an image in flight or the queue is full."""
         if member_id in self._members:
             raise ImageBusy(
-                "Your previous image is still being prepared; wait for it to finish, then try again."
+                f"Your previous {self._what} is still being prepared; wait for it to finish, then try again."
             )
         if self._waiting >= self._max_waiting:
-            raise ImageBusy("The bot is preparing too many images right now; try again in a minute.")
+            raise ImageBusy(f"The bot is preparing too many {self._what}s right now; try again in a minute.")
         self._members.add(member_id)
         try:
             self._waiting += 1

@@ -184,21 +184,22 @@ class JobService:
         allows) that the prompt directs. Priced like a new video of the segment's length; the
         provider's answer says the total."""
         self._refuse_unless_offered(source, JobKind.EXTENSION)
-        return requester.request(
-            self._catalog.quote_extension(source.model, source.size, seconds),
-            prompt=clean_prompt(prompt),
-            kind=JobKind.EXTENSION.value,
-            source_job_id=source.id,
-            source_video_id=source.provider_video_id,
-        )
+        quote = self._catalog.quote_extension(source.model, source.size, seconds)
+        return self._made_from(source, requester, prompt, JobKind.EXTENSION, quote)
 
     def edit_request(self, source: Job, requester: Requester, prompt: str) -> JobRequest:
         """A new video that edits ``source`` as the prompt says, priced like a video of its length."""
         self._refuse_unless_offered(source, JobKind.EDIT)
+        quote = self._catalog.quote_edit(source.model, source.size, source.length)
+        return self._made_from(source, requester, prompt, JobKind.EDIT, quote)
+
+    def _made_from(
+        self, source: Job, requester: Requester, prompt: str, kind: JobKind, quote: Quote
+    ) -> JobRequest:
         return requester.request(
-            self._catalog.quote_edit(source.model, source.size, source.length),
+            quote,
             prompt=clean_prompt(prompt),
-            kind=JobKind.EDIT.value,
+            kind=kind.value,
             source_job_id=source.id,
             source_video_id=source.provider_video_id,
         )

@@ -14,6 +14,7 @@ import av
 
 from bot.adapters.media import render_video
 from bot.discord.bot import VideoBot
+from tests.e2e.test_forged_numbers import forge_ranges
 from tests.fakes.discord import FakeDiscord, InteractionHandle, StoredMessage
 from tests.fakes.provider import InstrumentedRenderer, RecordedFile
 from tests.helpers import FAILED, READY, ephemeral_content
@@ -227,6 +228,15 @@ async def test_only_the_owner_or_a_moderator_may_press_and_limits_refuse_before_
     refused = await reply(await fake.invoke_command("extend", {"video": job, "prompt": "mine"}, user=bob))
     assert refused.startswith(f"This is <@{alice}>'s video")
     assert len(renderer.requests) == sent  # nothing reached the provider
+
+    # Lengths come from the client: a forged one is refused in code, privately, with the choices.
+    forge_ranges(fake, "extend")
+    forged = await reply(await fake.invoke_command("extend", {"video": job, "prompt": "p", "seconds": 7}))
+    assert forged == "`sora-2` extends videos by 4, 8, 12, 16, 20 seconds, not 7."
+    form = await (await fake.invoke_component(done, f"videobot:extend:{job}")).modal()
+    typed = await fake.submit_modal(form["custom_id"], {"prompt": "p", "seconds": "99999999999"})
+    assert (await reply(typed)).startswith("`sora-2` extends videos by 4, 8, 12, 16, 20 seconds")
+    assert len(renderer.requests) == sent
 
     moderator = int(fake.owner_user["id"])
     opened = await fake.invoke_component(done, f"videobot:extend:{job}", user=moderator)

@@ -156,7 +156,7 @@ async def test_remix_button_opens_a_form_and_the_remix_links_to_its_source(
     mark = fake.mark()
     source = await make_video(fake, "a red fox in snow")
     source_job = job_number(source)
-    assert list(buttons(source)) == ["Remix", "Again", "Details"]
+    assert list(buttons(source)) == ["Remix", "Extend", "Edit", "Again", "Details"]
     source_video = job_row(bot, source_job)["provider_video_id"]
 
     pressed = await fake.invoke_component(source, buttons(source)["Remix"]["custom_id"])

@@ -11,13 +11,21 @@ from typing import Any
 
 import aiohttp
 import av
+import pytest
 
 from bot.adapters.media import render_video
 from bot.discord.bot import VideoBot
-from tests.e2e.test_forged_numbers import forge_ranges
+from tests.cog.test_forged_numbers import forge_ranges
 from tests.fakes.discord import FakeDiscord, InteractionHandle, StoredMessage
 from tests.fakes.provider import InstrumentedRenderer, RecordedFile
 from tests.helpers import FAILED, READY, ephemeral_content
+
+
+@pytest.fixture
+def renderer_settings() -> dict[str, Any]:
+    """Quick renders at few frames a second: extensions make long videos, and every frame costs CPU
+    (durations and sizes do not depend on it)."""
+    return {"generation_seconds": 0.5, "queue_seconds": 0.1, "fps": 3, "poll_after_ms": 100}
 
 
 def card(message: StoredMessage) -> dict[str, Any]:

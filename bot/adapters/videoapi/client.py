@@ -103,6 +103,9 @@ def _error_from_response(status: int, body: bytes, headers: Mapping[str, str]) -
         if isinstance(err, dict):
             message = str(err.get("message") or err.get("detail") or "")
             code = err.get("code") if isinstance(err.get("code"), str) else None
+            if code is not None and code.isdigit():
+                # LiteLLM puts the HTTP status there; the upstream's code is inside the message.
+                code = None
             param = err.get("param") if isinstance(err.get("param"), str) else None
         elif isinstance(err, str):
             message = err
@@ -513,6 +516,8 @@ class VideoAPIClient:
                     f"{exc.message}",
                     status=exc.status,
                 ) from exc
+            # The endpoint answered about the request itself (a missing source, a bad value).
+            setattr(self, f"supports_{feature}", True)
             raise
         setattr(self, f"supports_{feature}", True)
         return body

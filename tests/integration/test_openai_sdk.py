@@ -45,7 +45,7 @@ SDK_METHODS = {
 
 @pytest.fixture
 def renderer_settings() -> dict[str, Any]:
-    return {"generation_seconds": 0.5, "queue_seconds": 0.1, "fps": 4, "poll_after_ms": 50, "api_key": KEY}
+    return {"generation_seconds": 0.5, "queue_seconds": 0.1, "fps": 2, "poll_after_ms": 50, "api_key": KEY}
 
 
 @pytest.fixture

@@ -353,6 +353,23 @@ async def test_providers_without_the_endpoints_are_discovered(
     assert len(renderer.requests) == 4
 
 
+async def test_a_gateway_whose_upstream_lacks_the_operation_is_discovered(
+    renderer: InstrumentedRenderer,
+) -> None:
+    # What LiteLLM answers when the provider behind a model has no extensions (its docs: "External
+    # providers receive NotImplementedError").
+    body = (
+        '{"error": {"message": "litellm.NotImplementedError: video extension is not supported for '
+        'runwayml", "type": null, "param": null, "code": "500"}}'
+    )
+    renderer.faults.add(status=500, path_prefix="/v1/videos/extensions", body=body)
+    async with VideoAPIClient(renderer.base_url, backoff_initial=0.01) as api:
+        with pytest.raises(UnsupportedEndpoint, match="NotImplementedError"):
+            await api.extend("video_x", "more", 4)
+        assert api.supports_extend is False
+    assert len(renderer.requests) == 1
+
+
 def test_edit_needs_exactly_one_source() -> None:
     client = VideoAPIClient("http://127.0.0.1:9/v1")
     with pytest.raises(ValueError, match="exactly one"):

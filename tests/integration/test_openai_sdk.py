@@ -23,13 +23,12 @@ from typing import Any
 import openai
 import pytest
 import yaml
-from aiohttp import web
 from PIL import Image
 
 from bot.adapters.media import probe_video, render_video
 from tests.contract import SPEC_PATH
 from tests.fakes.provider import InstrumentedRenderer
-from tests.integration.test_videoapi_client import ContractProxy
+from tests.integration.test_videoapi_client import ContractProxy, serving
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -51,15 +50,9 @@ def renderer_settings() -> dict[str, Any]:
 @pytest.fixture
 async def proxy(renderer: InstrumentedRenderer) -> AsyncIterator[ContractProxy]:
     proxy = ContractProxy(upstream=renderer.base_url)
-    app = web.Application(client_max_size=64 * 1024 * 1024)
-    app.router.add_route("*", "/{tail:.*}", proxy.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    proxy.base_url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
-    yield proxy
-    await runner.cleanup()
+    async with serving(proxy.handle) as base_url:
+        proxy.base_url = base_url
+        yield proxy
     assert proxy.violations == []
 
 

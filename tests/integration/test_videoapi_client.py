@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import json
 from collections.abc import AsyncIterator
@@ -18,6 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from PIL import Image
 from pydantic import SecretStr
 
@@ -91,19 +93,27 @@ def renderer_settings() -> dict[str, Any]:
     return dict(FAST)
 
 
+@contextlib.asynccontextmanager
+async def serving(handler: Handler) -> AsyncIterator[str]:
+    """Serve ``handler`` for every path on a free loopback port; yields the ``/v1`` base URL."""
+    app = web.Application(client_max_size=64 * 1024 * 1024)  # uploads pass through
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+    finally:
+        await runner.cleanup()
+
+
 @pytest.fixture
 async def proxy(renderer: InstrumentedRenderer) -> AsyncIterator[ContractProxy]:
     proxy = ContractProxy(upstream=renderer.base_url)
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", proxy.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    proxy.base_url = f"http://127.0.0.1:{port}/v1"
-    yield proxy
-    await runner.cleanup()
+    async with serving(proxy.handle) as base_url:
+        proxy.base_url = base_url
+        yield proxy
     assert proxy.violations == []
 
 
@@ -444,31 +454,23 @@ async def test_through_a_litellm_like_gateway_long_ids_and_wrapped_errors(
     renderer: InstrumentedRenderer, tmp_path: Path
 ) -> None:
     gateway = LiteLLMLikeGateway(upstream=renderer.base_url)
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", gateway.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        async with VideoAPIClient(
-            f"http://127.0.0.1:{runner.addresses[0][1]}/v1", backoff_initial=0.01
-        ) as api:
-            source = await api.create(prompt="boat", model="sora-2", size="720x1280", seconds=4)
-            assert len(source.id) > 200
-            await wait_done(api, source.id)
-            extension = await api.extend(source.id, "storm", 4)
-            assert len(extension.id) > 200 and extension.seconds == "8"
-            await wait_done(api, extension.id)
-            await api.download(extension.id, tmp_path / "e.mp4")
-            assert probe_video(tmp_path / "e.mp4").duration == pytest.approx(8, abs=0.3)
-            edit = await api.edit("night", video_id=source.id)
-            assert len(edit.id) > 200
-            # The upstream's code survives inside the wrapped message.
-            running = await api.create(prompt="still running", model="sora-2", size="720x1280", seconds=4)
-            with pytest.raises(BadRequest) as info:
-                await api.extend(running.id, "too soon", 4)
-            assert info.value.code == "invalid_video_status"
-            assert api.supports_extend is True
-    finally:
-        await runner.cleanup()
+    async with (
+        serving(gateway.handle) as base_url,
+        VideoAPIClient(base_url, backoff_initial=0.01) as api,
+    ):
+        source = await api.create(prompt="boat", model="sora-2", size="720x1280", seconds=4)
+        assert len(source.id) > 200
+        await wait_done(api, source.id)
+        extension = await api.extend(source.id, "storm", 4)
+        assert len(extension.id) > 200 and extension.seconds == "8"
+        await wait_done(api, extension.id)
+        await api.download(extension.id, tmp_path / "e.mp4")
+        assert probe_video(tmp_path / "e.mp4").duration == pytest.approx(8, abs=0.3)
+        edit = await api.edit("night", video_id=source.id)
+        assert len(edit.id) > 200
+        # The upstream's code survives inside the wrapped message.
+        running = await api.create(prompt="still running", model="sora-2", size="720x1280", seconds=4)
+        with pytest.raises(BadRequest) as info:
+            await api.extend(running.id, "too soon", 4)
+        assert info.value.code == "invalid_video_status"
+        assert api.supports_extend is True

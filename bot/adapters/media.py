@@ -537,10 +537,10 @@ def write_frames(
         raise
 
 
-def draw_caption(image: Image.Image, text: str) -> None:
-    """Draw ``text`` wrapped on a translucent panel in the upper part of ``image`` (in place), as
-    ``render_video`` draws its prompt."""
-    _draw_prompt(image, text)
+def draw_caption(image: Image.Image, text: str, *, panel_alpha: int = 150) -> None:
+    """Draw ``text`` wrapped on a panel in the upper part of ``image`` (in place), as ``render_video``
+    draws its prompt; ``panel_alpha`` 255 hides what was there (a caption drawn over another)."""
+    _draw_prompt(image, text, panel_alpha)
 
 
 def _background(width: int, height: int, first_frame: bytes | None) -> Image.Image:
@@ -558,7 +558,7 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
-def _draw_prompt(image: Image.Image, prompt: str) -> None:
+def _draw_prompt(image: Image.Image, prompt: str, panel_alpha: int = 150) -> None:
     """Draw the wrapped prompt on a translucent panel in the upper part of ``image``."""
     width, height = image.size
     margin = width // 16
@@ -572,7 +572,7 @@ def _draw_prompt(image: Image.Image, prompt: str) -> None:
     overlay = Image.new("RGBA", image.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(overlay)
     draw.rounded_rectangle(
-        (margin, margin, width - margin, panel_bottom), radius=margin // 2, fill=(0, 0, 0, 150)
+        (margin, margin, width - margin, panel_bottom), radius=margin // 2, fill=(0, 0, 0, panel_alpha)
     )
     y = 2 * margin
     for line in lines:

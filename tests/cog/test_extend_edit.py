@@ -120,15 +120,25 @@ async def test_extend_button_makes_one_video_of_source_and_segment_and_chains(
     chained = await fake.invoke_command("extend", {"video": first, "prompt": "and lands softly"})
     second = await chained.original_message(timeout=30, predicate=is_final(READY))
     assert field(second, "Duration") == "16 s in all (4 s added)"
+    assert labels(second) == ["Remix", "Extend", "Edit", "Again", "Details"]  # 16 s: still editable
+    longer = await fake.invoke_command("extend", {"video": job_number(second), "prompt": "on", "seconds": 8})
+    longest = await longer.original_message(timeout=30, predicate=is_final(READY))
+    assert field(longest, "Duration") == "24 s in all (8 s added)"
+    assert labels(longest) == ["Remix", "Extend", "Again", "Details"]  # sora-2 edits at most 20 s
+    refusal = await reply(await fake.invoke_command("edit", {"prompt": "x", "video": job_number(longest)}))
+    assert refusal == (
+        f"Job #{job_number(longest)} is 24 s long; `sora-2` edits videos of at most 20 seconds. "
+        "Edit a shorter one, or a clip with `/edit`."
+    )
     assert abs(uploaded_seconds(second) - 16) < 0.5
-    assert len(posts(renderer, "extensions")) == 2
+    assert len(posts(renderer, "extensions")) == 3
     # Again makes the same extension of the same source once more.
     again = await fake.invoke_component(extension, f"videobot:again:{first}")
     repeat = await again.original_message(timeout=30, predicate=is_final(READY))
-    assert [r.json_body["seconds"] for r in posts(renderer, "extensions")] == ["8", "4", "8"]
+    assert [r.json_body["seconds"] for r in posts(renderer, "extensions")] == ["8", "4", "8", "8"]
     assert field(repeat, "Duration") == "12 s in all (8 s added)"
     quota = await reply(await fake.invoke_command("quota"))
-    assert "**36** credits left of 60" in quota  # 4 + 8 + 4 + 8
+    assert "**28** credits left of 60" in quota  # 4 + 8 + 4 + 8 + 8
 
     # Details and /videos show the lineage too.
     details = await fake.invoke_component(second, f"videobot:details:{job_number(second)}")
@@ -240,7 +250,7 @@ async def test_only_the_owner_or_a_moderator_may_press_and_limits_refuse_before_
     # Lengths come from the client: a forged one is refused in code, privately, with the choices.
     forge_ranges(fake, "extend")
     forged = await reply(await fake.invoke_command("extend", {"video": job, "prompt": "p", "seconds": 7}))
-    assert forged == "`sora-2` extends videos by 4, 8, 12, 16, 20 seconds, not 7."
+    assert forged == "`sora-2` extends videos by 4, 8, 12, 16, 20 seconds, not 7. Pick one of those."
     form = await (await fake.invoke_component(done, f"videobot:extend:{job}")).modal()
     typed = await fake.submit_modal(form["custom_id"], {"prompt": "p", "seconds": "99999999999"})
     assert (await reply(typed)).startswith("`sora-2` extends videos by 4, 8, 12, 16, 20 seconds")
@@ -303,6 +313,9 @@ async def test_extend_and_edit_are_not_offered_once_the_provider_says_it_lacks_t
     )
     assert field(failed, "Credits") == "Nothing was charged for this video."
     refusal = await reply(await fake.invoke_component(source, f"videobot:extend:{job}"))
-    assert refusal == "This bot's video provider doesn't offer extensions, so videos can't be extended."
+    assert refusal == (
+        "This bot's video provider doesn't offer extensions, so videos can't be extended. "
+        "Use `/video` to make a new one."
+    )
     fresh = await make_video(fake, "another kite")
     assert labels(fresh) == ["Remix", "Edit", "Again", "Details"]

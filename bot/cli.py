@@ -20,28 +20,25 @@ import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-import aiohttp
-import discord
-from pydantic import SecretStr, ValidationError
-
-from bot.adapters.sqlite.store import Store, inspect_database
-from bot.adapters.videoapi.client import VideoAPIClient
-from bot.discord.embeds import progress_bar
 from bot.domain.catalog import Catalog, Quote, load_catalog
 from bot.domain.errors import CatalogError, ConfigError, UserError
 from bot.domain.jobs import Job, JobRequest, JobStatus
 from bot.domain.provider_errors import AuthenticationError, UnsupportedEndpoint, VideoAPIError
-from bot.logsafety import install_redaction, register_secret
-from bot.services.jobs import clean_prompt
-from bot.services.retention import make_private_dir
-from bot.settings import POSTGRES_SCHEMES, Settings, redact_urls, url_password
+
+# The rest is imported where a command needs it: `--help`, `--version` and configuration errors
+# answer without loading discord.py, aiohttp, pydantic-settings and the store (most of a second).
+if TYPE_CHECKING:
+    from pydantic import SecretStr, ValidationError
+
+    from bot.adapters.videoapi.client import VideoAPIClient
+    from bot.settings import Settings
 
 log = logging.getLogger("videobot")
 
 SHUTDOWN_GRACE_SECONDS = 10.0
-INVITE_PERMISSIONS = discord.Permissions(
+INVITE_PERMISSIONS = dict(
     view_channel=True,
     send_messages=True,
     send_messages_in_threads=True,
@@ -49,6 +46,7 @@ INVITE_PERMISSIONS = discord.Permissions(
     attach_files=True,
     read_message_history=True,
 )
+"""The ``discord.Permissions`` the invite URL asks for."""
 NEW_TOKEN_HINT = (
     "get a new one in the Discord Developer Portal (your app → Bot → Reset Token) and put it in .env"
 )
@@ -202,6 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from pydantic import ValidationError
+
+    from bot.settings import Settings, redact_urls
+
     # Docker reserves exit code 2 in health checks: any failure of `healthcheck` is "unhealthy" (1).
     usage_error = 1 if args.command == "healthcheck" else 2
     try:
@@ -297,6 +299,8 @@ class _LogHandler(logging.StreamHandler):
         self.status = status
 
     def format(self, record: logging.LogRecord) -> str:
+        from bot.settings import redact_urls
+
         return redact_urls(super().format(record))
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -307,6 +311,8 @@ class _LogHandler(logging.StreamHandler):
 
 
 def configure_logging(settings: Settings) -> StatusLine:
+    from bot.logsafety import install_redaction
+
     status = StatusLine(sys.stderr)
     handler = _LogHandler(status)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
@@ -329,6 +335,8 @@ def configure_logging(settings: Settings) -> StatusLine:
 
 
 def describe_provider(settings: Settings) -> str:
+    from bot.settings import redact_urls
+
     if settings.uses_local_api:
         return "the built-in local renderer (demo renders; set VIDEO_API_BASE_URL for a real provider)"
     return redact_urls(settings.video_api_base_url)
@@ -349,6 +357,11 @@ async def video_api(
 ) -> AsyncIterator[VideoAPIClient]:
     """The Videos API client; with ``VIDEO_API_BASE_URL=local`` (the default) the built-in renderer
     runs in-process. ``keep_files=False`` gives the renderer a temporary directory (``check``)."""
+    from pydantic import SecretStr
+
+    from bot.adapters.videoapi.client import VideoAPIClient
+    from bot.logsafety import register_secret
+
     async with contextlib.AsyncExitStack() as stack:
         base_url, key = settings.video_api_base_url, settings.api_key
         if settings.uses_local_api:
@@ -390,6 +403,11 @@ async def video_api(
 
 def _discord_failure(exc: BaseException, settings: Settings) -> BaseException:
     """What a failed ``bot.start`` means for the admin, as one line (a ``ConfigError``)."""
+    import aiohttp
+    import discord
+
+    from bot.settings import redact_urls
+
     base = redact_urls(settings.discord_api_base_url.rstrip("/"))
     if isinstance(exc, discord.LoginFailure):
         return ConfigError(f"Discord refused DISCORD_TOKEN: {NEW_TOKEN_HINT}.")
@@ -407,12 +425,13 @@ def _discord_failure(exc: BaseException, settings: Settings) -> BaseException:
 
 
 async def run_bot(settings: Settings, args: argparse.Namespace) -> int:
+    token = settings.require_token()
+    catalog = load_catalog(settings.models_file)
     from bot.adapters.http.links import MediaLinks
     from bot.app import build_bot, open_store, serve_bot_http
     from bot.discord.bot import point_discord_at
+    from bot.services.retention import make_private_dir
 
-    token = settings.require_token()
-    catalog = load_catalog(settings.models_file)
     log.info("videos from %s; %s", describe_provider(settings), describe_catalog(catalog))
     point_discord_at(settings.discord_api_base_url, settings.discord_gateway_url)
     make_private_dir(settings.data_dir)  # owner-only: tokens, prompts and members' images live there
@@ -471,6 +490,8 @@ class TerminalPresenter:
 
     def line(self, job: Job) -> tuple[str, str]:
         """The progress line and the part of it that matters off a terminal (not the clock)."""
+        from bot.discord.embeds import progress_bar
+
         what = f"{progress_bar(job.progress)}  {job.status.label}"
         return f"{what}  {_elapsed(time.monotonic() - self.started)}", what
 
@@ -489,6 +510,8 @@ class TerminalPresenter:
         await asyncio.to_thread(shutil.copyfile, media, self.out)
         self.latest = None
         took = _elapsed(time.monotonic() - self.started)
+        from bot.discord.embeds import progress_bar
+
         self.status.end(f"{progress_bar(100)}  Done in {took}")
         return job.id
 
@@ -523,13 +546,16 @@ def _price(quote: Quote, settings: Settings) -> str:
 
 
 async def generate(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.adapters.media import fit_image, sniff_image
-    from bot.app import job_service, job_tracker
+    from bot.services.jobs import clean_prompt
 
     catalog: Catalog = load_catalog(settings.models_file)
     quote = catalog.quote(args.model, args.size, args.seconds)
     prompt = clean_prompt(args.prompt)
     check_output_path(args.out)
+    from bot.adapters.media import fit_image, sniff_image
+    from bot.adapters.sqlite.store import Store
+    from bot.app import job_service, job_tracker
+
     status: StatusLine = getattr(args, "status_line", None) or StatusLine(sys.stderr)
     log.info("videos from %s; %s", describe_provider(settings), describe_catalog(catalog))
     with tempfile.TemporaryDirectory(prefix="videobot-") as tmp:
@@ -591,8 +617,11 @@ async def _tick(presenter: TerminalPresenter) -> None:
 
 
 async def serve_local_api(settings: Settings, args: argparse.Namespace) -> int:
+    from pydantic import SecretStr
+
     from bot.localapi import LocalRendererConfig, serve_forever
     from bot.localapi.server import is_loopback, unprotected_host_message
+    from bot.logsafety import register_secret
 
     generation = (
         args.generation_seconds if args.generation_seconds is not None else settings.local_generation_seconds
@@ -618,6 +647,9 @@ async def serve_local_api(settings: Settings, args: argparse.Namespace) -> int:
 
 async def check(settings: Settings, args: argparse.Namespace) -> int:
     """Print one line per check; exit 1 if any failed. Secrets are never printed; nothing is written."""
+    from bot.adapters.sqlite.store import inspect_database
+    from bot.settings import redact_urls
+
     problems = 0
 
     def report(ok: bool, what: str, detail: str) -> None:
@@ -669,6 +701,8 @@ async def check(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _check_discord(settings: Settings, token: SecretStr | None, report: Reporter) -> None:
+    import aiohttp
+
     base = settings.discord_api_base_url.rstrip("/")
     timeout = aiohttp.ClientTimeout(total=15)
     async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -718,6 +752,9 @@ async def _check_videos_api(settings: Settings, report: Reporter) -> None:
 
 
 async def invite(settings: Settings, args: argparse.Namespace) -> int:
+    import aiohttp
+    import discord
+
     client_id = args.client_id
     if client_id is None:
         token = settings.require_token()
@@ -738,7 +775,9 @@ async def invite(settings: Settings, args: argparse.Namespace) -> int:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise ConfigError(f"cannot reach Discord ({type(exc).__name__}); pass --client-id") from None
     url = discord.utils.oauth_url(
-        client_id, permissions=INVITE_PERMISSIONS, scopes=("bot", "applications.commands")
+        client_id,
+        permissions=discord.Permissions(**INVITE_PERMISSIONS),
+        scopes=("bot", "applications.commands"),
     )
     print(url)
     return 0
@@ -765,6 +804,8 @@ def _probe(url: str, timeout: float) -> tuple[bool, str]:
 async def migrate_db(settings: Settings, args: argparse.Namespace) -> int:
     from bot.adapters.postgres.copy import TargetNotEmpty, copy_sqlite_to_postgres
     from bot.adapters.postgres.store import describe_url
+    from bot.logsafety import register_secret
+    from bot.settings import POSTGRES_SCHEMES, url_password
 
     target = str(args.to)
     register_secret(url_password(target))

@@ -17,21 +17,18 @@ A clip is untrusted bytes, so nothing about it is believed before it is checked:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import io
 import itertools
 import math
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 
 import av
 
-from bot.adapters.media import probe_video
+from bot.adapters.media import ImageBusy, ImageFitGate, probe_video
 from bot.services.ports import ClipUnusable, ConvertedClip
 
 MAX_SIDE = 4096
@@ -173,49 +170,22 @@ def _fit_graph(stream: av.VideoStream, width: int, height: int) -> av.filter.Gra
 
 class ClipGate:
     """One clip conversion at a time per process, one per member in flight, at most ``max_waiting``
-    queued (each holds its downloaded bytes); conversions run on the gate's own thread."""
+    queued (each holds its downloaded bytes): an ``ImageFitGate`` of its own, with its own thread."""
 
     def __init__(self, *, max_waiting: int = 4) -> None:
-        self._slot = asyncio.Semaphore(1)
-        self._max_waiting = max_waiting
-        self._waiting = 0
-        self._members: set[int] = set()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clip-convert")
-
-    @contextlib.asynccontextmanager
-    async def slot(self, member_id: int) -> AsyncIterator[None]:
-        if member_id in self._members:
-            raise ClipUnusable(
-                "Your previous clip is still being prepared; wait for it, then try again.", busy=True
-            )
-        if self._waiting >= self._max_waiting:
-            raise ClipUnusable(
-                "The bot is preparing too many clips right now; try again in a minute.", busy=True
-            )
-        self._members.add(member_id)
-        try:
-            self._waiting += 1
-            try:
-                await self._slot.acquire()
-            finally:
-                self._waiting -= 1
-            try:
-                yield
-            finally:
-                self._slot.release()
-        finally:
-            self._members.discard(member_id)
+        self.gate = ImageFitGate(max_waiting=max_waiting, what="clip")
 
     async def convert(
         self, member_id: int, data: bytes, dest: Path, *, sizes: Iterable[str], max_seconds: float
     ) -> ConvertedClip:
         """``convert_clip`` on the gate's thread, holding its slot for ``member_id``."""
-        async with self.slot(member_id):
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(
-                self._executor,
-                lambda: convert_clip(data, dest, sizes=tuple(sizes), max_seconds=max_seconds),
-            )
+        try:
+            async with self.gate.slot(member_id):
+                return await self.gate.run(
+                    convert_clip, data, dest, sizes=tuple(sizes), max_seconds=max_seconds
+                )
+        except ImageBusy as exc:
+            raise ClipUnusable(exc.user_message, busy=True) from exc
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False)
+        self.gate.close()

@@ -395,12 +395,13 @@ class ImageFitGate:
     each of its threads' arenas.
     """
 
-    def __init__(self, *, concurrency: int = 1, max_waiting: int = 16) -> None:
+    def __init__(self, *, concurrency: int = 1, max_waiting: int = 16, what: str = "image") -> None:
         self._slots = asyncio.Semaphore(concurrency)
         self._max_waiting = max_waiting
         self._waiting = 0
         self._members: set[int] = set()
-        self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="image-fit")
+        self._what = what  # what the refusals call the work (the /edit clip gate: "clip")
+        self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"{what}-fit")
 
     @property
     def waiting(self) -> int:
@@ -413,10 +414,10 @@ class ImageFitGate:
         the member already has an image in flight or the queue is full."""
         if member_id in self._members:
             raise ImageBusy(
-                "Your previous image is still being prepared; wait for it to finish, then try again."
+                f"Your previous {self._what} is still being prepared; wait for it to finish, then try again."
             )
         if self._waiting >= self._max_waiting:
-            raise ImageBusy("The bot is preparing too many images right now; try again in a minute.")
+            raise ImageBusy(f"The bot is preparing too many {self._what}s right now; try again in a minute.")
         self._members.add(member_id)
         try:
             self._waiting += 1
@@ -536,10 +537,10 @@ def write_frames(
         raise
 
 
-def draw_caption(image: Image.Image, text: str) -> None:
-    """Draw ``text`` wrapped on a translucent panel in the upper part of ``image`` (in place), as
-    ``render_video`` draws its prompt."""
-    _draw_prompt(image, text)
+def draw_caption(image: Image.Image, text: str, *, panel_alpha: int = 150) -> None:
+    """Draw ``text`` wrapped on a panel in the upper part of ``image`` (in place), as ``render_video``
+    draws its prompt; ``panel_alpha`` 255 hides what was there (a caption drawn over another)."""
+    _draw_prompt(image, text, panel_alpha)
 
 
 def _background(width: int, height: int, first_frame: bytes | None) -> Image.Image:
@@ -557,7 +558,7 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
-def _draw_prompt(image: Image.Image, prompt: str) -> None:
+def _draw_prompt(image: Image.Image, prompt: str, panel_alpha: int = 150) -> None:
     """Draw the wrapped prompt on a translucent panel in the upper part of ``image``."""
     width, height = image.size
     margin = width // 16
@@ -571,7 +572,7 @@ def _draw_prompt(image: Image.Image, prompt: str) -> None:
     overlay = Image.new("RGBA", image.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(overlay)
     draw.rounded_rectangle(
-        (margin, margin, width - margin, panel_bottom), radius=margin // 2, fill=(0, 0, 0, 150)
+        (margin, margin, width - margin, panel_bottom), radius=margin // 2, fill=(0, 0, 0, panel_alpha)
     )
     y = 2 * margin
     for line in lines:

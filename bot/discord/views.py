@@ -287,56 +287,62 @@ class JobButtons:
 # -- the remix, extend and edit forms ------------------------------------------------------------
 
 
-class RemixForm(discord.ui.Modal):
-    """Asks for the remix's prompt. Its ``custom_id`` is unique per opening (discord.py keys open
-    forms by it), and the job is checked again on submit: the form proves nothing about who sent it.
-
-    A form that is open while the bot restarts can't be submitted (discord.py keeps open forms in
-    memory only); the member presses Remix again."""
-
-    prompt: discord.ui.TextInput[RemixForm] = discord.ui.TextInput(
-        label="New prompt",
+def _prompt_input(label: str, placeholder: str) -> discord.ui.TextInput[Any]:
+    return discord.ui.TextInput(
+        label=label,
         style=discord.TextStyle.paragraph,
-        placeholder="What the remix should show, e.g. “the same scene at night, in heavy rain”",
+        placeholder=placeholder,
         min_length=1,
         max_length=PROMPT_INPUT_MAX,
         custom_id="prompt",
     )
 
+
+class _JobForm(discord.ui.Modal):
+    """A form about one job (Remix, Extend, Edit). Its ``custom_id`` is unique per opening
+    (discord.py keys open forms by it), and the job is checked again on submit: the form proves
+    nothing about who sent it.
+
+    A form that is open while the bot restarts can't be submitted (discord.py keeps open forms in
+    memory only); the member presses the button again."""
+
+    PREFIX: ClassVar[str]
+    VERB: ClassVar[str]
+    prompt: discord.ui.TextInput[Any]
+
     def __init__(self, job_id: int, opened_by_interaction: int) -> None:
         super().__init__(
-            title=f"Remix video #{job_id}"[:45],
-            custom_id=f"{REMIX_FORM_PREFIX}{job_id}:{opened_by_interaction}",
+            title=f"{self.VERB} video #{job_id}"[:45],
+            custom_id=f"{self.PREFIX}{job_id}:{opened_by_interaction}",
             timeout=30 * 60,  # forget forms nobody submits
         )
         self.job_id = job_id
+
+
+class RemixForm(_JobForm):
+    """Asks for the remix's prompt."""
+
+    PREFIX, VERB = REMIX_FORM_PREFIX, "Remix"
+    prompt = _prompt_input(
+        "New prompt", "What the remix should show, e.g. “the same scene at night, in heavy rain”"
+    )
 
     async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
         prompt = self.prompt.value
         await _answer(interaction, "remix form", lambda h: h.start_remix(interaction, self.job_id, prompt))
 
 
-class ExtendForm(discord.ui.Modal):
+class ExtendForm(_JobForm):
     """Asks for the extension's prompt and the new segment's length (checked in code on submit:
-    the text is whatever the client sent). Unique per opening and checked again on submit, like
-    ``RemixForm``."""
+    the text is whatever the client sent)."""
 
-    prompt: discord.ui.TextInput[ExtendForm] = discord.ui.TextInput(
-        label="What happens next",
-        style=discord.TextStyle.paragraph,
-        placeholder="How the video continues, e.g. “the fox leaps over a frozen stream”",
-        min_length=1,
-        max_length=PROMPT_INPUT_MAX,
-        custom_id="prompt",
+    PREFIX, VERB = EXTEND_FORM_PREFIX, "Extend"
+    prompt = _prompt_input(
+        "What happens next", "How the video continues, e.g. “the fox leaps over a frozen stream”"
     )
 
     def __init__(self, job_id: int, opened_by_interaction: int, seconds: Sequence[int]) -> None:
-        super().__init__(
-            title=f"Extend video #{job_id}"[:45],
-            custom_id=f"{EXTEND_FORM_PREFIX}{job_id}:{opened_by_interaction}",
-            timeout=30 * 60,
-        )
-        self.job_id = job_id
+        super().__init__(job_id, opened_by_interaction)
         choices = ", ".join(str(s) for s in seconds)
         self.seconds: discord.ui.TextInput[ExtendForm] = discord.ui.TextInput(
             label="Seconds to add",
@@ -358,25 +364,13 @@ class ExtendForm(discord.ui.Modal):
         )
 
 
-class EditForm(discord.ui.Modal):
-    """Asks for the edit's prompt; like ``RemixForm``."""
+class EditForm(_JobForm):
+    """Asks for the edit's prompt."""
 
-    prompt: discord.ui.TextInput[EditForm] = discord.ui.TextInput(
-        label="How to change it",
-        style=discord.TextStyle.paragraph,
-        placeholder="What the edit should change, e.g. “make it snow, keep everything else”",
-        min_length=1,
-        max_length=PROMPT_INPUT_MAX,
-        custom_id="prompt",
+    PREFIX, VERB = EDIT_FORM_PREFIX, "Edit"
+    prompt = _prompt_input(
+        "How to change it", "What the edit should change, e.g. “make it snow, keep everything else”"
     )
-
-    def __init__(self, job_id: int, opened_by_interaction: int) -> None:
-        super().__init__(
-            title=f"Edit video #{job_id}"[:45],
-            custom_id=f"{EDIT_FORM_PREFIX}{job_id}:{opened_by_interaction}",
-            timeout=30 * 60,
-        )
-        self.job_id = job_id
 
     async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
         prompt = self.prompt.value

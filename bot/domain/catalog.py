@@ -177,7 +177,9 @@ class Catalog:
         seconds = allowed[0] if seconds is None else seconds
         if seconds not in allowed:
             choices = ", ".join(str(s) for s in allowed)
-            raise UserError(f"`{spec.name}` extends videos by {choices} seconds, not {seconds}.")
+            raise UserError(
+                f"`{spec.name}` extends videos by {choices} seconds, not {seconds}. Pick one of those."
+            )
         return self._priced(spec, size, seconds, spec.extend)
 
     def quote_edit(self, model: str | None, size: str | None, length: float) -> Quote:

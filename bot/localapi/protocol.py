@@ -234,8 +234,10 @@ def validated_size(config: LocalRendererConfig, model: str, value: object) -> st
     return value
 
 
-def validated_seconds(config: LocalRendererConfig, value: object) -> str:
-    allowed = config.allowed_seconds
+def validated_seconds(config: LocalRendererConfig, value: object, *, extension: bool = False) -> str:
+    """A create's length (the contract's enum), or with ``extension`` an extension segment's (the
+    contract's extension list, 4 to 20)."""
+    allowed = config.extension_seconds if extension else config.allowed_seconds
     if not isinstance(value, str):
         raise invalid(
             "seconds",
@@ -243,7 +245,8 @@ def validated_seconds(config: LocalRendererConfig, value: object) -> str:
             code="invalid_type",
         )
     if value not in allowed:
-        raise invalid("seconds", f"Invalid value: '{value}'. Supported values are: {quoted(allowed)}.")
+        what = "extension lengths" if extension else "values"
+        raise invalid("seconds", f"Invalid value: '{value}'. Supported {what} are: {quoted(allowed)}.")
     return value
 
 
@@ -286,23 +289,6 @@ def _decode_data_url(url: str) -> bytes:
         return base64.b64decode(encoded, validate=True)
     except binascii.Error:
         raise invalid("input_reference", "input_reference.image_url is not valid base64.") from None
-
-
-def validated_extension_seconds(config: LocalRendererConfig, value: object) -> str:
-    """An extension segment's length: the contract's extension list (4 to 20), not the create enum."""
-    allowed = config.extension_seconds
-    if not isinstance(value, str):
-        raise invalid(
-            "seconds",
-            f"Invalid type for 'seconds': expected one of {quoted(allowed)} as a string.",
-            code="invalid_type",
-        )
-    if value not in allowed:
-        raise invalid(
-            "seconds",
-            f"Invalid value: '{value}'. Supported extension lengths are: {quoted(allowed)}.",
-        )
-    return value
 
 
 def validated_video(value: object) -> str | bytes:

@@ -140,7 +140,8 @@ def _render_edit(
 ) -> None:
     def frames() -> Iterator[Image.Image]:
         for frame in source_frames(source, width, height, fps, max(1, round(seconds * fps))):
-            draw_caption(frame, f"Edit: {prompt}")
+            # Opaque, so that the edit prompt replaces the source's caption rather than mixing with it.
+            draw_caption(frame, f"Edit: {prompt}", panel_alpha=255)
             yield frame
 
     write_frames(video, frames(), width=width, height=height, fps=fps, target_bitrate=target_bitrate)

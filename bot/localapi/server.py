@@ -285,7 +285,7 @@ class LocalRenderer:
         fields = await protocol.fields(request, protocol.EXTEND_FIELDS)
         video = protocol.validated_video(fields.get("video"))
         prompt = protocol.validated_prompt(fields.get("prompt"))
-        seconds = protocol.validated_extension_seconds(self.config, fields.get("seconds"))
+        seconds = protocol.validated_seconds(self.config, fields.get("seconds"), extension=True)
         source = await self._source(video, "extended")
         total = source.seconds + int(seconds)
         if total > self.config.max_video_seconds:

@@ -134,22 +134,33 @@ class JobService:
 
     def lineage_refusal(self, source: Job, kind: JobKind) -> str | None:
         """Why ``source``'s model can't be remixed, extended or edited here (the catalog says what
-        the model offers; the provider may have answered that it lacks the endpoint), or None."""
+        the model offers; the provider may have answered that it lacks the endpoint; an edit has a
+        longest source), or None."""
         spec = self._catalog.get(source.model)
         if spec is None:
-            return f"`{source.model}` is no longer one of this bot's models, so job #{source.id} can't be changed."
+            return (
+                f"`{source.model}` is no longer one of this bot's models, so job #{source.id} can't be "
+                "changed. Use `/video` to make a new one."
+            )
+        instead = " Use `/video` to make a new one."
         if kind is JobKind.REMIX and not spec.remix:
-            return f"`{spec.name}` videos can't be remixed with this bot's video provider."
+            return f"`{spec.name}` videos can't be remixed with this bot's video provider.{instead}"
         if kind is JobKind.EXTENSION:
             if spec.extend is None:
-                return f"`{spec.name}` videos can't be extended with this bot's video provider."
+                return f"`{spec.name}` videos can't be extended with this bot's video provider.{instead}"
             if self.provider is not None and self.provider.supports_extend is False:
-                return "This bot's video provider doesn't offer extensions, so videos can't be extended."
+                return f"This bot's video provider doesn't offer extensions, so videos can't be extended.{instead}"
         if kind is JobKind.EDIT:
             if spec.edit is None:
-                return f"`{spec.name}` videos can't be edited with this bot's video provider."
+                return f"`{spec.name}` videos can't be edited with this bot's video provider.{instead}"
             if self.provider is not None and self.provider.supports_edit is False:
-                return "This bot's video provider doesn't offer edits, so videos can't be edited."
+                return f"This bot's video provider doesn't offer edits, so videos can't be edited.{instead}"
+            longest = max(spec.edit.seconds)
+            if source.length > longest:
+                return (
+                    f"Job #{source.id} is {source.length} s long; `{spec.name}` edits videos of at most "
+                    f"{longest} seconds. Edit a shorter one, or a clip with `/edit`."
+                )
         return None
 
     def offers(self, job: Job) -> frozenset[JobKind]:
@@ -184,21 +195,22 @@ class JobService:
         allows) that the prompt directs. Priced like a new video of the segment's length; the
         provider's answer says the total."""
         self._refuse_unless_offered(source, JobKind.EXTENSION)
-        return requester.request(
-            self._catalog.quote_extension(source.model, source.size, seconds),
-            prompt=clean_prompt(prompt),
-            kind=JobKind.EXTENSION.value,
-            source_job_id=source.id,
-            source_video_id=source.provider_video_id,
-        )
+        quote = self._catalog.quote_extension(source.model, source.size, seconds)
+        return self._made_from(source, requester, prompt, JobKind.EXTENSION, quote)
 
     def edit_request(self, source: Job, requester: Requester, prompt: str) -> JobRequest:
         """A new video that edits ``source`` as the prompt says, priced like a video of its length."""
         self._refuse_unless_offered(source, JobKind.EDIT)
+        quote = self._catalog.quote_edit(source.model, source.size, source.length)
+        return self._made_from(source, requester, prompt, JobKind.EDIT, quote)
+
+    def _made_from(
+        self, source: Job, requester: Requester, prompt: str, kind: JobKind, quote: Quote
+    ) -> JobRequest:
         return requester.request(
-            self._catalog.quote_edit(source.model, source.size, source.length),
+            quote,
             prompt=clean_prompt(prompt),
-            kind=JobKind.EDIT.value,
+            kind=kind.value,
             source_job_id=source.id,
             source_video_id=source.provider_video_id,
         )
@@ -212,7 +224,10 @@ class JobService:
         else:
             name = next((m.name for m in catalog.models if m.edit is not None), catalog.default_model)
         if self.provider is not None and self.provider.supports_edit is False:
-            raise UserError("This bot's video provider doesn't offer edits, so clips can't be edited.")
+            raise UserError(
+                "This bot's video provider doesn't offer edits, so clips can't be edited. "
+                "Use `/video` to make a new video."
+            )
         return name
 
     def clip_edit_request(self, requester: Requester, prompt: str) -> JobRequest:

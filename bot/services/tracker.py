@@ -36,7 +36,7 @@ from tenacity import RetryCallState, Retrying
 from tenacity.wait import wait_base, wait_exponential, wait_random_exponential
 
 from bot.domain.errors import UndeliverableError
-from bot.domain.jobs import WITH_PROVIDER, Job, JobKind, JobStatus, QueuePlace, submission_queue
+from bot.domain.jobs import WITH_PROVIDER, Job, JobStatus, QueuePlace, submission_queue
 from bot.domain.messages import (
     REMIX_SOURCE_GONE,
     REMIX_SOURCE_GONE_CODE,
@@ -817,8 +817,9 @@ def matches_job(video: Video, job: Job) -> bool:
         video.prompt == job.prompt
         and video.model in (None, job.model)
         and video.size in (None, job.size)
-        # An extension's answer gives the stitched total, not the segment it was asked for.
-        and (video.seconds in (None, str(job.seconds)) or job.kind is JobKind.EXTENSION)
+        # An extension's answer gives the stitched total, an edit's its source's length, not the
+        # length the job was priced at.
+        and (video.seconds in (None, str(job.seconds)) or job.kind in lineage.LINEAGE_KINDS)
         and (video.created_at is None or video.created_at >= int(job.created_at) - 5)
         and (
             job.remixed_from_video_id is None

@@ -5,7 +5,12 @@ The bot logs in over REST to the fake Discord, so ``setup_hook`` loads the cogs 
 commands as in production, but it opens no gateway: the fake hands each interaction payload
 straight to discord.py's own INTERACTION_CREATE parser, which builds a real ``discord.Interaction``
 and dispatches it through ``bot.tree`` (or the view store for buttons and forms). Replies go over
-real HTTP to the fake, which records them. No subprocess, no websocket, no startup wait."""
+real HTTP to the fake, which records them. No subprocess, no websocket, no startup wait.
+
+``bot`` is one step up: the whole bot as ``videobot run`` wires it (tracker, HTTP server, media
+links), connected to the fake's gateway, in this event loop (tests/inprocess.py). It has the
+end-to-end ``bot`` fixture's interface, so tests about what members see run here without the cost
+of a process start; tests about the process itself (restarts, crashes, its log) stay in tests/e2e."""
 
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from bot.domain.catalog import load_catalog
 from bot.settings import Settings
 from tests.fakes.discord import FakeDiscord, Intent, patched_discord
 from tests.fakes.provider import InstrumentedRenderer
+from tests.inprocess import InProcessBot
 
 
 @pytest.fixture
@@ -80,3 +86,14 @@ async def videobot(
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == [], [r.getMessage() for r in errors]
     assert fake.token not in caplog.text
+
+
+@pytest.fixture
+async def bot(
+    fake: FakeDiscord, renderer: InstrumentedRenderer, tmp_path: Path
+) -> AsyncIterator[InProcessBot]:
+    """The whole bot as ``videobot run`` wires it, gateway included, in this event loop: the
+    end-to-end ``bot`` fixture's interface without the process (see tests/inprocess.py)."""
+    process = InProcessBot(fake=fake, renderer=renderer, workdir=tmp_path)
+    async with process.running_context():
+        yield process

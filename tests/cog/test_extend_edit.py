@@ -11,12 +11,21 @@ from typing import Any
 
 import aiohttp
 import av
+import pytest
 
 from bot.adapters.media import render_video
 from bot.discord.bot import VideoBot
+from tests.cog.test_forged_numbers import forge_ranges
 from tests.fakes.discord import FakeDiscord, InteractionHandle, StoredMessage
 from tests.fakes.provider import InstrumentedRenderer, RecordedFile
 from tests.helpers import FAILED, READY, ephemeral_content
+
+
+@pytest.fixture
+def renderer_settings() -> dict[str, Any]:
+    """Quick renders at few frames a second: extensions make long videos, and every frame costs CPU
+    (durations and sizes do not depend on it)."""
+    return {"generation_seconds": 0.5, "queue_seconds": 0.1, "fps": 3, "poll_after_ms": 100}
 
 
 def card(message: StoredMessage) -> dict[str, Any]:
@@ -100,14 +109,36 @@ async def test_extend_button_makes_one_video_of_source_and_segment_and_chains(
     stored = await videobot.jobs.get(first)
     assert stored is not None and (stored.kind, stored.seconds, stored.total_seconds) == ("extension", 8, 12)
 
+    # /extend offers the member's own finished videos, with their whole length.
+    offered = await (await fake.autocomplete("extend", {"video": ""})).choices()
+    assert [c["value"] for c in offered] == [first, source_job]
+    assert offered[0]["name"] == f"#{first} · 12 s · the fox leaps a stream"
+    bob = int(fake.add_member(name="bob")["user"]["id"])
+    assert await (await fake.autocomplete("extend", {"video": ""}, user=bob)).choices() == []
+
     # A chain: /extend the extension by the shortest segment (the default).
     chained = await fake.invoke_command("extend", {"video": first, "prompt": "and lands softly"})
     second = await chained.original_message(timeout=30, predicate=is_final(READY))
     assert field(second, "Duration") == "16 s in all (4 s added)"
+    assert labels(second) == ["Remix", "Extend", "Edit", "Again", "Details"]  # 16 s: still editable
+    longer = await fake.invoke_command("extend", {"video": job_number(second), "prompt": "on", "seconds": 8})
+    longest = await longer.original_message(timeout=30, predicate=is_final(READY))
+    assert field(longest, "Duration") == "24 s in all (8 s added)"
+    assert labels(longest) == ["Remix", "Extend", "Again", "Details"]  # sora-2 edits at most 20 s
+    refusal = await reply(await fake.invoke_command("edit", {"prompt": "x", "video": job_number(longest)}))
+    assert refusal == (
+        f"Job #{job_number(longest)} is 24 s long; `sora-2` edits videos of at most 20 seconds. "
+        "Edit a shorter one, or a clip with `/edit`."
+    )
     assert abs(uploaded_seconds(second) - 16) < 0.5
-    assert len(posts(renderer, "extensions")) == 2
+    assert len(posts(renderer, "extensions")) == 3
+    # Again makes the same extension of the same source once more.
+    again = await fake.invoke_component(extension, f"videobot:again:{first}")
+    repeat = await again.original_message(timeout=30, predicate=is_final(READY))
+    assert [r.json_body["seconds"] for r in posts(renderer, "extensions")] == ["8", "4", "8", "8"]
+    assert field(repeat, "Duration") == "12 s in all (8 s added)"
     quota = await reply(await fake.invoke_command("quota"))
-    assert "**44** credits left of 60" in quota  # 4 + 8 + 4
+    assert "**28** credits left of 60" in quota  # 4 + 8 + 4 + 8 + 8
 
     # Details and /videos show the lineage too.
     details = await fake.invoke_component(second, f"videobot:details:{job_number(second)}")
@@ -116,7 +147,9 @@ async def test_extend_button_makes_one_video_of_source_and_segment_and_chains(
     assert details_fields["Extension of"].startswith(f"[Job #{first}](")
     assert details_fields["Duration"] == "16 s in all (4 s added)"
     listing = await (await fake.invoke_command("videos")).original_message()
-    assert f"extension of #{first}" in card(listing)["description"].splitlines()[0]
+    lines = {line.split("`")[1]: line for line in card(listing)["description"].splitlines()}
+    assert f"extension of #{first}" in lines[f"#{job_number(second)}"]
+    assert f"extension of #{source_job}" in lines[f"#{first}"]
 
 
 async def test_edit_button_and_edit_command_with_an_uploaded_clip(
@@ -214,6 +247,15 @@ async def test_only_the_owner_or_a_moderator_may_press_and_limits_refuse_before_
     assert refused.startswith(f"This is <@{alice}>'s video")
     assert len(renderer.requests) == sent  # nothing reached the provider
 
+    # Lengths come from the client: a forged one is refused in code, privately, with the choices.
+    forge_ranges(fake, "extend")
+    forged = await reply(await fake.invoke_command("extend", {"video": job, "prompt": "p", "seconds": 7}))
+    assert forged == "`sora-2` extends videos by 4, 8, 12, 16, 20 seconds, not 7. Pick one of those."
+    form = await (await fake.invoke_component(done, f"videobot:extend:{job}")).modal()
+    typed = await fake.submit_modal(form["custom_id"], {"prompt": "p", "seconds": "99999999999"})
+    assert (await reply(typed)).startswith("`sora-2` extends videos by 4, 8, 12, 16, 20 seconds")
+    assert len(renderer.requests) == sent
+
     moderator = int(fake.owner_user["id"])
     opened = await fake.invoke_component(done, f"videobot:extend:{job}", user=moderator)
     assert (await opened.modal())["title"] == f"Extend video #{job}"
@@ -271,6 +313,9 @@ async def test_extend_and_edit_are_not_offered_once_the_provider_says_it_lacks_t
     )
     assert field(failed, "Credits") == "Nothing was charged for this video."
     refusal = await reply(await fake.invoke_component(source, f"videobot:extend:{job}"))
-    assert refusal == "This bot's video provider doesn't offer extensions, so videos can't be extended."
+    assert refusal == (
+        "This bot's video provider doesn't offer extensions, so videos can't be extended. "
+        "Use `/video` to make a new one."
+    )
     fresh = await make_video(fake, "another kite")
     assert labels(fresh) == ["Remix", "Edit", "Again", "Details"]

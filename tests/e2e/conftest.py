@@ -16,9 +16,24 @@ from typing import Any
 import pytest
 
 from bot.localapi import LocalRenderer, LocalRendererConfig
-from tests.fakes.discord import FakeDiscord, RecordedRequest, StoredMessage
-from tests.fakes.provider import InstrumentedRenderer
+from tests.fakes.discord import FakeDiscord
+from tests.flows import embed_of, field_value, is_final, mp4_uploads, provider_saw_prompt
 from tests.helpers import wait_for
+
+__all__ = [
+    "E2E_RENDERER",
+    "HELD",
+    "BotProcess",
+    "embed_of",
+    "eventually",
+    "field_value",
+    "hold",
+    "is_final",
+    "mp4_uploads",
+    "provider_saw_prompt",
+    "release",
+    "renderer_config",
+]
 
 REPO = Path(__file__).resolve().parents[2]
 COMMANDS_ROUTE = "/applications/{application_id}/commands"
@@ -166,33 +181,3 @@ async def bot(fake: FakeDiscord, renderer: LocalRenderer, tmp_path: Path) -> Asy
     for line in process.log().splitlines():
         assert "Traceback" not in line, process.log()
     assert process.fake.token not in process.log()
-
-
-def provider_saw_prompt(renderer: InstrumentedRenderer, prompt: str) -> bool:
-    return any(
-        isinstance(r.json_body, dict) and r.json_body.get("prompt") == prompt for r in renderer.requests
-    )
-
-
-def mp4_uploads(fake: FakeDiscord, since: int = 0) -> list[tuple[RecordedRequest, bytes]]:
-    """MP4 files Discord accepted (refused attempts, e.g. a 403 or 429, don't count)."""
-    return [
-        (r, f.data)
-        for r in fake.requests[since:]
-        if 200 <= r.status < 300
-        for f in r.files
-        if f.filename.endswith(".mp4")
-    ]
-
-
-def embed_of(message: StoredMessage) -> dict[str, Any]:
-    assert message.embeds, f"message {message.id} has no embed"
-    return message.embeds[0]
-
-
-def field_value(embed: dict[str, Any], name: str) -> str | None:
-    return next((f["value"] for f in embed.get("fields", []) if f["name"] == name), None)
-
-
-def is_final(title: str) -> Callable[[StoredMessage], bool]:
-    return lambda m: bool(m.embeds) and m.embeds[0].get("title") == title

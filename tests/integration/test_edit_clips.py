@@ -12,6 +12,8 @@ import pytest
 
 from bot.adapters.clips import convert_clip, nearest_size, sniff_container
 from bot.adapters.media import probe_video
+from bot.adapters.sqlite.store import Store
+from bot.domain.jobs import JobKind, JobRequest
 from bot.services.ports import ClipUnusable
 
 SIZES = ("720x1280", "1280x720")
@@ -102,3 +104,26 @@ def test_a_fast_clip_keeps_at_most_60_frames_a_second(tmp_path: Path) -> None:
     clip = convert_clip(data, tmp_path / "clip.mp4", sizes=SIZES, max_seconds=20)
     info = probe_video(clip.path)
     assert info.frames <= 61 and clip.duration == pytest.approx(1.0, abs=0.1)
+
+
+async def test_a_clip_is_kept_while_its_job_keeps_its_files(tmp_path: Path) -> None:
+    async with Store.open(tmp_path / "bot.db") as store:
+        request = JobRequest(
+            guild_id=1,
+            channel_id=2,
+            user_id=3,
+            user_name="m",
+            prompt="p",
+            model="sora-2",
+            size="720x1280",
+            seconds=8,
+            cost=8,
+            usd=0.8,
+            kind="edit",
+            clip_path=str(tmp_path / "references" / "clip-1-abc.mp4"),
+        )
+        job_id = await store.insert_job(request)
+        job = await store.get_job(job_id)
+        assert job is not None and (job.kind, job.clip_path) == (JobKind.EDIT, request.clip_path)
+        ids, kept = await store.jobs_keeping_files(0)
+        assert ids == {job_id} and kept == {request.clip_path}

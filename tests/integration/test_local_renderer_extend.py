@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import io
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -15,29 +14,15 @@ import pytest
 from PIL import Image, ImageChops, ImageStat
 
 from bot.adapters.media import probe_video, render_video
-from bot.localapi import LocalRendererConfig
-from tests.fakes.provider import InstrumentedRenderer
 from tests.helpers import ManualClock
+from tests.integration import test_local_renderer as main_tests
 from tests.integration.test_local_renderer import PORTRAIT, CheckedApi, Reply, multipart_body, png
 
-FAST = LocalRendererConfig(generation_seconds=1.0, queue_seconds=0.25, fps=4, poll_after_ms=100)
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def renderer_settings(clock: ManualClock) -> dict[str, Any]:
-    fast = {f.name: getattr(FAST, f.name) for f in fields(FAST)}
-    return {**fast, "clock": clock, "data_dir": None}
-
-
-@pytest.fixture
-async def api(renderer: InstrumentedRenderer) -> Any:
-    async with aiohttp.ClientSession() as session:
-        yield CheckedApi(session, renderer)
+# The fixtures of the renderer's main tests: FAST_CONFIG on a manual clock, a checked API.
+clock = main_tests.clock
+renderer_settings = main_tests.renderer_settings
+session = main_tests.session
+api = main_tests.api
 
 
 async def completed(api: CheckedApi, clock: ManualClock, reply: Reply) -> dict[str, Any]:

@@ -300,6 +300,10 @@ async def test_a_full_queue_answers_429_and_keeps_nothing_more(
     renderer = await make_renderer(max_active_jobs=3, max_jobs=5)
     client = Client(session, renderer, None)
     accepted = [await client.create(f"job {n}") for n in range(3)]
+    # Their renders (frames held in worker threads) finish first: only the requests are measured.
+    # The clock does not move, so the three stay in progress and the queue stays full.
+    for job in accepted:
+        await wait_rendered(renderer, job["id"])
 
     tracemalloc.start()
     try:

@@ -7,7 +7,10 @@ response the renderer returns against the OpenAPI contract, in both directions.
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import io
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +19,11 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from PIL import Image
 from pydantic import SecretStr
 
-from bot.adapters.media import probe_video
+from bot.adapters.media import probe_video, render_video
 from bot.adapters.videoapi.client import VideoAPIClient
 from bot.domain.provider import Video
 from bot.domain.provider_errors import (
@@ -27,6 +31,7 @@ from bot.domain.provider_errors import (
     BadRequest,
     NotFound,
     SubmitUncertain,
+    UnsupportedEndpoint,
     VideoAPIError,
 )
 from tests.conftest import RendererFactory
@@ -88,19 +93,27 @@ def renderer_settings() -> dict[str, Any]:
     return dict(FAST)
 
 
+@contextlib.asynccontextmanager
+async def serving(handler: Handler) -> AsyncIterator[str]:
+    """Serve ``handler`` for every path on a free loopback port; yields the ``/v1`` base URL."""
+    app = web.Application(client_max_size=64 * 1024 * 1024)  # uploads pass through
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+    finally:
+        await runner.cleanup()
+
+
 @pytest.fixture
 async def proxy(renderer: InstrumentedRenderer) -> AsyncIterator[ContractProxy]:
     proxy = ContractProxy(upstream=renderer.base_url)
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", proxy.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    proxy.base_url = f"http://127.0.0.1:{port}/v1"
-    yield proxy
-    await runner.cleanup()
+    async with serving(proxy.handle) as base_url:
+        proxy.base_url = base_url
+        yield proxy
     assert proxy.violations == []
 
 
@@ -253,3 +266,211 @@ def test_lenient_parsing_of_what_real_servers_return() -> None:
     assert (video.status, video.progress, video.size, video.seconds) == ("processing", None, "832x480", "5")
     assert not video.is_terminal
     assert Video.model_validate({"id": "v", "progress": 140.7, "prompt": None}).progress == 100
+
+
+# --------------------------------------------------------------------------- extensions, edits, characters
+
+
+def clip_file(tmp_path: Path, seconds: float = 2.0) -> Path:
+    path = tmp_path / "clip.mp4"
+    render_video(path, prompt="an uploaded clip", width=640, height=360, seconds=seconds, fps=6)
+    return path
+
+
+async def test_extend_edit_and_characters_round_trip(
+    client: VideoAPIClient, renderer: InstrumentedRenderer, tmp_path: Path
+) -> None:
+    source = await client.create(prompt="a paper boat", model="sora-2", size="720x1280", seconds=4)
+    await wait_done(client, source.id)
+
+    extension = await client.extend(source.id, "it sails into a storm", 8)
+    assert renderer.requests[-1].json_body == {
+        "video": {"id": source.id},
+        "prompt": "it sails into a storm",
+        "seconds": "8",
+    }
+    assert extension.seconds == "12"  # the stitched total
+    assert (await wait_done(client, extension.id))[-1].status == "completed"
+    out = tmp_path / "extended.mp4"
+    await client.download(extension.id, out)
+    assert probe_video(out).duration == pytest.approx(12, abs=0.3)
+    assert client.supports_extend is True
+
+    edit = await client.edit("make it night", video_id=source.id)
+    assert renderer.requests[-1].json_body == {"video": {"id": source.id}, "prompt": "make it night"}
+    assert (await wait_done(client, edit.id))[-1].status == "completed"
+
+    upload = clip_file(tmp_path)
+    edit = await client.edit("add snow", clip=upload)
+    form = renderer.requests[-1].form
+    assert form is not None and set(form) == {"prompt", "video"}
+    assert (edit.size, edit.seconds) == ("1280x720", "2")
+    assert (await wait_done(client, edit.id))[-1].status == "completed"
+    assert client.supports_edit is True
+
+    character = await client.create_character("Captain Boat", upload.read_bytes())
+    assert character.id.startswith("char_") and character.name == "Captain Boat"
+    assert await client.get_character(character.id) == character
+    with pytest.raises(NotFound):
+        await client.get_character("char_missing")
+    assert client.supports_characters is True
+    assert {"POST videos/extensions", "POST videos/edits", "GET videos/characters/{id}"} <= set(
+        client.request_counts
+    )
+
+
+async def test_extension_body_refusals_and_a_gone_source_are_typed(
+    client: VideoAPIClient, proxy: ContractProxy
+) -> None:
+    with pytest.raises(NotFound, match="video_gone"):
+        await client.extend("video_gone", "more", 4)
+    assert client.supports_extend is True, "a missing video is not a missing endpoint"
+    # 6 is outside the contract's list too: checked by the renderer, not sent past the proxy's eyes.
+    proxy.tolerate.append("seconds")
+    with pytest.raises(BadRequest) as info:
+        await client.extend("video_gone", "more", 6)
+    assert info.value.param == "seconds"
+    proxy.violations.clear()
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (
+            404,
+            '{"error": {"message": "Invalid URL (POST /v1/videos/extensions)", "type": "invalid_request_error"}}',
+        ),
+        (404, '{"detail": "Not Found"}'),
+        (405, '{"detail": "Method Not Allowed"}'),
+    ],
+)
+async def test_providers_without_the_endpoints_are_discovered(
+    renderer: InstrumentedRenderer, tmp_path: Path, status: int, body: str
+) -> None:
+    for path in ("/v1/videos/extensions", "/v1/videos/edits", "/v1/videos/characters"):
+        renderer.faults.add(status=status, path_prefix=path, body=body, count=2)
+    async with VideoAPIClient(renderer.base_url, backoff_initial=0.01) as api:
+        with pytest.raises(UnsupportedEndpoint, match="not supported by this provider"):
+            await api.extend("video_x", "more", 4)
+        with pytest.raises(UnsupportedEndpoint):
+            await api.edit("night", video_id="video_x")
+        with pytest.raises(UnsupportedEndpoint):
+            await api.create_character("n", clip_file(tmp_path))
+        with pytest.raises(UnsupportedEndpoint):
+            await api.get_character("char_x")
+        assert (api.supports_extend, api.supports_edit, api.supports_characters) == (False, False, False)
+    # Each was tried once: a missing endpoint is not retried.
+    assert len(renderer.requests) == 4
+
+
+async def test_a_gateway_whose_upstream_lacks_the_operation_is_discovered(
+    renderer: InstrumentedRenderer,
+) -> None:
+    # What LiteLLM answers when the provider behind a model has no extensions (its docs: "External
+    # providers receive NotImplementedError").
+    body = (
+        '{"error": {"message": "litellm.NotImplementedError: video extension is not supported for '
+        'runwayml", "type": null, "param": null, "code": "500"}}'
+    )
+    renderer.faults.add(status=500, path_prefix="/v1/videos/extensions", body=body)
+    async with VideoAPIClient(renderer.base_url, backoff_initial=0.01) as api:
+        with pytest.raises(UnsupportedEndpoint, match="NotImplementedError"):
+            await api.extend("video_x", "more", 4)
+        assert api.supports_extend is False
+    assert len(renderer.requests) == 1
+
+
+def test_edit_needs_exactly_one_source() -> None:
+    client = VideoAPIClient("http://127.0.0.1:9/v1")
+    with pytest.raises(ValueError, match="exactly one"):
+        asyncio.run(client.edit("x"))
+    with pytest.raises(ValueError, match="exactly one"):
+        asyncio.run(client.edit("x", video_id="v", clip=b"data"))
+
+
+@dataclass
+class LiteLLMLikeGateway:
+    """What LiteLLM's proxy does to the Videos API: ids become long encoded strings naming the
+    upstream (``video_`` + base64 of ``litellm:...;video_id:...``), and upstream errors come back
+    wrapped inside the message text."""
+
+    upstream: str
+    base_url: str = ""
+
+    @staticmethod
+    def encode(upstream_id: str) -> str:
+        raw = f"litellm:custom_llm_provider:openai;model_id:{'m' * 64};video_id:{upstream_id}"
+        return "video_" + base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @staticmethod
+    def decode(long_id: str) -> str:
+        encoded = long_id.removeprefix("video_")
+        raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
+        return raw.rsplit("video_id:", 1)[1]
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        path = request.path.removeprefix("/v1")
+        parts = path.split("/")
+        if len(parts) >= 3 and parts[2].startswith("video_"):
+            parts[2] = self.decode(parts[2])
+        body = await request.read()
+        headers = {"Content-Type": request.headers.get("Content-Type", "application/json")}
+        if body and headers["Content-Type"].startswith("application/json"):
+            document = json.loads(body)
+            if isinstance(document.get("video"), dict):
+                document["video"]["id"] = self.decode(document["video"]["id"])
+            body = json.dumps(document).encode()
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(
+                request.method,
+                self.upstream + "/".join(parts),
+                data=body or None,
+                headers=headers,
+                params=request.query,
+            ) as upstream,
+        ):
+            payload, status = await upstream.read(), upstream.status
+            content_type = upstream.content_type
+        if status >= 400:
+            wrapped = {
+                "error": {
+                    "message": f"litellm.APIError: OpenAIException - {payload.decode()}",
+                    "type": None,
+                    "param": None,
+                    "code": str(status),
+                }
+            }
+            return web.json_response(wrapped, status=status)
+        if content_type == "application/json":
+            document = json.loads(payload)
+            if isinstance(document, dict) and str(document.get("id", "")).startswith("video_"):
+                document["id"] = self.encode(document["id"])
+            return web.json_response(document)
+        return web.Response(body=payload, content_type=content_type)
+
+
+async def test_through_a_litellm_like_gateway_long_ids_and_wrapped_errors(
+    renderer: InstrumentedRenderer, tmp_path: Path
+) -> None:
+    gateway = LiteLLMLikeGateway(upstream=renderer.base_url)
+    async with (
+        serving(gateway.handle) as base_url,
+        VideoAPIClient(base_url, backoff_initial=0.01) as api,
+    ):
+        source = await api.create(prompt="boat", model="sora-2", size="720x1280", seconds=4)
+        assert len(source.id) > 200
+        await wait_done(api, source.id)
+        extension = await api.extend(source.id, "storm", 4)
+        assert len(extension.id) > 200 and extension.seconds == "8"
+        await wait_done(api, extension.id)
+        await api.download(extension.id, tmp_path / "e.mp4")
+        assert probe_video(tmp_path / "e.mp4").duration == pytest.approx(8, abs=0.3)
+        edit = await api.edit("night", video_id=source.id)
+        assert len(edit.id) > 200
+        # The upstream's code survives inside the wrapped message.
+        running = await api.create(prompt="still running", model="sora-2", size="720x1280", seconds=4)
+        with pytest.raises(BadRequest) as info:
+            await api.extend(running.id, "too soon", 4)
+        assert info.value.code == "invalid_video_status"
+        assert api.supports_extend is True

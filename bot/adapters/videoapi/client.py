@@ -103,6 +103,9 @@ def _error_from_response(status: int, body: bytes, headers: Mapping[str, str]) -
         if isinstance(err, dict):
             message = str(err.get("message") or err.get("detail") or "")
             code = err.get("code") if isinstance(err.get("code"), str) else None
+            if code is not None and code.isdigit():
+                # LiteLLM puts the HTTP status there; the upstream's code is inside the message.
+                code = None
             param = err.get("param") if isinstance(err.get("param"), str) else None
         elif isinstance(err, str):
             message = err
@@ -511,7 +514,7 @@ class VideoAPIClient:
             body, _ = await self._with_retries(
                 lambda: self._attempt(method, path, **kwargs), retry_processed=method == "GET"
             )
-        except (NotFound, BadRequest) as exc:
+        except (NotFound, BadRequest, ServerError) as exc:
             if _route_missing(exc, named_id):
                 setattr(self, f"supports_{feature}", False)
                 raise UnsupportedEndpoint(
@@ -519,6 +522,9 @@ class VideoAPIClient:
                     f"{exc.message}",
                     status=exc.status,
                 ) from exc
+            if not isinstance(exc, ServerError):
+                # The endpoint answered about the request itself (a missing source, a bad value).
+                setattr(self, f"supports_{feature}", True)
             raise
         setattr(self, f"supports_{feature}", True)
         return body
@@ -565,15 +571,21 @@ _MISSING_ROUTE = re.compile(
 )
 
 
+# LiteLLM answers an operation its upstream provider lacks with Python's NotImplementedError.
+_NOT_IMPLEMENTED = re.compile(r"notimplementederror|not implemented", re.IGNORECASE)
+
+
 def _route_missing(exc: VideoAPIError, named_id: str | None) -> bool:
-    """Whether a 4xx says the endpoint itself is missing rather than the video or character."""
+    """Whether an error says the endpoint itself is missing rather than the video or character."""
     if exc.status in (405, 501):
         return True
+    if exc.status == 500:
+        return bool(_NOT_IMPLEMENTED.search(exc.message))
     if exc.status not in (400, 404):
         return False
     if named_id is not None and named_id in exc.message:
         return False
-    return bool(_MISSING_ROUTE.search(exc.message))
+    return bool(_MISSING_ROUTE.search(exc.message) or _NOT_IMPLEMENTED.search(exc.message))
 
 
 async def _clip_bytes(clip: Path | bytes) -> bytes:

@@ -33,7 +33,7 @@ _CHOICE_NAME_MAX = 100  # Discord's limit for an autocomplete choice's name
 def choice_name(job: Job) -> str:
     """``#12 · 4 s · a red fox running through…``, within Discord's 100 characters. Choice names
     render no Markdown, so the prompt is only made harmless there (``plain_inline``)."""
-    prefix = f"#{job.id} · {job.seconds} s · "
+    prefix = f"#{job.id} · {job.length} s · "
     return prefix + plain_inline(job.prompt, _CHOICE_NAME_MAX - len(prefix))
 
 

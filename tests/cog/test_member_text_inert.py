@@ -1,4 +1,4 @@
-"""A hostile prompt, end to end: the public card and the Details reply show it as text.
+"""A hostile prompt (the whole bot in-process, tests/inprocess.py): the public card and the Details reply show it as text.
 
 A member types masked links (one harmless-looking, one phishing), an autolink, ``@everyone`` and a
 user mention into ``/video``. Whatever the bot posts must carry no live masked link, no ``://``
@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.e2e.conftest import BotProcess, embed_of, is_final
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.provider import InstrumentedRenderer
+from tests.flows import embed_of, is_final
+from tests.inprocess import InProcessBot
 from tests.unit.test_member_text import live_markup, rendered
 
 READY = "🎬 Your video is ready"
@@ -40,7 +41,7 @@ def assert_inert_card(embed: dict[str, Any]) -> None:
 
 
 async def test_a_hostile_prompt_is_inert_on_the_card_and_in_details(
-    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
+    bot: InProcessBot, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
     await bot.start()
     mark = fake.mark()

@@ -1,12 +1,12 @@
-"""The ``/videomod`` commands the credits flow doesn't cover, end to end through the fake Discord:
+"""The ``/videomod`` commands the credits flow doesn't cover, through the fake Discord (the whole bot in-process):
 role overrides, resetting usage, the job list, and settings that are refused or only shown."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from tests.e2e.conftest import BotProcess
 from tests.fakes.discord import FakeDiscord
+from tests.inprocess import InProcessBot
 
 
 async def ephemeral(handle: Any) -> dict[str, Any]:
@@ -16,7 +16,9 @@ async def ephemeral(handle: Any) -> dict[str, Any]:
     return data
 
 
-async def test_role_override_reset_job_list_and_settings_replies(bot: BotProcess, fake: FakeDiscord) -> None:
+async def test_role_override_reset_job_list_and_settings_replies(
+    bot: InProcessBot, fake: FakeDiscord
+) -> None:
     moderator = int(fake.owner_user["id"])
     member = int(fake.default_user["id"])
     vip = int(fake.add_role("vip")["id"])  # before start, so the bot's guild cache has the role

@@ -1,16 +1,17 @@
-"""Provider faults through the real bot: rate limits, server errors, dropped connections, malformed
+"""Provider faults through the whole bot (in-process, tests/inprocess.py): rate limits, server errors, dropped connections, malformed
 bodies, and an asset that expired before it was fetched."""
 
 from __future__ import annotations
 
-from tests.e2e.conftest import BotProcess, embed_of, field_value, is_final, mp4_uploads
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.provider import InstrumentedRenderer
+from tests.flows import embed_of, field_value, is_final, mp4_uploads
 from tests.helpers import FAILED, READY
+from tests.inprocess import InProcessBot
 
 
 async def test_a_flaky_provider_still_delivers_once(
-    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
+    bot: InProcessBot, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
     renderer.faults.add(status=429, count=2, method="POST", retry_after=0.2)
     renderer.faults.add(status=500, count=2, method="GET", path_prefix="/v1/videos/")
@@ -27,7 +28,7 @@ async def test_a_flaky_provider_still_delivers_once(
 
 
 async def test_an_expired_asset_is_explained_and_refunded(
-    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
+    bot: InProcessBot, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
     renderer.config.asset_ttl_seconds = 0  # gone the moment it is finished
     await bot.start()

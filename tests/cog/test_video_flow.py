@@ -1,4 +1,5 @@
-"""``/video`` end to end: real discord.py in the real bot process, the fake Discord, the local renderer."""
+"""``/video`` through the whole bot in-process (tests/inprocess.py): real discord.py over the fake
+Discord's gateway, the local renderer."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import pytest
 from PIL import Image
 
 from bot.adapters.media import probe_video
-from tests.e2e.conftest import BotProcess, embed_of, field_value, is_final, mp4_uploads
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.provider import InstrumentedRenderer
+from tests.flows import embed_of, field_value, is_final, mp4_uploads
 from tests.helpers import READY
+from tests.inprocess import InProcessBot
 
 
 def probe_bytes(data: bytes, tmp_path: Path, name: str) -> tuple[int, int, float]:
@@ -24,7 +26,7 @@ def probe_bytes(data: bytes, tmp_path: Path, name: str) -> tuple[int, int, float
 
 
 async def test_video_is_acknowledged_tracked_and_delivered_once(
-    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer, tmp_path: Path
+    bot: InProcessBot, fake: FakeDiscord, renderer: InstrumentedRenderer, tmp_path: Path
 ) -> None:
     renderer.config.generation_seconds = 2.0  # long enough for the card to show the bar moving
     await bot.start()
@@ -73,7 +75,7 @@ async def test_video_is_acknowledged_tracked_and_delivered_once(
 
 
 async def test_image_attachment_is_fitted_and_becomes_the_first_frame(
-    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer, tmp_path: Path
+    bot: InProcessBot, fake: FakeDiscord, renderer: InstrumentedRenderer, tmp_path: Path
 ) -> None:
     await bot.start()
     # A portrait photo for a landscape video: it must be cropped to exactly 1280x720.
@@ -103,7 +105,7 @@ async def test_image_attachment_is_fitted_and_becomes_the_first_frame(
 
 
 async def test_provider_failure_is_explained_and_refunded(
-    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
+    bot: InProcessBot, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
     await bot.start()
     handle = await fake.invoke_command("video", {"prompt": "something forbidden"})

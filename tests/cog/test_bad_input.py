@@ -1,4 +1,4 @@
-"""The bad-input catalogue, end to end: every refusal is ephemeral, specific, charges nothing and
+"""The bad-input catalogue (the whole bot in-process, tests/inprocess.py): every refusal is ephemeral, specific, charges nothing and
 sends nothing to the provider. The README's table lists the same cases and messages."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from typing import Any
 
 from PIL import Image
 
-from tests.e2e.conftest import BotProcess
 from tests.fakes.discord import FakeDiscord, InteractionHandle
 from tests.fakes.provider import InstrumentedRenderer
+from tests.inprocess import InProcessBot
 
 
 def image_bytes(fmt: str, size: tuple[int, int] = (300, 300), **save: Any) -> bytes:
@@ -78,7 +78,7 @@ ATTACHMENT_CASES: list[tuple[str, bytes, str, str, str]] = [
 
 
 async def test_every_bad_input_is_refused_plainly_and_costs_nothing(
-    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
+    bot: InProcessBot, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
     await bot.start()
     seen: dict[str, str] = {}

@@ -4,23 +4,25 @@ refused. With the default settings (no cooldown) a member can remix right after 
 from __future__ import annotations
 
 from bot.localapi import LocalRenderer
-from tests.e2e.conftest import BotProcess, embed_of, is_final
-from tests.e2e.test_remix_flow import (
+from tests.fakes.discord import FakeDiscord
+from tests.flows import (
     MODAL,
     READY,
     buttons,
     creates,
+    embed_of,
     ephemeral_text,
+    is_final,
     job_number,
     job_row,
     make_video,
     recorded_as_delivered,
 )
-from tests.fakes.discord import FakeDiscord
+from tests.inprocess import InProcessBot
 
 
 async def test_remix_right_after_a_delivery_with_default_settings_opens_the_form(
-    bot: BotProcess, fake: FakeDiscord, renderer: LocalRenderer
+    bot: InProcessBot, fake: FakeDiscord, renderer: LocalRenderer
 ) -> None:
     await bot.start()
     source = await make_video(fake, "a kite over dunes")
@@ -38,7 +40,7 @@ async def test_remix_right_after_a_delivery_with_default_settings_opens_the_form
 
 
 async def test_remix_pressed_without_credits_is_refused_on_the_press_with_no_form(
-    bot: BotProcess, fake: FakeDiscord, renderer: LocalRenderer
+    bot: InProcessBot, fake: FakeDiscord, renderer: LocalRenderer
 ) -> None:
     await bot.start()
     moderator = int(fake.owner_user["id"])

@@ -1,32 +1,46 @@
-"""Extend and Edit end to end: the real bot process, the fake Discord and the local renderer. One
-bot serves the whole story (a process start costs more than every step after it): a delivered
-video is extended through its button and form, then edited, then a clip of the member's own is
-edited with ``/edit``; a stranger's presses are refused with nothing sent; a source the provider no
-longer has is explained and not charged. The cog tests (``tests/cog/test_extend_edit.py``) cover
-the rest in-process."""
+"""Extend and Edit end to end through the fake Discord: the whole bot as ``videobot run`` wires it
+(in-process, tests/inprocess.py: its gateway, cogs, tracker, store and client), the fake Discord
+and the local renderer. One bot serves the whole story: a delivered video is extended through its
+button and form, then edited, then a clip of the member's own is edited with ``/edit``; a
+stranger's presses are refused with nothing sent; a source the provider no longer has is explained
+and not charged. ``test_extend_edit.py`` covers the rest (autocomplete, chains, Again, forged
+lengths, limits on the press, an endpoint the provider lacks)."""
 
 from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import av
+import pytest
 
 from bot.adapters.media import render_video
-from tests.e2e.conftest import BotProcess, embed_of, field_value, is_final, mp4_uploads
-from tests.e2e.test_remix_flow import (
+from tests.fakes.discord import FakeDiscord
+from tests.fakes.provider import InstrumentedRenderer, RecordedFile
+from tests.flows import (
     allow_back_to_back_requests,
     buttons,
+    embed_of,
     ephemeral_text,
+    field_value,
+    is_final,
     job_number,
     job_row,
     make_video,
+    mp4_uploads,
     recorded_as_delivered,
 )
-from tests.fakes.discord import FakeDiscord
-from tests.fakes.provider import InstrumentedRenderer, RecordedFile
 from tests.helpers import FAILED, READY
+from tests.inprocess import InProcessBot
+
+
+@pytest.fixture
+def renderer_settings() -> dict[str, Any]:
+    """Quick renders at few frames a second: extensions make long videos, and every frame costs CPU
+    (durations and sizes do not depend on it)."""
+    return {"generation_seconds": 0.5, "queue_seconds": 0.1, "fps": 3, "poll_after_ms": 100}
 
 
 def seconds_of(data: bytes) -> float:
@@ -42,7 +56,7 @@ def provider_posts(renderer: InstrumentedRenderer) -> list[str]:
 
 
 async def test_extend_and_edit_a_delivered_video_and_edit_an_uploaded_clip(
-    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer, tmp_path: Path
+    bot: InProcessBot, fake: FakeDiscord, renderer: InstrumentedRenderer, tmp_path: Path
 ) -> None:
     await bot.start()
     assert {c["name"] for c in fake.commands()} >= {"extend", "edit"}

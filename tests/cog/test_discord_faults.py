@@ -1,4 +1,4 @@
-"""Discord faults, end to end: expired interaction tokens, deleted replies, rate limits, server
+"""Discord faults (the whole bot in-process, tests/inprocess.py): expired interaction tokens, deleted replies, rate limits, server
 errors, a channel the bot can no longer post in, and a video over the upload limit."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from bot.adapters.media import probe_video
-from tests.e2e.conftest import BotProcess, embed_of, field_value, hold, is_final, mp4_uploads, release
+from tests.e2e.conftest import hold, release
 from tests.fakes.discord import (
     ROUTE_CHANNEL_MESSAGE,
     ROUTE_CHANNEL_MESSAGES,
@@ -17,7 +17,9 @@ from tests.fakes.discord import (
     FakeDiscord,
 )
 from tests.fakes.provider import InstrumentedRenderer
+from tests.flows import embed_of, field_value, is_final, mp4_uploads
 from tests.helpers import READY, free_port
+from tests.inprocess import InProcessBot
 
 
 def probe(data: bytes, tmp_path: Path) -> tuple[int, int, float]:
@@ -28,7 +30,7 @@ def probe(data: bytes, tmp_path: Path) -> tuple[int, int, float]:
 
 
 async def test_expired_token_switches_to_the_channel_route(
-    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
+    bot: InProcessBot, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
     hold(renderer)
     await bot.start()
@@ -46,7 +48,7 @@ async def test_expired_token_switches_to_the_channel_route(
 
 
 async def test_deleted_reply_gets_a_new_message(
-    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
+    bot: InProcessBot, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
     hold(renderer)
     await bot.start()
@@ -63,7 +65,7 @@ async def test_deleted_reply_gets_a_new_message(
 
 
 async def test_rate_limits_and_server_errors_are_retried_without_piling_up(
-    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
+    bot: InProcessBot, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
     await bot.start()
     fake.faults.add(method="PATCH", route=ROUTE_WEBHOOK_MESSAGE, status=429, count=2, retry_after=0.2)
@@ -77,7 +79,7 @@ async def test_rate_limits_and_server_errors_are_retried_without_piling_up(
 
 
 async def test_lost_channel_access_delivers_by_direct_message(
-    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
+    bot: InProcessBot, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
     hold(renderer)
     await bot.start()
@@ -100,7 +102,7 @@ async def test_lost_channel_access_delivers_by_direct_message(
 
 
 async def test_nowhere_to_deliver_refunds_and_records(
-    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
+    bot: InProcessBot, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
     hold(renderer)
     member = int(fake.default_user["id"])
@@ -124,7 +126,7 @@ async def test_nowhere_to_deliver_refunds_and_records(
 
 
 async def test_a_video_over_the_upload_limit_is_reencoded_to_fit(
-    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer, tmp_path: Path
+    bot: InProcessBot, fake: FakeDiscord, renderer: InstrumentedRenderer, tmp_path: Path
 ) -> None:
     limit = 10 * 1024 * 1024
     fake.attachment_size_limit = limit
@@ -148,7 +150,7 @@ async def test_a_video_over_the_upload_limit_is_reencoded_to_fit(
 
 
 async def test_a_video_that_cannot_fit_is_linked_with_a_signed_expiring_url(
-    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
+    bot: InProcessBot, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
     # Too small for a watchable 12 s video even re-encoded (about 60 kbit/s), big enough for a thumbnail.
     fake.attachment_size_limit = 100_000

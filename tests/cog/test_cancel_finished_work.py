@@ -1,5 +1,5 @@
-"""Cancel never refunds finished work, end to end: a member presses Cancel after the provider has
-made the video but before the bot noticed. The real bot process, the fake Discord, the local
+"""Cancel never refunds finished work (the whole bot in-process, tests/inprocess.py): a member presses Cancel after the provider has
+made the video but before the bot noticed. The bot, the fake Discord, the local
 renderer with its clock held by the test (its videos finish when the test says so) and a long
 ``POLL_INTERVAL_SECONDS`` (the bot doesn't look again on its own)."""
 
@@ -12,17 +12,20 @@ import pytest
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from tests.e2e.conftest import BotProcess, eventually, is_final, mp4_uploads, renderer_config
-from tests.e2e.test_remix_flow import (
-    buttons,
-    ephemeral_text,
-    job_number,
-    job_row,
-    recorded_as_delivered,
-)
+from tests.e2e.conftest import eventually, renderer_config
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.provider import InstrumentedRenderer
+from tests.flows import (
+    buttons,
+    ephemeral_text,
+    is_final,
+    job_number,
+    job_row,
+    mp4_uploads,
+    recorded_as_delivered,
+)
 from tests.helpers import READY, ManualClock
+from tests.inprocess import InProcessBot
 
 
 class AnsweredStatusChecks:
@@ -59,7 +62,7 @@ async def renderer(
 
 
 async def test_cancel_pressed_after_the_provider_finished_posts_the_video_and_charges_it(
-    bot: BotProcess,
+    bot: InProcessBot,
     fake: FakeDiscord,
     renderer: InstrumentedRenderer,
     provider_clock: ManualClock,

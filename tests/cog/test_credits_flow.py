@@ -1,11 +1,12 @@
-"""Credits and moderator commands end to end, through the fake Discord."""
+"""Credits and moderator commands through the fake Discord, the whole bot in-process (tests/inprocess.py)."""
 
 from __future__ import annotations
 
-from tests.e2e.conftest import BotProcess, embed_of, is_final, provider_saw_prompt
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.provider import InstrumentedRenderer
+from tests.flows import embed_of, is_final, provider_saw_prompt
 from tests.helpers import READY, wait_for
+from tests.inprocess import InProcessBot
 
 
 async def reply_text(handle: object) -> str:
@@ -16,7 +17,7 @@ async def reply_text(handle: object) -> str:
 
 
 async def test_moderator_limit_refuses_an_overspend_before_the_provider_sees_it(
-    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
+    bot: InProcessBot, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
     await bot.start()
     moderator = int(fake.owner_user["id"])
@@ -47,7 +48,7 @@ async def test_moderator_limit_refuses_an_overspend_before_the_provider_sees_it(
 
 
 async def test_channel_allowlist_grant_cancel_and_usage(
-    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
+    bot: InProcessBot, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
     renderer.config.generation_seconds = 30  # long enough to cancel mid-flight
     await bot.start()

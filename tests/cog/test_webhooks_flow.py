@@ -1,5 +1,5 @@
-"""Push-driven status end to end: the local renderer signs ``video.completed`` and posts it to the real
-bot process's ``/webhooks/videos``; the bot delivers long before its (30 s) poll would have noticed."""
+"""Push-driven status through the whole bot (in-process, tests/inprocess.py): the local renderer signs ``video.completed`` and posts it to the real
+bot's ``/webhooks/videos``; the bot delivers long before its (30 s) poll would have noticed."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.e2e.conftest import E2E_RENDERER, BotProcess, embed_of, field_value, is_final, mp4_uploads
+from tests.e2e.conftest import E2E_RENDERER
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.provider import InstrumentedRenderer
+from tests.flows import embed_of, field_value, is_final, mp4_uploads
 from tests.helpers import READY, free_port, wait_for
+from tests.inprocess import InProcessBot
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 POLL_INTERVAL_SECONDS = 30.0
@@ -67,7 +69,7 @@ def status_requests(renderer: InstrumentedRenderer) -> list[str]:
 
 
 async def test_a_webhook_makes_delivery_prompt_without_polling(
-    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer, webhook_port: int
+    bot: InProcessBot, fake: FakeDiscord, renderer: InstrumentedRenderer, webhook_port: int
 ) -> None:
     bot.env.update(
         {
@@ -104,7 +106,7 @@ async def test_a_webhook_makes_delivery_prompt_without_polling(
 
 
 async def test_a_failure_webhook_is_explained_promptly(
-    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer, webhook_port: int
+    bot: InProcessBot, fake: FakeDiscord, renderer: InstrumentedRenderer, webhook_port: int
 ) -> None:
     bot.env.update(
         {
@@ -125,7 +127,7 @@ async def test_a_failure_webhook_is_explained_promptly(
 
 
 async def test_without_a_secret_webhooks_are_off_but_healthz_answers(
-    bot: BotProcess, webhook_port: int
+    bot: InProcessBot, webhook_port: int
 ) -> None:
     bot.env.update({"HTTP_PORT": str(webhook_port)})
     await bot.start()

@@ -1,4 +1,4 @@
-"""A forged attachment, end to end: its URL points the bot at another local server.
+"""A forged attachment (the whole bot in-process, tests/inprocess.py): its URL points the bot at another local server.
 
 An attachment's URL is part of the interaction payload, so whoever forges the payload picks where
 the bot connects. The bot downloads only from Discord's CDN or its configured API origin (here the
@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from PIL import Image
 
-from tests.e2e.conftest import BotProcess
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.provider import InstrumentedRenderer
+from tests.inprocess import InProcessBot
 
 REFUSAL = "That attachment isn't hosted on Discord, so the bot won't download it."
 
@@ -52,7 +52,7 @@ def png() -> bytes:
 
 
 async def test_an_attachment_url_elsewhere_is_refused_without_a_request(
-    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
+    bot: InProcessBot, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
     await bot.start()
     picture = png()

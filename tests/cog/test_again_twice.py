@@ -9,16 +9,18 @@ from pathlib import Path
 
 from PIL import Image
 
-from tests.e2e.conftest import BotProcess, embed_of, is_final
-from tests.e2e.test_remix_flow import (
+from tests.fakes.discord import ROUTE_CALLBACK, FakeDiscord, InteractionHandle
+from tests.fakes.provider import InstrumentedRenderer, RecordedFile
+from tests.flows import (
+    embed_of,
     ephemeral_text,
+    is_final,
     job_number,
     job_row,
     recorded_as_delivered,
 )
-from tests.fakes.discord import ROUTE_CALLBACK, FakeDiscord, InteractionHandle
-from tests.fakes.provider import InstrumentedRenderer, RecordedFile
 from tests.helpers import READY
+from tests.inprocess import InProcessBot
 
 DEFERRED = 5
 # Discord answering the two acknowledgements slowly holds each press between its limit check and
@@ -64,7 +66,7 @@ async def outcome(fake: FakeDiscord, press: InteractionHandle) -> str:
 
 
 async def test_again_pressed_twice_keeps_the_originals_image_and_again_still_works(
-    bot: BotProcess, fake: FakeDiscord, renderer: InstrumentedRenderer
+    bot: InProcessBot, fake: FakeDiscord, renderer: InstrumentedRenderer
 ) -> None:
     await bot.start()
     moderator = int(fake.owner_user["id"])

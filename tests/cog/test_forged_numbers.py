@@ -1,4 +1,4 @@
-"""Forged numbers, end to end: Discord's client enforces an option's range and a button's custom_id
+"""Forged numbers (the whole bot in-process, tests/inprocess.py): Discord's client enforces an option's range and a button's custom_id
 is whatever the client sends, and discord.py passes both through. Each forged number here gets the
 clear one-line refusal, ephemerally, and the stored credits and settings stay exactly as they were.
 
@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
-from tests.e2e.conftest import BotProcess
 from tests.fakes.discord import FakeDiscord
+from tests.inprocess import InProcessBot
 
 HUGE = 2**70
 CREDIT_TABLES = ("guild_settings", "role_overrides", "member_quotas", "grants", "audit_log")
@@ -35,7 +35,7 @@ def forge_ranges(fake: FakeDiscord, *names: str) -> None:
         strip(command.get("options") or [])
 
 
-def credit_state(bot: BotProcess) -> dict[str, list[tuple[Any, ...]]]:
+def credit_state(bot: InProcessBot) -> dict[str, list[tuple[Any, ...]]]:
     """Every stored credits row: what a refused change must leave alone."""
     with sqlite3.connect(bot.database) as conn:
         return {table: sorted(conn.execute(f"SELECT * FROM {table}").fetchall()) for table in CREDIT_TABLES}
@@ -51,7 +51,7 @@ async def refusal(handle: Any) -> str:
 
 
 async def test_forged_options_are_refused_clearly_and_change_nothing(
-    bot: BotProcess, fake: FakeDiscord
+    bot: InProcessBot, fake: FakeDiscord
 ) -> None:
     moderator = int(fake.owner_user["id"])
     member = int(fake.default_user["id"])
@@ -111,7 +111,7 @@ async def test_forged_options_are_refused_clearly_and_change_nothing(
     assert credit_state(bot) == before
 
 
-async def test_forged_button_ids_are_refused_clearly(bot: BotProcess, fake: FakeDiscord) -> None:
+async def test_forged_button_ids_are_refused_clearly(bot: InProcessBot, fake: FakeDiscord) -> None:
     member = int(fake.default_user["id"])
     await bot.start()
     quota = await fake.invoke_command("quota")

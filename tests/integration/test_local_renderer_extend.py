@@ -347,3 +347,34 @@ async def test_input_reference_as_a_json_data_url(
     await download(api, video["id"], tmp_path)
     first = frame_at(tmp_path / f"{video['id']}.video", 0.0).convert("RGB")
     assert first.resize((1, 1)).getpixel((0, 0)) == pytest.approx((0, 160, 80), abs=6)
+
+
+# ------------------------------------------------------------------------------ security
+
+
+async def test_the_new_endpoints_need_the_key_before_any_body_is_read(
+    make_renderer: Any, tmp_path: Path
+) -> None:
+    renderer = await make_renderer(api_key="sk-right")
+    video = clip(tmp_path, seconds=1, size=(160, 90))
+    async with aiohttp.ClientSession() as session:
+        api = CheckedApi(session, renderer)
+        for path, fields_ in (
+            ("/videos/extensions", {"video[id]": "video_x", "prompt": "p", "seconds": "4"}),
+            ("/videos/edits", {"prompt": "p"}),
+            ("/videos/characters", {"name": "n"}),
+        ):
+            body, content_type = await multipart_body(fields_, {"video": ("v.mp4", video, "video/mp4")})
+            reply = await api.request("POST", path, body=body, content_type=content_type, check_request=False)
+            assert reply.status == 401, path
+        reply = await api.request("GET", "/videos/characters/char_x", check_request=False)
+        assert reply.status == 401
+    assert renderer.jobs.all() == [] and renderer.characters == {}
+
+
+async def test_an_upload_over_the_request_limit_is_refused(api: CheckedApi) -> None:
+    huge = b"\0" * (33 * 1024 * 1024)
+    body, content_type = await multipart_body({"prompt": "p"}, {"video": ("big.mp4", huge, "video/mp4")})
+    reply = await api.request("POST", "/videos/edits", body=body, content_type=content_type)
+    assert reply.status == 413
+    assert api.renderer.jobs.all() == []

@@ -98,10 +98,12 @@ class _Window:
         return max(0, self.limit - len(self.sent))
 
     def wait(self, now: float, need: int = 1) -> float:
-        """Seconds until ``need`` slots are free (0 when they are now)."""
+        """Seconds until ``need`` slots are free (0 when they are now). A need larger than the
+        bucket (Discord said it is smaller than planned) is cut to the whole bucket."""
         if now < self.paused_until:
             return self.paused_until - now
         self._trim(now)
+        need = min(need, max(1, self.limit))
         over = len(self.sent) + need - self.limit
         if over <= 0:
             return 0.0
@@ -254,7 +256,11 @@ class WriteScheduler:
     async def _run_pump(self) -> None:
         while self._pending or self._running:
             self._wake.clear()
-            next_check = self._launch_ready()
+            try:
+                next_check = self._launch_ready()
+            except Exception:  # a bug here must not stop every card's progress for good
+                log.exception("the progress pump failed; trying again in a second")
+                next_check = 1.0
             if not self._pending and not self._running:
                 return
             with contextlib.suppress(TimeoutError):
@@ -325,7 +331,9 @@ class WriteScheduler:
             window.paused_until = max(window.paused_until, now + reset_after + self.limits.margin)
             self.stats.learned_pauses += 1
             if status == 429:
-                log.warning("Discord refused a write with a 429 (%s); the plan missed a bucket", key)
+                log.warning(
+                    "Discord refused a write with a 429 (%s); the plan missed a bucket", describe_bucket(key)
+                )
 
     def trace_config(self) -> aiohttp.TraceConfig:
         """Hand to ``discord.Client(http_trace=…)``: every answer discord.py receives is observed."""
@@ -345,6 +353,15 @@ class WriteScheduler:
 
 _CHANNEL_MESSAGES = re.compile(r"/channels/(\d+)/messages(?:/\d+)?$")
 _INTERACTION_MESSAGES = re.compile(r"/webhooks/\d+/([^/]+)(?:/messages/[^/]+)?$")
+
+
+def describe_bucket(key: BucketKey) -> str:
+    """A bucket for the log: never the interaction token, which can post as the bot."""
+    if key == GLOBAL:
+        return "the global bucket"
+    if key[0] == "channel":
+        return f"channel {key[1]}"
+    return "an interaction's webhook"
 
 
 def bucket_of_path(path: str) -> BucketKey | None:

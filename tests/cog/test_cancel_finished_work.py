@@ -76,12 +76,13 @@ async def test_cancel_pressed_after_the_provider_finished_posts_the_video_and_ch
     job = job_number(card)
     await eventually(lambda: job_row(bot, job)["provider_video_id"] is not None, "the provider's video id")
     video_id = str(job_row(bot, job)["provider_video_id"])
-    # The bot's status check after the create was answered "queued"; its next one is ten minutes away.
-    await eventually(lambda: f"/v1/videos/{video_id}" in status_checks.paths, "the bot's status check")
+    # The create's answer ("queued") is the job's first status; its first check is ten minutes away.
+    await eventually(lambda: job_row(bot, job)["status"] == "queued", "the create's answer recorded")
     await renderer.wait_rendered(video_id)
     provider_clock.advance(10)
     assert renderer.video(video_id)["status"] == "completed"
     assert job_row(bot, job)["status"] == "queued"  # the bot hasn't noticed
+    assert status_checks.paths == []
 
     reply = await ephemeral_text(await fake.invoke_component(card, f"videobot:cancel:{job}"))
     assert reply == (

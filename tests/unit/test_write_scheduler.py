@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from bot.discord.scheduler import (
     GLOBAL,
     DiscordLimits,
@@ -140,3 +142,22 @@ async def test_discord_headers_pause_an_empty_bucket_and_lower_a_limit() -> None
         "POST", "/api/v10/channels/1/messages", 429, {"X-RateLimit-Global": "true", "Retry-After": "2"}
     )
     assert scheduler._window(GLOBAL).room(now[0]) == 0
+
+
+async def test_a_bucket_discord_says_is_smaller_than_the_reserve_still_lets_progress_through(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    scheduler = WriteScheduler(DiscordLimits(margin=0.0))
+    token = "aW50ZXJhY3Rpb246c2VjcmV0"
+    path = f"/api/v10/webhooks/9/{token}/messages/@original"
+    # A 429 that says this interaction's bucket holds one write, fewer than progress keeps in reserve.
+    scheduler.observe("PATCH", path, 429, {"X-RateLimit-Limit": "1", "Retry-After": "0.05"})
+    log: list[str] = []
+    scheduler.offer_progress(
+        "card", lambda: (interaction_bucket(token),), progress_sender(log, "p"), min_interval=0
+    )
+    await wait_for(lambda: log == ["p"], "the progress edit once the pause ended")
+    await scheduler.close()
+    warnings = [r.getMessage() for r in caplog.records if r.name == "bot.discord.scheduler"]
+    assert warnings and all(token not in message for message in warnings)
+    assert "an interaction's webhook" in warnings[0]

@@ -22,7 +22,7 @@ from bot.discord.cogs.video import VideoCog
 from bot.discord.errors import answer_error
 from bot.discord.mentions import NO_MENTIONS
 from bot.discord.presenter import DiscordPresenter
-from bot.discord.scheduler import WriteScheduler
+from bot.discord.scheduler import DiscordLimits, WriteScheduler
 from bot.discord.starter import JobStarter
 from bot.discord.views import DYNAMIC_ITEMS, JobButtons
 from bot.domain.catalog import Catalog
@@ -97,7 +97,8 @@ class VideoBot(commands.AutoShardedBot):
         intents = discord.Intents.none()
         intents.guilds = True  # channels and roles; interactions carry the member, so no members intent
         # Plans every message write within Discord's buckets; learns them from discord.py's answers.
-        scheduler = WriteScheduler()
+        # Several processes of one token share Discord's global bucket: each plans with its share.
+        scheduler = WriteScheduler(DiscordLimits().shared(settings.fleet_share))
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=intents,

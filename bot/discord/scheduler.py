@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import re
@@ -62,6 +63,18 @@ class DiscordLimits:
     reserve_channel: int = 1
     reserve_interaction: int = 1
     reserve_global: int = 10
+
+    def shared(self, share: float) -> DiscordLimits:
+        """The limits of one process among several of one token: the global bucket, which every
+        process spends, cut to this process's ``share`` (its shards over all shards). Channel and
+        interaction buckets stay whole: a server's jobs are worked by the process of its shard."""
+        if share >= 1.0:
+            return self
+        limit, per = self.global_
+        scaled = max(2, int(limit * share))
+        return dataclasses.replace(
+            self, global_=(scaled, per), reserve_global=min(self.reserve_global, scaled // 4)
+        )
 
     def window(self, key: BucketKey) -> tuple[int, float, int]:
         """(limit, seconds, reserve) of a bucket."""

@@ -69,6 +69,8 @@ FAR_POLL_SECONDS = 15.0
 # its expected end, and until it is done.
 NEAR_END_INTERVALS = 3
 NEAR_END_MIN_SECONDS = 5.0
+# While a job's pace is unknown, its next check is at most this share of its time at the provider.
+BACKOFF_FACTOR = 0.5
 # A job waiting for the provider budget sees its place in line change at most this often.
 QUEUE_UPDATE_SECONDS = 30.0
 # The provider deadline applies from submission; a job not at the provider also gets this long
@@ -432,7 +434,17 @@ class JobTracker:
         if remaining is None or remaining <= window:
             return near
         # Far from the end: the check that starts the near window, or a progress check before it.
-        return max(near, min(self.far_poll_interval, remaining - window))
+        interval = min(self.far_poll_interval, remaining - window)
+        if not self._pace_known(job) and job.submitted_at is not None:
+            # Until two checks have seen its progress move, the end is only the model's typical
+            # time, and a provider may well be faster: back off geometrically from the submission
+            # (checks at about 1, 2, 3, 4.5, 7, 10 s, … apart) rather than trusting it at once.
+            interval = min(interval, BACKOFF_FACTOR * max(0.0, now - job.submitted_at))
+        return max(near, interval)
+
+    def _pace_known(self, job: Job) -> bool:
+        first = self._first_progress.get(job.id)
+        return job.status is JobStatus.IN_PROGRESS and first is not None and job.progress > first[1]
 
     async def _apply_pushed(self, jobs: list[Job], pushed: dict[str, str]) -> list[Job]:
         """Act on webhook events. A signed ``video.completed`` is enough to start the download (no

@@ -1,7 +1,8 @@
 """Cancel never refunds finished work (the whole bot in-process, tests/inprocess.py): a member presses Cancel after the provider has
 made the video but before the bot noticed. The bot, the fake Discord, the local
 renderer with its clock held by the test (its videos finish when the test says so) and a long
-``POLL_INTERVAL_SECONDS`` (the bot doesn't look again on its own)."""
+``POLL_INTERVAL_SECONDS`` without a suggested interval from the renderer (the bot doesn't look on
+its own)."""
 
 from __future__ import annotations
 
@@ -56,7 +57,10 @@ def status_checks() -> AnsweredStatusChecks:
 async def renderer(
     tmp_path: Path, provider_clock: ManualClock, status_checks: AnsweredStatusChecks
 ) -> AsyncIterator[InstrumentedRenderer]:
-    config = renderer_config(tmp_path, clock=provider_clock, generation_seconds=2.0, queue_seconds=1.0)
+    # No ``openai-poll-after-ms`` suggestion: the bot checks at POLL_INTERVAL_SECONDS, set very long.
+    config = renderer_config(
+        tmp_path, clock=provider_clock, generation_seconds=2.0, queue_seconds=1.0, poll_after_ms=None
+    )
     async with InstrumentedRenderer(config, middlewares=[status_checks.middleware]) as server:
         yield server
 

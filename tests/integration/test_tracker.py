@@ -345,7 +345,7 @@ async def test_status_is_listed_near_the_end_with_single_lookups_only_for_jobs_t
             await renderer.wait_rendered(str(job.provider_video_id))
         renderer.requests.clear()
         checks: dict[int, list[str]] = {}
-        for second in range(1, 61):
+        for second in range(1, 63):
             clock.now = start + second
             await tracker.sweep()
             seen = [r.path for r in renderer.requests if r.method == "GET" and "/content" not in r.path]
@@ -357,13 +357,63 @@ async def test_status_is_listed_near_the_end_with_single_lookups_only_for_jobs_t
     single = f"/v1/videos/{sent[2].provider_video_id}"
     # Every check is one list page for the jobs it shows and one lookup for the job it doesn't.
     assert {s: p for s, p in checks.items() if p != ["/v1/videos", single]} == {}
-    # Far from the expected end (a minute), rarely: progress checks 15 s apart at most; near it,
-    # at the provider's suggested 2 s, until the videos are done.
+    # Far from the expected end (a minute), rarely: two checks at the suggested 2 s until progress
+    # has moved (the pace is known), then progress checks 15 s apart at most; near the end, at the
+    # provider's suggested 2 s, until the videos are done.
     far = [second for second in checks if second < 54]
-    assert far and all(b - a <= 15 for a, b in itertools.pairwise([0, *far]))
-    assert len(far) <= 3
-    assert [second for second in checks if second >= 54] == [54, 56, 58, 60]
+    assert far[:2] == [2, 4] and all(b - a <= 15 for a, b in itertools.pairwise([0, *far]))
+    assert len(far) <= 5
+    near = [second for second in checks if second >= 54]
+    assert near[0] <= 56 and near[-1] >= 60 and all(b - a == 2 for a, b in itertools.pairwise(near)), near
     assert all(job is not None and job.status is not JobStatus.IN_PROGRESS for job in done)
+
+
+async def test_a_provider_faster_than_the_models_typical_time_is_noticed_soon(
+    store: Store, tmp_path: Path
+) -> None:
+    """The catalog says a minute; the provider takes 5 s. Until two checks see the progress move,
+    the next check is at most half the job's time at the provider away, so the finished video is
+    noticed within a few seconds, not at the first 15 s progress check."""
+    clock = ManualClock(time.time())
+    start = clock.now
+    config = LocalRendererConfig(
+        data_dir=tmp_path / "renderer", clock=clock, generation_seconds=5, queue_seconds=0, fps=2
+    )
+    async with InstrumentedRenderer(config) as renderer, VideoAPIClient(renderer.base_url) as api:
+        lifecycle = job_lifecycle(store, api, clock=clock)
+        service = job_service(store, lifecycle=lifecycle, clock=clock)
+        job = await service.submit(request("quicker than expected"))
+        presenter = RecordingPresenter()
+        tracker = job_tracker(
+            store,
+            api,
+            presenter,
+            tmp_path / "data",
+            lifecycle=lifecycle,
+            clock=clock,
+            poll_interval=1,
+            expected_seconds=lambda job: 60.0,
+        )
+        await tracker.sweep()  # sends the create
+        sent = await wait_for(lambda: _with_provider_id(store, job.id), "the job at the provider")
+        await renderer.wait_rendered(str(sent.provider_video_id))
+        noticed = None
+        for second in range(1, 16):
+            clock.now = start + second
+            await tracker.sweep()
+            current = await store.get_job(job.id)
+            if current is not None and current.status not in WITH_PROVIDER:
+                noticed = second
+                break
+        await tracker.stop()
+    checks = [r for r in renderer.requests if r.method == "GET" and "/content" not in r.path]
+    assert noticed is not None and noticed <= 8, noticed
+    assert len(checks) <= 5
+
+
+async def _with_provider_id(store: Store, job_id: int) -> Job | None:
+    job = await store.get_job(job_id)
+    return job if job is not None and job.provider_video_id else None
 
 
 async def _all_three(jobs: Awaitable[list[Job]]) -> list[Job] | None:

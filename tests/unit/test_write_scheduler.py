@@ -161,3 +161,14 @@ async def test_a_bucket_discord_says_is_smaller_than_the_reserve_still_lets_prog
     warnings = [r.getMessage() for r in caplog.records if r.name == "bot.discord.scheduler"]
     assert warnings and all(token not in message for message in warnings)
     assert "an interaction's webhook" in warnings[0]
+
+
+def test_a_process_of_a_fleet_plans_with_its_share_of_the_global_bucket() -> None:
+    whole = DiscordLimits()
+    assert whole.shared(1.0) == whole
+    half = whole.shared(0.5)
+    assert half.window(GLOBAL)[0] == whole.window(GLOBAL)[0] // 2
+    assert half.window(CHANNEL) == whole.window(CHANNEL)  # a server is worked by its shard's process
+    tenth = whole.shared(0.01)
+    limit, _, reserve = tenth.window(GLOBAL)
+    assert limit >= 2 and reserve < limit

@@ -160,10 +160,24 @@ async def delivered(url: str) -> int:
         await conn.close()
 
 
+async def statuses(url: str) -> dict[str, int]:
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch("SELECT status, count(*) AS n FROM jobs GROUP BY status")
+        return {str(row["status"]): int(row["n"]) for row in rows}
+    finally:
+        await conn.close()
+
+
 async def wait_delivered(url: str, count: int, timeout: float) -> None:  # noqa: ASYNC109
-    async with asyncio.timeout(timeout):
-        while await delivered(url) < count:  # noqa: ASYNC110 - another process writes it
-            await asyncio.sleep(0.5)
+    try:
+        async with asyncio.timeout(timeout):
+            while await delivered(url) < count:  # noqa: ASYNC110 - another process writes it
+                await asyncio.sleep(0.5)
+    except TimeoutError:
+        raise TimeoutError(
+            f"{count} deliveries not done in {timeout} s; jobs by status: {await statuses(url)}"
+        ) from None
 
 
 async def throughput_mode(

@@ -34,6 +34,8 @@ from typing import Any
 
 import aiohttp
 
+from bot.services.waiting import wait_event
+
 log = logging.getLogger(__name__)
 
 BucketKey = tuple[Hashable, ...]
@@ -276,8 +278,7 @@ class WriteScheduler:
                 next_check = 1.0
             if not self._pending and not self._running:
                 return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=next_check)
+            await wait_event(self._wake, next_check)
 
     def _launch_ready(self) -> float:
         """Start every waiting progress edit that fits now, longest-waiting first; returns how long

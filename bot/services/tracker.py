@@ -57,6 +57,7 @@ from bot.services import lineage
 from bot.services.failpoints import FailPoint, reached
 from bot.services.lifecycle import JobLifecycle
 from bot.services.ports import DiskSpace, JobPresenter, JobRepository, QueueView, Receipt, VideoProvider
+from bot.services.waiting import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -267,8 +268,7 @@ class JobTracker:
             except Exception:
                 log.exception("tracker sweep failed; retrying after %.1fs", self.poll_interval)
                 delay = self.poll_interval
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            await wait_event(self._wake, delay)
 
     async def run_until_idle(self) -> None:
         """Burst mode: sweep until no job is active (for ``videobot generate`` and tests).
@@ -278,8 +278,7 @@ class JobTracker:
             delay = await self.sweep()
             if not await self.store.active_jobs() and not self._tasks:
                 return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            await wait_event(self._wake, delay)
 
     def _spawn(self, job_id: int, coro: Coroutine[Any, Any, None], *, exclusive: bool = True) -> None:
         """Run one step of a job in the background. ``exclusive`` steps (submit, deliver) never run

@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     video_api_requests_per_minute: int = Field(default=120, ge=1)
     # Unset: submissions are limited by the overall budget alone (after downloads and status).
     video_api_creates_per_minute: int | None = Field(default=None, ge=1)
-    progress_edit_interval_seconds: float = Field(default=3.0, ge=0)
+    progress_edit_interval_seconds: float = Field(default=10.0, ge=0)
     max_concurrent_submissions: int = Field(default=4, ge=1)
     max_concurrent_deliveries: int = Field(default=32, ge=1)
     job_deadline_minutes: float = Field(default=60.0, gt=0)

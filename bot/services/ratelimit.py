@@ -98,8 +98,11 @@ class ProviderBudget:
     Every request takes a token from the overall bucket (``per_minute``); a submission also takes one
     from the create bucket (``creates_per_minute``, for providers that limit creates separately;
     None: creates are limited by the overall budget alone). Submissions never spend the overall
-    bucket's last ``reserve`` tokens (default: a quarter of the burst), so a download or status
-    check that arrives during a burst of submissions finds a token at once.
+    bucket's last ``reserve`` tokens (default: half the burst), so a download or status check that
+    arrives during a burst of submissions finds a token at once. Half, because every submission
+    brings a download later: the videos of a burst of submissions finish together, and their
+    downloads find as many tokens waiting (with a quarter, a burst of 100 completions kept a backlog
+    of ten downloads, 5 s each, for as long as submissions kept coming).
     """
 
     def __init__(
@@ -115,7 +118,7 @@ class ProviderBudget:
         self.overall = TokenBucket(per_minute, burst=burst, clock=clock)
         self.creates = TokenBucket(creates_per_minute, clock=clock) if creates_per_minute else None
         capacity = int(self.overall.capacity)
-        wanted = reserve if reserve is not None else max(1, capacity // 4)
+        wanted = reserve if reserve is not None else max(1, capacity // 2)
         self.reserve = max(0, min(wanted, capacity - 1))
         self._clock = clock
         self._sleep = sleep

@@ -11,7 +11,7 @@ jobs held mid-render in the guild of shard 0, that process SIGKILLed; the figure
 from the kill until the survivor has taken every job over and until all are delivered.
 
 On 2 cores this measures the overhead of a second process and the takeover time, not scale-out.
-Run ``python bench/fleet.py`` (about 5 minutes), ``--quick`` for a short smoke run.
+Run ``python bench/fleet.py`` (about 7 minutes), ``--quick`` for a short smoke run.
 """
 
 from __future__ import annotations

@@ -403,13 +403,12 @@ class JobTracker:
         """Seconds until the provider should finish ``job`` (negative: overdue): from its pace once
         two checks saw its progress move, else from its model's typical generation time (or, without
         one, from its progress since submission); None: unknown."""
-        first = self._first_progress.get(job.id)
-        if job.status is JobStatus.IN_PROGRESS and first is not None:
+        first = self._pace_from(job, now)
+        if first is not None:
             # The pace between two checks this bot made: the provider's queue time doesn't skew
             # it, nor does a start that was first seen at a late check.
             seen_at, seen_progress = first
-            if job.progress > seen_progress and now > seen_at:
-                return (now - seen_at) * (100 - job.progress) / (job.progress - seen_progress)
+            return (now - seen_at) * (100 - job.progress) / (job.progress - seen_progress)
         start = job.submitted_at
         if start is None:
             return None
@@ -434,16 +433,21 @@ class JobTracker:
             return near
         # Far from the end: the check that starts the near window, or a progress check before it.
         interval = min(self.far_poll_interval, remaining - window)
-        if not self._pace_known(job) and job.submitted_at is not None:
+        if self._pace_from(job, now) is None and job.submitted_at is not None:
             # Until two checks have seen its progress move, the end is only the model's typical
             # time, and a provider may well be faster: back off geometrically from the submission
             # (checks at about 1, 2, 3, 4.5, 7, 10 s, … apart) rather than trusting it at once.
             interval = min(interval, BACKOFF_FACTOR * max(0.0, now - job.submitted_at))
         return max(near, interval)
 
-    def _pace_known(self, job: Job) -> bool:
+    def _pace_from(self, job: Job, now: float) -> tuple[float, int] | None:
+        """The first check that saw ``job`` in progress, once a later one saw the progress move
+        (its pace is known then); None before."""
         first = self._first_progress.get(job.id)
-        return job.status is JobStatus.IN_PROGRESS and first is not None and job.progress > first[1]
+        if job.status is not JobStatus.IN_PROGRESS or first is None:
+            return None
+        seen_at, seen_progress = first
+        return first if job.progress > seen_progress and now > seen_at else None
 
     async def _apply_pushed(self, jobs: list[Job], pushed: dict[str, str]) -> list[Job]:
         """Act on webhook events. A signed ``video.completed`` is enough to start the download (no

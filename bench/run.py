@@ -158,6 +158,17 @@ class Workload:
         # Providers report "queued" for a while before "in_progress"; a tenth of the job is typical.
         return round(self.generation_seconds * 0.1, 3)
 
+    def delivery_allowance_seconds(self) -> float:
+        """How long after the first arrival the bench waits for the last delivery.
+
+        The arrivals and one generation, plus three minutes; but never less than the provider budget
+        needs for every job's create and download (two requests each; the bot spends a little more
+        on status): with the default 120/min, 200 jobs need 400 requests, 200 s of budget, so the
+        last create is sent about 200 s in whatever the arrival pace, and its video is ready a
+        generation later. A deadline below that would count budget-bound jobs as lost."""
+        budget_bound = self.members * 2 * 60 / max(1, self.provider_requests_per_minute)
+        return max(self.arrival_seconds, budget_bound) + self.generation_seconds + 180
+
     def describe(self) -> dict[str, Any]:
         return {
             "members": self.members,
@@ -615,7 +626,7 @@ async def drive(
         jobs.append(JobRecord(index, prompt, channel_id, dispatched_at, handle))
     say(f"{mode}: {len(jobs)} jobs dispatched in {time.time() - started_at:.1f}s")
 
-    deadline = started_at + workload.arrival_seconds + workload.generation_seconds + 180
+    deadline = started_at + workload.delivery_allowance_seconds()
     delivered = await wait_for_deliveries(fake, mark, jobs, deadline, process)
     finished_at = time.time()
     say(f"{mode}: {len(delivered)}/{len(jobs)} delivered after {finished_at - started_at:.1f}s")

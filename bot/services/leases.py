@@ -137,7 +137,12 @@ class LeasedJobs:
         raise _lifecycle_only()
 
     async def transition(
-        self, job_id: int, *, expect: Iterable[JobStatus], changes: JobChanges
+        self,
+        job_id: int,
+        *,
+        expect: Iterable[JobStatus],
+        changes: JobChanges,
+        conn: Transaction | None = None,
     ) -> Job | None:
         raise _lifecycle_only()
 

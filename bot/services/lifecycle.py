@@ -3,7 +3,7 @@
 Every status change goes through one method here, named after its trigger in
 ``bot.domain.jobs.TRANSITIONS``; each is a compare-and-set on the store (so a cancel and a delivery,
 or two webhook deliveries, can't both win), and the ones that settle credits (delivered, failed,
-cancelled) write their audit record right after their own state change. Nothing else calls
+cancelled) write their audit record in the same transaction as their state change. Nothing else calls
 ``JobRepository.transition``.
 
 It also owns the one path that deletes a video at the provider (a job cancelled or given up on
@@ -71,12 +71,40 @@ class JobLifecycle:
         self.cancel_check_seconds = cancel_check_seconds
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    async def _move(self, job: Job, trigger: Trigger, changes: JobChanges) -> Job | None:
+    async def _move(
+        self, job: Job, trigger: Trigger, changes: JobChanges, conn: Transaction | None = None
+    ) -> Job | None:
         move = TRANSITIONS[trigger]
         target = changes.status or job.status
         if target not in move.targets:
             raise ValueError(f"{trigger.value} can't move job {job.id} to {target.value}")
-        return await self.jobs.transition(job.id, expect=move.sources, changes=changes)
+        return await self.jobs.transition(job.id, expect=move.sources, changes=changes, conn=conn)
+
+    async def _settle(
+        self,
+        job: Job,
+        trigger: Trigger,
+        changes: JobChanges,
+        action: str,
+        *,
+        actor_id: int | None,
+        details: dict[str, Any] | None = None,
+    ) -> Job | None:
+        """A move that settles credits, and its audit record, in one transaction: a crash between
+        the two can't leave a charge or a refund without its record (or the reverse)."""
+        async with self.jobs.transaction() as tx:
+            moved = await self._move(job, trigger, changes, conn=tx)
+            if moved is not None:
+                await self.audit.audit(
+                    action,
+                    guild_id=job.guild_id,
+                    actor_id=actor_id,
+                    target_user_id=job.user_id,
+                    job_id=job.id,
+                    details=details,
+                    conn=tx,
+                )
+        return moved
 
     async def create(self, request: JobRequest, conn: Transaction) -> int:
         """A new job, ``pending`` with its credits reserved, and its audit record, inside the
@@ -164,17 +192,10 @@ class JobLifecycle:
             reply_message_id=receipt.message_id if receipt.reposted else None,
             token_expires_at=0.0 if receipt.reposted or receipt.token_refused else None,
         )
-        delivered = await self._move(job, Trigger.DELIVERED, changes)
-        if delivered is not None:
-            await self.audit.audit(
-                "job.delivered",
-                guild_id=job.guild_id,
-                actor_id=None,
-                target_user_id=job.user_id,
-                job_id=job.id,
-                details={"cost": job.cost, "message_id": receipt.message_id, "route": receipt.route},
-            )
-        return delivered
+        details = {"cost": job.cost, "message_id": receipt.message_id, "route": receipt.route}
+        return await self._settle(
+            job, Trigger.DELIVERED, changes, "job.delivered", actor_id=None, details=details
+        )
 
     async def record_reply(self, job: Job, receipt: Receipt) -> Job | None:
         """Where the job's card now lives (a repost, or a token the webhook refused). Not a status
@@ -210,18 +231,13 @@ class JobLifecycle:
             error_message=message,
             finished_at=self._clock(),
         )
-        failed = await self._move(job, Trigger.FAILED, changes)
+        details = {"code": code, "charged": charge is ChargeState.CHARGED}
+        failed = await self._settle(
+            job, Trigger.FAILED, changes, "job.failed", actor_id=None, details=details
+        )
         if failed is None:
             return None
         log.info("job %s failed: %s", job.id, code)
-        await self.audit.audit(
-            "job.failed",
-            guild_id=job.guild_id,
-            actor_id=None,
-            target_user_id=job.user_id,
-            job_id=job.id,
-            details={"code": code, "charged": charge is ChargeState.CHARGED},
-        )
         if delete_at_provider and failed.provider_video_id:
             self.delete_at_provider(failed.id, failed.provider_video_id)
         return failed
@@ -263,16 +279,9 @@ class JobLifecycle:
         changes = JobChanges(
             status=JobStatus.CANCELLED, charge_state=ChargeState.REFUNDED, finished_at=self._clock()
         )
-        cancelled = await self._move(job, Trigger.CANCELLED, changes)
+        cancelled = await self._settle(job, Trigger.CANCELLED, changes, "job.cancelled", actor_id=actor_id)
         if cancelled is None:
             raise _not_cancellable(await self.jobs.get_job(job_id) or job)
-        await self.audit.audit(
-            "job.cancelled",
-            guild_id=cancelled.guild_id,
-            actor_id=actor_id,
-            target_user_id=cancelled.user_id,
-            job_id=cancelled.id,
-        )
         if cancelled.provider_video_id:
             self.delete_at_provider(cancelled.id, cancelled.provider_video_id)
         return cancelled

@@ -41,9 +41,15 @@ class JobRepository(Protocol):
         ...
 
     async def transition(
-        self, job_id: int, *, expect: Iterable[JobStatus], changes: JobChanges
+        self,
+        job_id: int,
+        *,
+        expect: Iterable[JobStatus],
+        changes: JobChanges,
+        conn: Transaction | None = None,
     ) -> Job | None:
-        """Compare-and-set on the status; None when the job was not in ``expect``."""
+        """Compare-and-set on the status; None when the job was not in ``expect``. With ``conn``
+        it runs inside that transaction (so the audit record of a settlement commits with it)."""
         ...
 
     async def update_job(self, job_id: int, changes: JobChanges | None = None, /) -> Job: ...

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,7 @@ from bot.domain.credits import GuildPolicy
 from bot.domain.errors import JobNotCancellable
 from bot.domain.jobs import ChargeState, JobStatus
 from bot.localapi import LocalRendererConfig
+from bot.services.lifecycle import JobLifecycle
 from tests.backends import Backend
 from tests.fakes.provider import InstrumentedRenderer
 from tests.integration.test_tracker import RecordingPresenter, request
@@ -99,3 +101,39 @@ async def test_a_guild_that_charges_moderation_blocks_gets_a_charged_failure(bac
         assert await lifecycle.fail(blocked, "moderation_blocked", "declined") is None  # exactly once
         row = await store.fetchone("SELECT details FROM audit_log WHERE action = 'job.failed'")
         assert row is not None and json.loads(row[0]) == {"code": "moderation_blocked", "charged": True}
+
+
+class AuditThatFailsOnce(SqlCreditsRepository):
+    """The real audit log, except that the first record of ``action`` fails, as a full disk or a
+    lost database connection would, after the job's own update was written."""
+
+    def __init__(self, store: SqlStore, action: str) -> None:
+        super().__init__(store)
+        self.action = action
+        self.failed = False
+
+    async def audit(self, action: str, **record: Any) -> None:
+        if action == self.action and not self.failed:
+            self.failed = True
+            raise OSError("disk I/O error")
+        await super().audit(action, **record)
+
+
+async def test_a_charge_and_its_audit_record_commit_together_or_not_at_all(backend: Backend) -> None:
+    async with backend.open() as store:
+        audit = AuditThatFailsOnce(store, "job.delivered")
+        lifecycle = JobLifecycle(store, audit, audit)
+        job = await job_service(store, lifecycle=lifecycle).submit(request("charged once"))
+        await store.update_job(job.id, status=JobStatus.UPLOADING, provider_video_id="video_1")
+        uploading = await store.get_job(job.id)
+        assert uploading is not None
+        with pytest.raises(OSError):
+            await lifecycle.delivered(uploading, 77)
+        # Nothing of the delivery stands: not charged, not recorded; the delivery can be retried.
+        after = await store.get_job(job.id)
+        assert after is not None
+        assert (after.status, after.charge_state) == (JobStatus.UPLOADING, ChargeState.RESERVED)
+        assert await audit_actions(store) == [("job.submitted", job.id)]
+        delivered = await lifecycle.delivered(after, 77)
+        assert delivered is not None and delivered.charge_state is ChargeState.CHARGED
+        assert await audit_actions(store) == [("job.submitted", job.id), ("job.delivered", job.id)]

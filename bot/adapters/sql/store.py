@@ -136,6 +136,16 @@ class SqlStore(abc.ABC):
             yield tx
 
     @contextlib.asynccontextmanager
+    async def _joining(self, conn: object | None) -> AsyncIterator[Any]:
+        """``conn`` when the caller has a transaction open (the work commits with the rest of it),
+        else a transaction of its own."""
+        if conn is not None:
+            yield conn
+            return
+        async with self.transaction() as tx:
+            yield tx
+
+    @contextlib.asynccontextmanager
     async def snapshot(self) -> AsyncIterator[Tx]:
         """Several reads that must agree with each other (one consistent committed state, so no
         process can commit between them). Read-only: ``execute`` refuses it."""
@@ -246,9 +256,7 @@ class SqlStore(abc.ABC):
             "updated_at": now,
         }
         sql = f"INSERT INTO jobs({', '.join(values)}) VALUES ({marks(values)})"
-        if conn is not None:
-            return await self.insert(sql, tuple(values.values()), tx=conn)
-        async with self.transaction() as tx:
+        async with self._joining(conn) as tx:
             return await self.insert(sql, tuple(values.values()), tx=tx)
 
     async def get_job(self, job_id: int, *, tx: object | None = None) -> Job | None:
@@ -342,7 +350,12 @@ class SqlStore(abc.ABC):
         return job
 
     async def transition(
-        self, job_id: int, *, expect: Iterable[JobStatus], changes: JobChanges
+        self,
+        job_id: int,
+        *,
+        expect: Iterable[JobStatus],
+        changes: JobChanges,
+        conn: object | None = None,
     ) -> Job | None:
         """Update a job only if its status is one of ``expect`` (a compare-and-set).
 
@@ -352,7 +365,7 @@ class SqlStore(abc.ABC):
         sees the new status and finds nothing. ``services.lifecycle`` is its only caller.
         """
         expected = tuple(s.value for s in expect)
-        async with self.transaction() as tx:
+        async with self._joining(conn) as tx:
             current = await self.fetchone(
                 f"SELECT status FROM jobs WHERE id = ? AND status IN ({marks(expected)}){self.FOR_UPDATE}",
                 (job_id, *expected),

@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     poll_interval_seconds: float = Field(default=5.0, gt=0)
     webhook_safety_sweep_seconds: float = Field(default=60.0, gt=0)
     video_api_requests_per_minute: int = Field(default=120, ge=1)
-    # Unset: submissions are limited by the overall budget alone (after downloads and status).
+    # Unset: submissions get half the overall budget (see ``ProviderBudget``).
     video_api_creates_per_minute: int | None = Field(default=None, ge=1)
     progress_edit_interval_seconds: float = Field(default=10.0, ge=0)
     max_concurrent_submissions: int = Field(default=4, ge=1)

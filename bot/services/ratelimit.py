@@ -82,6 +82,10 @@ class RequestKind(IntEnum):
 
 
 RECENT_SUBMISSIONS = 10  # grants the recent submission rate is measured over
+# Without a create limit of their own, submissions get at most this share of the overall rate:
+# every submission brings a download (and its status checks) a generation later, so a minute of
+# submissions at the full rate leaves the next minute's finished videos waiting for the budget.
+SUBMIT_SHARE = 0.5
 
 
 @dataclass(order=True)
@@ -96,8 +100,10 @@ class ProviderBudget:
     within a kind.
 
     Every request takes a token from the overall bucket (``per_minute``); a submission also takes one
-    from the create bucket (``creates_per_minute``, for providers that limit creates separately;
-    None: creates are limited by the overall budget alone). Submissions never spend the overall
+    from the create bucket: ``creates_per_minute`` for providers that limit creates separately, else
+    ``SUBMIT_SHARE`` of ``per_minute`` (half: with the whole budget, the downloads of a busy minute's
+    submissions arrive a generation later as fast as the budget refills, and every status check on
+    top of them makes finished videos wait). Submissions never spend the overall
     bucket's last ``reserve`` tokens (default: half the burst), so a download or status check that
     arrives during a burst of submissions finds a token at once. Half, because every submission
     brings a download later: the videos of a burst of submissions finish together, and their
@@ -116,7 +122,8 @@ class ProviderBudget:
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
         self.overall = TokenBucket(per_minute, burst=burst, clock=clock)
-        self.creates = TokenBucket(creates_per_minute, clock=clock) if creates_per_minute else None
+        creates = creates_per_minute or max(1, int(per_minute * SUBMIT_SHARE))
+        self.creates = TokenBucket(creates, clock=clock)
         capacity = int(self.overall.capacity)
         wanted = reserve if reserve is not None else max(1, capacity // 2)
         self.reserve = max(0, min(wanted, capacity - 1))
@@ -134,10 +141,7 @@ class ProviderBudget:
     @property
     def submissions_per_second(self) -> float:
         """The most submissions per second the configured limits allow."""
-        rate = self.overall.rate
-        if self.creates is not None:
-            rate = min(rate, self.creates.rate)
-        return rate
+        return min(self.overall.rate, self.creates.rate)
 
     def recent_submission_rate(self) -> float:
         """Submissions per second lately: the last few grants over the time since the first of them
@@ -180,7 +184,7 @@ class ProviderBudget:
     def _take(self, kind: RequestKind) -> bool:
         if self.overall.available() < self._need(kind):
             return False
-        if kind is RequestKind.SUBMIT and self.creates is not None and not self.creates.take_if_available():
+        if kind is RequestKind.SUBMIT and not self.creates.take_if_available():
             return False
         self.overall.take()
         self.granted[kind] += 1
@@ -191,7 +195,7 @@ class ProviderBudget:
     def _wait_for(self, kind: RequestKind) -> float:
         """How long until a request of ``kind`` could have its tokens."""
         wait = self.overall.seconds_until(self._need(kind))
-        if kind is RequestKind.SUBMIT and self.creates is not None:
+        if kind is RequestKind.SUBMIT:
             wait = max(wait, self.creates.seconds_until(1))
         return wait
 

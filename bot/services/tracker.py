@@ -197,6 +197,7 @@ class JobTracker:
         self._housekeepers: list[asyncio.Task[None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: asyncio.Task[None] | None = None
+        self._safety_check: asyncio.Task[None] | None = None  # with webhooks: the status check
         self.sweeps = 0
         self.last_sweep_at: float | None = None
 
@@ -288,18 +289,25 @@ class JobTracker:
                 coro.close()
                 return
             self._busy.add(job_id)
-        task = asyncio.create_task(coro, name=f"job-{job_id}")
+        self._track(coro, f"job-{job_id}", busy=job_id if exclusive else None)
+
+    def _track(
+        self, coro: Coroutine[Any, Any, None], name: str, *, busy: int | None = None
+    ) -> asyncio.Task[None]:
+        """A background step: stopped with the tracker, its failure logged, a sweep after it."""
+        task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
 
         def done(t: asyncio.Task[Any]) -> None:
             self._tasks.discard(t)
-            if exclusive:
-                self._busy.discard(job_id)
+            if busy is not None:
+                self._busy.discard(busy)
             if not t.cancelled() and t.exception() is not None:
-                log.error("job %s task failed", job_id, exc_info=t.exception())
+                log.error("%s task failed", name, exc_info=t.exception())
             self.wake()  # whatever it changed may need the next step now
 
         task.add_done_callback(done)
+        return task
 
     # -- one sweep -----------------------------------------------------------------------------
 
@@ -337,17 +345,31 @@ class JobTracker:
         if not at_provider:
             return self._until_retry(now, self.idle_interval)
         due = self._due(at_provider, now)
-        if due:
-            self._refreshed = {}
+        if due and self.push_mode:
+            # The safety check runs beside the sweeps: a list waiting for the provider budget must
+            # not hold up the webhook events that arrive meanwhile (with the budget spent on a
+            # backlog of creates, it held deliveries up by seconds).
+            for job in due:
+                self._next_check[job.id] = now + self._check_interval(job, now)
+            if self._safety_check is None or self._safety_check.done():
+                self._safety_check = self._track(self._check(due, now), "safety-check")
+        elif due:
+            await self._check(due, now)
+        next_check = min(self._next_check.get(job.id, now) for job in at_provider)
+        return self._until_retry(now, max(self.min_poll_interval, next_check - now))
+
+    async def _check(self, due: list[Job], now: float) -> None:
+        """Ask the provider about ``due`` and schedule each one's next check."""
+        self._refreshed = {}
+        try:
             await self._refresh(due)
             # Scheduled from what the check found (progress), not from the state before it, and
             # from when the check was sent: a slow sweep doesn't stretch the interval.
             for job in due:
                 latest = self._refreshed.get(job.id, job)
                 self._next_check[job.id] = now + self._check_interval(latest, now)
+        finally:
             self._refreshed = {}
-        next_check = min(self._next_check.get(job.id, now) for job in at_provider)
-        return self._until_retry(now, max(self.min_poll_interval, next_check - now))
 
     def _until_retry(self, now: float, delay: float) -> float:
         """``delay``, shortened so the sweep after the earliest backoff ends retries that job."""
@@ -423,6 +445,12 @@ class JobTracker:
         """How long until ``job``'s status is checked again. With webhooks on, polling is only a
         slow safety net; otherwise near its end at the near interval, far from it rarely."""
         if self.push_mode:
+            # A lost event shows only once the video should be done: the first look is half a
+            # safety interval after the expected end (not at it, when every event of a busy
+            # minute arrives and the budget is needed for their downloads), then every interval.
+            remaining = self.expected_remaining(job, now)
+            if remaining is not None and remaining > 0:
+                return max(self.safety_interval, remaining + self.safety_interval / 2)
             return self.safety_interval
         if job.status is JobStatus.IN_PROGRESS:
             self._first_progress.setdefault(job.id, (now, job.progress))

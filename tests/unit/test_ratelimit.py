@@ -117,6 +117,41 @@ async def test_creates_have_their_own_budget_beside_the_overall_one() -> None:
     assert clock.now >= 10
 
 
+async def test_without_a_create_limit_submissions_leave_half_the_budget_to_their_downloads() -> None:
+    clock = SteppingClock()
+
+    async def pass_turn(_seconds: float) -> None:  # time moves only when the test says
+        await asyncio.sleep(0)
+
+    budget = ProviderBudget(120, clock=clock, sleep=pass_turn)  # 2 tokens a second, 20 at once
+    assert budget.submissions_per_second == 1.0
+    submits = [asyncio.create_task(budget.acquire(RequestKind.SUBMIT)) for _ in range(200)]
+
+    async def one_second() -> None:
+        clock.now += 1
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+    for _ in range(60):
+        await one_second()
+    # A minute of submissions at half the rate (after the create bucket's first ten), not the 130
+    # the whole budget would have let through...
+    assert 65 <= budget.granted[RequestKind.SUBMIT] <= 71
+    # ...so their downloads, a generation later, find the other half free: a minute of them, one a
+    # second, and a status check every two seconds, each granted the moment it asks.
+    for second in range(60):
+        kinds = [RequestKind.DOWNLOAD] + ([RequestKind.STATUS] if second % 2 == 0 else [])
+        for kind in kinds:
+            read = asyncio.create_task(budget.acquire(kind))
+            await asyncio.sleep(0)
+            assert read.done(), f"a {kind.name} waited at {clock.now:.0f} s"
+        await one_second()
+    assert budget.waiting(RequestKind.SUBMIT) > 0  # the rest of the submissions wait their turn
+    for task in submits:
+        task.cancel()
+    await asyncio.gather(*submits, return_exceptions=True)
+
+
 async def test_a_cancelled_waiter_leaves_the_queue() -> None:
     clock = SteppingClock()
     budget = ProviderBudget(60, burst=1, clock=clock, sleep=clock.sleep)

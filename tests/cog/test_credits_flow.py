@@ -42,7 +42,14 @@ async def test_moderator_limit_refuses_an_overspend_before_the_provider_sees_it(
     )
 
     await eight.original_message(timeout=60, predicate=is_final(READY))
-    quota = await reply_text(await fake.invoke_command("quota", user=member))
+
+    async def settled_quota() -> str | None:
+        # The bot records a delivery (the reservation becomes a charge) right after the upload the
+        # member sees: /quota agrees a moment later.
+        text = await reply_text(await fake.invoke_command("quota", user=member))
+        return text if "reserved 0" in text else None
+
+    quota = await wait_for(settled_quota, "/quota to show the delivery charged", interval=0.05)
     assert "**2** credits left of 10 (set by a moderator)" in quota
     assert "Used 8 · reserved 0" in quota
 

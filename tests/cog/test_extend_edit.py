@@ -18,7 +18,7 @@ from bot.discord.bot import VideoBot
 from tests.cog.test_forged_numbers import forge_ranges
 from tests.fakes.discord import FakeDiscord, InteractionHandle, StoredMessage
 from tests.fakes.provider import InstrumentedRenderer, RecordedFile
-from tests.helpers import FAILED, READY, ephemeral_content
+from tests.helpers import FAILED, READY, ephemeral_content, wait_for
 
 
 @pytest.fixture
@@ -109,7 +109,9 @@ async def test_extend_button_makes_one_video_of_source_and_segment_and_chains(
     stored = await videobot.jobs.get(first)
     assert stored is not None and (stored.kind, stored.seconds, stored.total_seconds) == ("extension", 8, 12)
 
-    # /extend offers the member's own finished videos, with their whole length.
+    # /extend offers the member's own finished videos, with their whole length (once recorded:
+    # the bot records a delivery right after the upload the member sees).
+    await wait_for(lambda: finished(videobot, first), "the extension to be recorded as delivered")
     offered = await (await fake.autocomplete("extend", {"video": ""})).choices()
     assert [c["value"] for c in offered] == [first, source_job]
     assert offered[0]["name"] == f"#{first} · 12 s · the fox leaps a stream"
@@ -319,3 +321,8 @@ async def test_extend_and_edit_are_not_offered_once_the_provider_says_it_lacks_t
     )
     fresh = await make_video(fake, "another kite")
     assert labels(fresh) == ["Remix", "Edit", "Again", "Details"]
+
+
+async def finished(videobot: VideoBot, job_id: int) -> bool:
+    job = await videobot.jobs.get(job_id)
+    return job is not None and job.status.value == "completed"

@@ -2,11 +2,16 @@
 
 Migrations are numbered files in ``migrations/`` applied in order at open; the applied version is
 SQLite's ``user_version``. Every read-modify-write runs in ``BEGIN IMMEDIATE`` so two writers never
-interleave (in this process or another one on the same file). The connection is shared by every
-coroutine and SQLite isolates connections, not coroutines, so one lock orders everything on it: a
-read waits for an open transaction to finish instead of seeing its uncommitted changes (and a read
-issued after a transaction began sees what it committed, which is the order members observe: the
-card says "ready", then ``/quota`` agrees). The queries themselves are ``bot.adapters.sql``'s.
+interleave (in this process or another one on the same file).
+
+Two connections, because SQLite isolates connections, not coroutines. The writer is shared by every
+transaction, one at a time (a lock orders them). Plain reads and snapshots go to a second,
+read-only connection (WAL mode lets it read while the writer writes): a read never sees another
+coroutine's uncommitted transaction, never waits behind one, and sees everything committed before
+it was issued, which is the order members observe (the card says "ready" after the commit, then
+``/quota`` agrees). Without it, a ``/video`` acknowledgement waited behind every queued write of a
+busy tracker (the limit check before it is a read). The queries themselves are
+``bot.adapters.sql``'s.
 """
 
 from __future__ import annotations
@@ -52,6 +57,19 @@ def restrict_files(path: Path) -> None:
             log.warning("could not make %s owner-only: %s", candidate, exc.strerror)
 
 
+async def _open_reader(path: Path) -> aiosqlite.Connection:
+    """The read-only connection (see the module docstring)."""
+    reader = await aiosqlite.connect(path, isolation_level=None)
+    try:
+        reader.row_factory = aiosqlite.Row
+        await reader.execute("PRAGMA query_only=ON")
+        await reader.execute("PRAGMA busy_timeout=10000")
+    except BaseException:
+        await reader.close()
+        raise
+    return reader
+
+
 class Store(SqlStore):
     """One SQLite file. Open with ``async with Store.open(path) as store:``."""
 
@@ -62,6 +80,8 @@ class Store(SqlStore):
         self._conn = conn
         self.path = path
         self._lock = asyncio.Lock()
+        self._reader: aiosqlite.Connection | None = None  # opened once the schema is migrated
+        self._read_lock = asyncio.Lock()  # a snapshot's statements run together
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -85,6 +105,7 @@ class Store(SqlStore):
             await conn.execute("PRAGMA synchronous=NORMAL")
             store = cls(conn, path, clock)
             await store._migrate()
+            store._reader = await _open_reader(path)
         except BaseException:
             await conn.close()
             raise
@@ -92,6 +113,9 @@ class Store(SqlStore):
         return store
 
     async def close(self) -> None:
+        if self._reader is not None:
+            await self._reader.close()
+            self._reader = None
         await self._conn.close()
 
     def describe(self) -> str:
@@ -99,29 +123,36 @@ class Store(SqlStore):
 
     @contextlib.asynccontextmanager
     async def _begin(self, *, write: bool) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._lock:
+        if write or self._reader is None:  # before the reader is open (migrations): the writer
+            conn, lock = self._conn, self._lock
+        else:
+            conn, lock = self._reader, self._read_lock
+        async with lock:
             try:
-                await self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                await conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             except asyncio.CancelledError:
                 # The BEGIN still runs on the connection's thread: undo it (queued after it), or
                 # the next transaction on this connection would find one open.
                 with contextlib.suppress(sqlite3.Error):
-                    await self._conn.execute("ROLLBACK")
+                    await conn.execute("ROLLBACK")
                 raise
             try:
-                yield self._conn
+                yield conn
             except BaseException:
-                await self._conn.execute("ROLLBACK")
+                await conn.execute("ROLLBACK")
                 raise
             else:
-                await self._conn.execute("COMMIT")
+                await conn.execute("COMMIT")
 
     async def _rows(self, conn: Any | None, sql: str, params: Sequence[Any]) -> list[Any]:
         # execute_fetchall is one trip to the connection's thread (execute, fetch, close are three).
         if conn is not None:
             return list(await conn.execute_fetchall(sql, params))
-        async with self._lock:
-            return list(await self._conn.execute_fetchall(sql, params))
+        if self._reader is None:
+            async with self._lock:
+                return list(await self._conn.execute_fetchall(sql, params))
+        async with self._read_lock:
+            return list(await self._reader.execute_fetchall(sql, params))
 
     async def _write(self, conn: Any, sql: str, params: Sequence[Any]) -> int:
         async with conn.execute(sql, params) as cursor:

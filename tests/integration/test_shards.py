@@ -31,6 +31,18 @@ pytestmark = pytest.mark.timeout(60)
 INTERACTION = "INTERACTION_CREATE"
 
 
+@pytest.fixture(autouse=True)
+def identify_without_pause(monkeypatch: pytest.MonkeyPatch) -> None:
+    """discord.py waits 5 s before each IDENTIFY after the first (Discord's identify rate). The fake
+    does not limit identifies, and these tests are about which shard serves which guild, not about
+    pacing: the shards identify one after another without the pause."""
+
+    async def no_pause(self: discord.Client, shard_id: int | None, *, initial: bool = False) -> None:
+        return None
+
+    monkeypatch.setattr(discord.Client, "before_identify_hook", no_pause)
+
+
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeDiscord]:
     async with FakeDiscord(shard_count=2) as server:

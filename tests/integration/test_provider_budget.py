@@ -32,9 +32,10 @@ async def test_downloads_and_status_go_before_queued_creates(
     async with VideoAPIClient(renderer.base_url, SecretStr("sk-test"), backoff_initial=0.01) as client:
         finished = await client.create(prompt="a finished fox", model="sora-2", size="720x1280", seconds=4)
         await renderer.wait_rendered(finished.id)
-        # A tight budget: 40 a minute (one token every 1.5 s, far longer than the download takes on
-        # a busy machine), bursts of 4, two kept for reads.
-        client.budget = ProviderBudget(40, burst=4)
+        # A tight budget: 60 a minute (one token a second; a queued create needs three in the bucket,
+        # so the download, even retried, has two seconds, far longer than it takes on a busy
+        # machine), bursts of 4, two kept for reads.
+        client.budget = ProviderBudget(60, burst=4)
         renderer.requests.clear()
         creates = [
             asyncio.create_task(client.create(prompt=f"fox {n}", model="sora-2", size="720x1280", seconds=4))

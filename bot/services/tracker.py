@@ -820,7 +820,12 @@ class JobTracker:
         if video.is_terminal:
             return False
         status = JobStatus.IN_PROGRESS if video.status == "in_progress" else JobStatus.QUEUED
-        return await self.lifecycle.back_to_waiting(job, status) is not None
+        updated = await self.lifecycle.back_to_waiting(job, status)
+        if updated is None:
+            return False
+        # The card said "downloading": it goes back to showing the generation.
+        await self.presenter.job_changed(updated)
+        return True
 
     # -- failure -------------------------------------------------------------------------------
 

@@ -244,17 +244,23 @@ async def test_a_completion_event_ahead_of_the_provider_goes_back_to_waiting(
         tracker.notify_video_event(stored.provider_video_id, "video.completed")
         await tracker.sweep()
         idle = asyncio.create_task(tracker.run_until_idle())
-        await wait_for(lambda: server.faults.pending == 0, "the premature download to be refused")
+
+        def waiting_again() -> bool:
+            statuses = [status for job_id, status, _ in presenter.changes if job_id == job.id]
+            return "downloading" in statuses and statuses[-1] in ("queued", "in_progress")
+
+        # The refused download sends the job back to waiting, and the card shows it at once.
+        await wait_for(waiting_again, "the card to show the job waiting again")
         server.config.generation_seconds = 0.5
         async with asyncio.timeout(60):
             await idle
         await tracker.stop()
     assert job.id in presenter.delivered and presenter.failed == {}
     statuses = [status for job_id, status, _ in presenter.changes if job_id == job.id]
+    # Downloading (the event), waiting again (the refusal), downloading (really finished).
     first_download = statuses.index("downloading")
-    # The refused download sent the job back to waiting; it was fetched once really finished.
-    assert "in_progress" in statuses[first_download:] or "queued" in statuses[first_download:]
-    assert statuses[-1] == "downloading"
+    assert statuses[-1] == "downloading" and statuses.count("downloading") == 2
+    assert {"queued", "in_progress"} & set(statuses[first_download:-1])
     assert server.faults.pending == 0
 
 

@@ -420,9 +420,14 @@ class ProcessUnderTest:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the process (all its threads)."""
+        user, system = self.cpu_split()
+        return user + system
+
+    def cpu_split(self) -> tuple[float, float]:
+        """(user, system) CPU seconds of the process (all its threads)."""
         stat = Path(f"/proc/{self.pid}/stat").read_text()
         fields = stat[stat.rindex(")") + 2 :].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
 
     async def stop(self) -> None:
         if self.proc is None or self.proc.returncode is not None:
@@ -606,6 +611,7 @@ async def drive(
         await process.wait_log("job tracker running", STARTUP_TIMEOUT)
     mark = fake.mark()
     cpu_at_start = process.cpu_seconds()
+    split_at_start = process.cpu_split()
     harness_at_start = harness_cpu_seconds()
     started_at = time.time()
 
@@ -632,6 +638,7 @@ async def drive(
     say(f"{mode}: {len(delivered)}/{len(jobs)} delivered after {finished_at - started_at:.1f}s")
     peak_rss = process.peak_rss_bytes() if process.alive() else None
     cpu_total = process.cpu_seconds() if process.alive() else None
+    split = process.cpu_split() if process.alive() else None
     harness_cpu = harness_cpu_seconds() - harness_at_start
     result = measure(
         mode,
@@ -648,6 +655,13 @@ async def drive(
     )
     wall = max(1e-9, finished_at - started_at)
     cpus = os.cpu_count() or 1
+    if split is not None:
+        # Where the process's CPU went: its own code and libraries (user) or the kernel (system:
+        # sockets, disk writes, the event loop's polling).
+        result["cpu_ms_per_job_split"] = {
+            "user": round((split[0] - split_at_start[0]) * 1000 / max(1, len(jobs)), 1),
+            "system": round((split[1] - split_at_start[1]) * 1000 / max(1, len(jobs)), 1),
+        }
     result["cpu_share_of_machine"] = {
         # How busy the machine was: the harness (fake Discord, renderer, this loop) beside the process
         # under test. Near 1.0 together, the machine was saturated and the figures are the machine's.

@@ -46,6 +46,8 @@ _INVALID_WEBHOOK_TOKEN = 50027
 _UNKNOWN_MESSAGE = 10008
 _UNKNOWN_CHANNEL = 10003
 _FILE_TOO_LARGE = 40005
+# A video being downloaded shows as such on its card only after this long (see ``job_changed``).
+DOWNLOADING_CARD_DELAY_SECONDS = 3.0
 
 
 @dataclass
@@ -123,6 +125,10 @@ class DiscordPresenter:
             lambda: self._buckets(state.latest),
             lambda ticket: self._send_progress(state, ticket),
             min_interval=self.edit_interval,
+            # A finished video is usually posted within a second or two: the card says
+            # "Downloading" only when the download takes longer, instead of a flash and one more
+            # request per video.
+            delay=DOWNLOADING_CARD_DELAY_SECONDS if job.status is JobStatus.DOWNLOADING else 0.0,
         )
 
     async def queue_changed(self, job: Job, place: QueuePlace) -> None:

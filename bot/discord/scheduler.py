@@ -235,16 +235,19 @@ class WriteScheduler:
         send: Callable[[Ticket], Coroutine[Any, Any, None]],
         *,
         min_interval: float,
+        delay: float = 0.0,
     ) -> None:
         """Schedule a progress edit of message ``key``; an earlier one still waiting is replaced.
-        ``send`` gets a ticket for its first write; it is called at most once at a time per key."""
+        ``send`` gets a ticket for its first write; it is called at most once at a time per key.
+        ``delay``: not sent before that many seconds from now (a state that usually passes sooner,
+        whose edit a final then replaces)."""
         now = self._clock()
         if key in self._pending:
             self.stats.progress_shed += 1
             queued_at = self._pending[key].queued_at
         else:
             queued_at = now
-        not_before = self._last_progress.get(key, float("-inf")) + min_interval
+        not_before = max(self._last_progress.get(key, float("-inf")) + min_interval, now + delay)
         self._pending[key] = _Progress(key, buckets, send, not_before, queued_at)
         self._ensure_pump()
         self._wake.set()

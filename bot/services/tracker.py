@@ -62,6 +62,10 @@ from bot.services.waiting import wait_event
 log = logging.getLogger(__name__)
 
 LIST_PAGE_SIZE = 100  # the spec's maximum
+# The status list starts this many videos above the newest one it looks for (see ``_list_start``).
+LIST_START_SLACK = 8
+# Status lookups of single videos (the ones a list did not show) sent side by side.
+SINGLE_LOOKUPS_AT_ONCE = 8
 MAX_STEP_FAILURES = 5
 # Far from its expected end a job's status is checked at most this far apart (progress stays fresh
 # on its card; near the end it is checked at the provider's suggested interval).
@@ -183,6 +187,9 @@ class JobTracker:
         # Job id → clock time its status is checked next (absent: at the next sweep).
         self._next_check: dict[int, float] = {}
         self._refreshed: dict[int, Job] = {}  # during a status check: the jobs it changed
+        # Provider video ids of the jobs at the provider, oldest submission first (as of the last
+        # sweep): where a status list should start.
+        self._provider_order: list[str] = []
         # Job id → (clock time, progress) when a check first found it generating: its pace.
         self._first_progress: dict[int, tuple[float, int]] = {}
         self._upload_attempted: set[int] = set()  # jobs this process has tried to post
@@ -338,6 +345,11 @@ class JobTracker:
             video_id = job.provider_video_id
             if job.id in self._not_before and video_id is not None and video_id in pushed:
                 self._pushed[video_id] = pushed.pop(video_id)
+        self._provider_order = [
+            job.provider_video_id
+            for job in sorted(at_provider, key=lambda j: (j.submitted_at or j.created_at, j.id))
+            if job.provider_video_id
+        ]
         if pushed:
             at_provider = await self._apply_pushed(at_provider, pushed)
         self._next_check = {k: t for k, t in self._next_check.items() if k in ids}
@@ -669,34 +681,70 @@ class JobTracker:
                     seen = await self._list_covering(set(by_video))
                 except VideoAPIError as exc:
                     log.warning("status list failed (%s); falling back to single lookups", exc)
+        # The ones the list did not show are looked up one by one, side by side (one after the
+        # other, sixty lookups of 50 ms each held the last job's download up by three seconds).
+        missing = [video_id for video_id in by_video if video_id not in seen]
+        lookups = asyncio.Semaphore(SINGLE_LOOKUPS_AT_ONCE)
+
+        async def look_up(video_id: str) -> None:
+            async with lookups:
+                try:
+                    seen[video_id] = await self.api.retrieve(video_id)
+                except NotFound:
+                    await self._fail(
+                        by_video[video_id], "not_found", "The provider no longer knows this video."
+                    )
+                except VideoAPIError as exc:
+                    log.warning("job %s: status check failed: %s", by_video[video_id].id, exc)
+
+        await asyncio.gather(*(look_up(video_id) for video_id in missing))
         # Finished videos first: their downloads start before the progress of the rest is recorded.
-        order = sorted(by_video, key=lambda vid: 0 if vid in seen and seen[vid].is_terminal else 1)
+        order = sorted(seen, key=lambda vid: 0 if seen[vid].is_terminal else 1)
         for video_id in order:
             job = by_video[video_id]
-            video = seen.get(video_id)
-            if video is None:
-                try:
-                    video = await self.api.retrieve(video_id)
-                except NotFound:
-                    await self._fail(job, "not_found", "The provider no longer knows this video.")
-                    continue
-                except VideoAPIError as exc:
-                    log.warning("job %s: status check failed: %s", job.id, exc)
-                    continue
-            await self._guarded(job, "apply status", functools.partial(self._apply, job, video))
+            await self._guarded(job, "apply status", functools.partial(self._apply, job, seen[video_id]))
 
     async def _list_covering(self, wanted: set[str]) -> dict[str, Video]:
-        """Page through ``GET /videos`` (newest first) until every wanted video was seen, the list
-        ends, or more pages than the jobs could fill were read (the rest get single lookups)."""
+        """Read the ``GET /videos`` pages (newest first) that show the wanted videos; the ones no
+        page showed get single lookups.
+
+        A page shows the hundred videos below the one it starts after. With a thousand jobs in
+        flight the wanted ones sit in a few clusters (those just sent, whose pace is being learnt,
+        and the oldest, near their end, six pages down): each page starts just above the newest
+        wanted video not yet seen (``_list_start``), so one page covers each cluster, however deep.
+        Pages are read while two or more wanted videos are unseen and each page shows some (a page
+        is one request, like a single lookup, only larger)."""
         seen: dict[str, Video] = {}
-        after: str | None = None
-        for _page in range(len(wanted) // LIST_PAGE_SIZE + 2):
-            page = await self.api.list(limit=LIST_PAGE_SIZE, order="desc", after=after)
-            seen.update((video.id, video) for video in page.data if video.id in wanted)
-            if len(seen) == len(wanted) or not page.has_more or not page.data:
+        for _page in range(len(wanted) // 2 + 1):
+            remaining = wanted - seen.keys()
+            if len(remaining) < 2:
                 break
-            after = page.last_id
+            after = self._list_start(remaining)
+            try:
+                page = await self.api.list(limit=LIST_PAGE_SIZE, order="desc", after=after)
+            except (BadRequest, NotFound):
+                if after is None:
+                    raise
+                # The provider refused the video the page was to start after (deleted meanwhile,
+                # or it pages differently): from the top instead, once.
+                self._provider_order = []
+                page = await self.api.list(limit=LIST_PAGE_SIZE, order="desc")
+            found = {video.id: video for video in page.data if video.id in remaining}
+            seen.update(found)
+            if not found:
+                break
         return seen
+
+    def _list_start(self, wanted: set[str]) -> str | None:
+        """The video a newest-first status page starts after to show the newest of ``wanted``: the
+        one of a job still at the provider (so it has it) ``LIST_START_SLACK`` places newer (the
+        provider's order may differ a little from this bot's: submissions run side by side).
+        None: from the top of the list."""
+        order = self._provider_order
+        newest = max((index for index, video_id in enumerate(order) if video_id in wanted), default=None)
+        if newest is None or newest + LIST_START_SLACK >= len(order):
+            return None
+        return order[newest + LIST_START_SLACK]
 
     async def _apply(self, job: Job, video: Video) -> None:
         if video.status == "completed":

@@ -374,6 +374,53 @@ async def test_status_is_listed_near_the_end_with_single_lookups_only_for_jobs_t
     assert all(job is not None and job.status is not JobStatus.IN_PROGRESS for job in done)
 
 
+async def test_jobs_near_their_end_below_a_page_of_newer_ones_are_checked_with_one_list_page(
+    store: Store, tmp_path: Path
+) -> None:
+    """With more jobs in flight than a list page holds, the ones near their end are the oldest, far
+    down the newest-first list: the check starts its page just above them instead of at the top."""
+    clock = ManualClock(time.time())
+    config = LocalRendererConfig(
+        data_dir=tmp_path / "renderer", clock=clock, generation_seconds=600, queue_seconds=0, fps=1
+    )
+    async with InstrumentedRenderer(config) as renderer, VideoAPIClient(renderer.base_url) as api:
+        lifecycle = job_lifecycle(store, api, clock=clock)
+        service = job_service(store, lifecycle=lifecycle, clock=clock)
+        old: list[Job] = []
+        # Three jobs a minute's video is nearly done for, then 110 newer ones far from their end.
+        for n, submitted in [
+            *((n, clock.now - 58) for n in range(3)),
+            *((n, clock.now - 20) for n in range(3, 113)),
+        ]:
+            job = await service.submit(request(f"deep {n}", user_id=100 + n))
+            video = await api.create(prompt=job.prompt, model="sora-2", size="720x1280", seconds=4)
+            await store.update_job(
+                job.id, status=JobStatus.IN_PROGRESS, provider_video_id=video.id, submitted_at=submitted
+            )
+            if n < 3:
+                old.append(job)
+        ids = {job.id for job in old}
+        presenter = RecordingPresenter()
+        tracker = job_tracker(
+            store,
+            api,
+            presenter,
+            tmp_path / "data",
+            lifecycle=lifecycle,
+            clock=clock,
+            expected_seconds=lambda job: 60.0 if job.id in ids else 600.0,
+        )
+        await tracker.sweep()  # the first look covers every job (two pages)
+        renderer.requests.clear()
+        clock.now += 2.5  # the three old ones are due again, the newer ones not for a while
+        await tracker.sweep()
+        await tracker.stop()
+    # One page, and no single lookups: the three were on it (from the top they are on the second).
+    status_requests = [r for r in renderer.requests if r.method == "GET"]
+    assert [r.path for r in status_requests] == ["/v1/videos"], [r.path for r in status_requests]
+    assert presenter.failed == {}
+
+
 async def test_a_provider_faster_than_the_models_typical_time_is_noticed_soon(
     store: Store, tmp_path: Path
 ) -> None:

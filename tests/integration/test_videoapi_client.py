@@ -202,6 +202,11 @@ async def test_list_pages_and_remix(client: VideoAPIClient, renderer: Instrument
     assert await client.delete(ids[0]) is True
     with pytest.raises(NotFound):
         await client.retrieve(ids[0])
+    # A page after a video the provider no longer has is refused, but the list still works.
+    with pytest.raises(BadRequest):
+        await client.list(limit=2, after=ids[0])
+    assert client.supports_list is True
+    assert [v.id for v in (await client.list(limit=5)).data][-2:] == ids[2:0:-1]
 
 
 async def test_moderation_block_ends_failed_with_its_code(client: VideoAPIClient) -> None:

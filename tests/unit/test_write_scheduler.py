@@ -172,3 +172,22 @@ def test_a_process_of_a_fleet_plans_with_its_share_of_the_global_bucket() -> Non
     tenth = whole.shared(0.01)
     limit, _, reserve = tenth.window(GLOBAL)
     assert limit >= 2 and reserve < limit
+
+
+async def test_a_delayed_edit_waits_its_delay_and_a_final_meanwhile_sheds_it() -> None:
+    now = [100.0]
+    scheduler = WriteScheduler(TIGHT, clock=lambda: now[0])
+    shown: list[str] = []
+    scheduler.offer_progress(
+        "quick", lambda: (CHANNEL,), progress_sender(shown, "quick"), min_interval=0, delay=3
+    )
+    scheduler.offer_progress(
+        "slow", lambda: (CHANNEL,), progress_sender(shown, "slow"), min_interval=0, delay=3
+    )
+    scheduler.offer_progress("now", lambda: (CHANNEL,), progress_sender(shown, "now"), min_interval=0)
+    await wait_for(lambda: shown == ["now"], "the undelayed edit")
+    await scheduler.settle("quick")  # its final came within the delay: the edit is never sent
+    now[0] += 3.0
+    await wait_for(lambda: shown == ["now", "slow"], "the delayed edit, once its delay passed")
+    await scheduler.close()
+    assert scheduler.stats.progress_sent == 2

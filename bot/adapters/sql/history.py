@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from bot.adapters.sql.store import SqlStore, job_from_row
+from bot.adapters.sql.store import SELECT_JOBS, SqlStore, job_from_row
 from bot.domain.jobs import Job, JobStatus
 
 MAX_CHOICES = 25  # Discord shows at most 25 autocomplete choices
@@ -44,7 +44,7 @@ class SqlHistoryRepository:
         async with self.store.snapshot() as snapshot:
             row = await self.store.fetchone(f"SELECT COUNT(*) FROM jobs WHERE {clause}", args, tx=snapshot)
             rows = await self.store.fetchall(
-                f"SELECT * FROM jobs WHERE {clause} ORDER BY id DESC LIMIT ? OFFSET ?",
+                f"{SELECT_JOBS} WHERE {clause} ORDER BY id DESC LIMIT ? OFFSET ?",
                 (*args, limit, offset),
                 tx=snapshot,
             )
@@ -68,6 +68,6 @@ class SqlHistoryRepository:
             else:
                 where.append(f"prompt {like} ? ESCAPE '\\'")
                 args.append(_like_pattern(text))
-        sql = f"SELECT * FROM jobs WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?"
+        sql = f"{SELECT_JOBS} WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?"
         rows = await self.store.fetchall(sql, (*args, max(0, min(limit, MAX_CHOICES))))
         return [job_from_row(r) for r in rows]

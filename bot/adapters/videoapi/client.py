@@ -351,7 +351,8 @@ class VideoAPIClient:
         try:
             body = await self._request("GET", "/videos", params=params)
         except (NotFound, BadRequest) as exc:
-            if exc.status in (400, 404, 405):
+            # A refused cursor says nothing about the endpoint: the video it names may be gone.
+            if (not after and exc.status in (400, 404, 405)) or exc.status == 405:
                 self.supports_list = False
                 raise UnsupportedEndpoint(f"list is not supported: {exc.message}", status=exc.status) from exc
             raise

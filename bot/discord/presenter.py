@@ -13,13 +13,10 @@ refuses the token).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import io
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -51,8 +48,6 @@ _UNKNOWN_CHANNEL = 10003
 _FILE_TOO_LARGE = 40005
 # A video being downloaded shows as such on its card only after this long (see ``job_changed``).
 DOWNLOADING_CARD_DELAY_SECONDS = 3.0
-#: Files being uploaded are read into memory first, up to this many bytes in all (see ``UploadMemory``).
-UPLOAD_MEMORY_BYTES = 32 * MIB
 
 
 @dataclass
@@ -102,7 +97,6 @@ class DiscordPresenter:
         self.scheduler = scheduler or WriteScheduler()
         # Jobs waiting for the provider budget: their place in line, shown on the card (budget helper).
         self._queue_places: dict[int, QueuePlace] = {}
-        self._upload_memory = UploadMemory(UPLOAD_MEMORY_BYTES)
 
     async def render(self, job: Job) -> discord.Embed:
         """The job's card. Async because a remix's card links to its source job's message."""
@@ -209,14 +203,13 @@ class DiscordPresenter:
             if plan.note:
                 embed.add_field(name="Note", value=plan.note, inline=False)
             try:
-                async with self._upload_memory.holding(plan.path) as data:
-                    receipt = await self._edit_reply(
-                        delivered,
-                        embed=embed,
-                        upload=Upload(plan.path, video_filename(job), data),
-                        view=self.view_for(delivered),
-                        dm_fallback=True,
-                    )
+                receipt = await self._edit_reply(
+                    delivered,
+                    embed=embed,
+                    upload=Upload(plan.path, video_filename(job)),
+                    view=self.view_for(delivered),
+                    dm_fallback=True,
+                )
             except discord.HTTPException as exc:
                 if exc.status != 413 and exc.code != _FILE_TOO_LARGE:
                     raise
@@ -414,37 +407,9 @@ class DiscordPresenter:
 class Upload:
     path: Path
     filename: str
-    data: bytes | None = None  # the file's bytes, when ``UploadMemory`` had room for them
 
     def file(self) -> discord.File:
-        if self.data is not None:
-            return discord.File(io.BytesIO(self.data), filename=self.filename)
         return discord.File(self.path, filename=self.filename)
-
-
-class UploadMemory:
-    """Room for the files being uploaded, ``limit`` bytes in all. aiohttp sends a file from disk in
-    256 KiB reads, each a trip to a worker thread and back (a 3 MiB video: 13 of them, beside the
-    event loop's wake-ups); read in one go and sent from memory, it costs one. A file that does not
-    fit beside the others being uploaded is sent from disk as before, so memory stays bounded
-    however many deliveries run at once (at most ``limit`` plus one file's 256 KiB reads each)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-
-    @contextlib.asynccontextmanager
-    async def holding(self, path: Path) -> AsyncIterator[bytes | None]:
-        """The bytes of ``path`` while the block runs, or None when they don't fit now."""
-        size = path.stat().st_size
-        if size > self.limit - self.used:
-            yield None
-            return
-        self.used += size
-        try:
-            yield await asyncio.to_thread(path.read_bytes)
-        finally:
-            self.used -= size
 
 
 def _as_delivered(job: Job, now: float) -> Job:

@@ -152,6 +152,7 @@ class JobTracker:
         backoff: wait_base | None = None,
         disk_usage: Callable[[Path], DiskSpace] = shutil.disk_usage,
         free_space_margin: int = FREE_SPACE_MARGIN_BYTES,
+        set_aside: Callable[[Path], None] | None = None,
         housekeeping: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     ) -> None:
         self.store = store
@@ -206,6 +207,9 @@ class JobTracker:
         self._backoff = backoff if backoff is not None else step_backoff()
         self._disk_usage = disk_usage
         self.free_space_margin = free_space_margin
+        # Called (in a worker thread) with a video's file once it is posted: it is kept on disk
+        # but not needed in memory (the composition root frees its page cache).
+        self._set_aside = set_aside
         # Periodic work that runs while the tracker does (retention), started and stopped with it.
         self._housekeeping = tuple(housekeeping)
         self._housekeepers: list[asyncio.Task[None]] = []
@@ -866,6 +870,8 @@ class JobTracker:
             return  # the presenter explained or will retry; the job stays in UPLOADING
         reached(FailPoint.AFTER_UPLOAD_BEFORE_RECORD)
         await self._mark_delivered(current, receipt)
+        if self._set_aside is not None:
+            await asyncio.to_thread(self._set_aside, path)
 
     def _check_room(self, folder: Path, expected: int | None) -> None:
         """Raise ``NotEnoughSpace`` unless the disk holding ``folder`` has room for ``expected``

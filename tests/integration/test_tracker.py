@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from bot.adapters.media import probe_video
+from bot.adapters.media import probe_video, release_cached_pages
 from bot.adapters.sqlite.store import Store
 from bot.adapters.videoapi.client import VideoAPIClient
 from bot.app import job_lifecycle, job_service, job_tracker
@@ -25,6 +25,7 @@ from bot.services.tracker import JobTracker
 from tests.conftest import RendererFactory
 from tests.fakes.provider import InstrumentedRenderer
 from tests.helpers import ManualClock, wait_for
+from tests.unit.test_page_cache import cached_pages
 
 
 @dataclass
@@ -544,3 +545,31 @@ async def test_with_webhooks_a_completion_is_downloaded_at_once_without_a_status
         await wait_for(lambda: job.id in presenter.delivered, "the delivery")
         await tracker.stop()
     assert [(r.method, r.path) for r in renderer.requests] == [("GET", f"/v1/videos/{video.id}/content")]
+
+
+async def test_a_posted_video_stays_on_disk_and_leaves_the_page_cache(
+    store: Store, renderer: InstrumentedRenderer, tmp_path: Path
+) -> None:
+    """What the composition root wires: once a video is posted, its file is set aside (kept for a
+    re-delivery or a link, its memory freed for the next download)."""
+    job = await job_service(store).submit(request("set aside"))
+    presenter = RecordingPresenter()
+    async with VideoAPIClient(renderer.base_url) as api:
+        tracker = job_tracker(
+            store,
+            api,
+            presenter,
+            tmp_path / "data",
+            poll_interval=0.5,
+            min_poll_interval=0.05,
+            set_aside=release_cached_pages,
+        )
+        async with asyncio.timeout(60):
+            await tracker.run_until_idle()
+        await tracker.stop()
+    stored = await store.get_job(job.id)
+    assert stored is not None and stored.status is JobStatus.COMPLETED
+    kept = tracker.media_path(job)
+    assert cached_pages(kept) == 0
+    assert kept.read_bytes() == presenter.delivered[job.id]
+    assert cached_pages(kept) > 0  # (the check sees pages that are cached)

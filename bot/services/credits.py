@@ -34,6 +34,9 @@ from bot.domain.text_csv import csv_row
 from bot.services.ports import CreditsRepository, HistoryRepository, Transaction
 
 PAGE_SIZE = 10
+#: How long ``CreditsService.precheck`` reuses a guild's policy and role overrides (seconds).
+GUILD_LIMITS_SECONDS = 10.0
+MAX_CACHED_GUILDS = 10_000
 JobFilter = Literal["active", "completed", "failed", "cancelled"]
 
 # ASCII digits only: \d also matches other scripts' digits ("١٢٣"), which int() would accept.
@@ -164,6 +167,8 @@ class CreditsService:
         self.history = history
         self.catalog = catalog
         self._clock = clock
+        # Guild id -> (read at, policy, role overrides): what ``precheck`` reuses for a while.
+        self._guild_limits: dict[int, tuple[float, GuildPolicy, list[RoleOverride]]] = {}
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -187,15 +192,50 @@ class CreditsService:
     async def _balance(
         self, guild_id: int, user_id: int, roles: Iterable[int], tx: Transaction
     ) -> tuple[Balance, GuildPolicy]:
-        now = self._clock()
         policy = await self.credits.policy(guild_id, tx)
-        start, end = period_bounds(policy.period, policy.timezone, now)
-        member_allowance, reset_at = await self.credits.member_quota(guild_id, user_id, tx)
         overrides = await self.credits.role_overrides(guild_id, tx)
-        limits = effective_limits(policy, overrides, set(roles), member_allowance)
+        return await self._balance_under(policy, overrides, guild_id, user_id, set(roles), tx), policy
+
+    async def _balance_under(
+        self,
+        policy: GuildPolicy,
+        overrides: list[RoleOverride],
+        guild_id: int,
+        user_id: int,
+        roles: set[int],
+        tx: Transaction | None,
+    ) -> Balance:
+        """The member's balance under the guild's ``policy`` and role ``overrides``."""
+        start, end = period_bounds(policy.period, policy.timezone, self._clock())
+        member_allowance, reset_at = await self.credits.member_quota(guild_id, user_id, tx)
+        limits = effective_limits(policy, overrides, roles, member_allowance)
         since = max(start, reset_at or 0.0)
         usage = await self.credits.usage(guild_id, user_id, since=since, guild_since=start, conn=tx)
-        return Balance(limits=limits, usage=usage, period_start=start, resets_at=end), policy
+        return Balance(limits=limits, usage=usage, period_start=start, resets_at=end)
+
+    async def precheck(self, request: JobRequest, roles: Iterable[int] = ()) -> None:
+        """``check_request`` before a member's command is acknowledged (``JobService.precheck``),
+        answered in two reads instead of a six-step snapshot: the guild's policy and role overrides
+        are reused for up to ``GUILD_LIMITS_SECONDS``. With 1,000 videos in flight each step waited
+        its turn on a busy event loop, and acknowledgements took 80 ms at p99. A stale copy can't
+        refuse wrongly: a refusal from it is checked again with fresh reads before it is given.
+        And it can't let anything through: ``submit`` checks again inside its transaction."""
+        if request.guild_id is None:
+            return
+        now = self._clock()
+        cached = self._guild_limits.get(request.guild_id)
+        if cached is None or now - cached[0] > GUILD_LIMITS_SECONDS:
+            policy = await self.credits.policy(request.guild_id)
+            cached = (now, policy, await self.credits.role_overrides(request.guild_id))
+            self._guild_limits[request.guild_id] = cached
+            if len(self._guild_limits) > MAX_CACHED_GUILDS:
+                self._guild_limits.pop(next(iter(self._guild_limits)))
+        _, policy, overrides = cached
+        roles = set(roles)
+        balance = await self._balance_under(policy, overrides, request.guild_id, request.user_id, roles, None)
+        if self._refusal(request, policy, balance) is not None:
+            self._guild_limits.pop(request.guild_id, None)
+            await self.check_request(request, roles)
 
     async def check_request(
         self, request: JobRequest, roles: Iterable[int] = (), tx: Transaction | None = None
@@ -205,7 +245,12 @@ class CreditsService:
         if request.guild_id is None:
             return
         balance, policy = await self.balance(request.guild_id, request.user_id, roles, tx)
-        refusal = check_request(
+        refusal = self._refusal(request, policy, balance)
+        if refusal is not None:
+            raise refusal
+
+    def _refusal(self, request: JobRequest, policy: GuildPolicy, balance: Balance) -> Exception | None:
+        return check_request(
             policy,
             balance,
             cost=request.cost,
@@ -215,8 +260,6 @@ class CreditsService:
             seconds=request.seconds,
             now=self._clock(),
         )
-        if refusal is not None:
-            raise refusal
 
     async def member_credits(self, guild_id: int, user_id: int, roles: Iterable[int]) -> MemberCredits:
         balance, _ = await self.balance(guild_id, user_id, roles)
@@ -297,6 +340,7 @@ class CreditsService:
                     **{k: _jsonable(v) for k, v in changes.items()},
                 )
             roles = await self.credits.role_overrides(guild_id, tx)
+        self._guild_limits.pop(guild_id, None)  # the next precheck reads what was just stored
         return GuildSettings(policy, roles, changed=bool(changes))
 
     async def set_role_override(
@@ -317,6 +361,7 @@ class CreditsService:
             )
             policy = await self.credits.policy(guild_id, tx)
             roles = await self.credits.role_overrides(guild_id, tx)
+        self._guild_limits.pop(guild_id, None)
         return GuildSettings(policy, roles)
 
     # -- helpers -------------------------------------------------------------------------------

@@ -92,7 +92,7 @@ class JobService:
         """The same checks as ``submit`` without reserving anything: lets the Discord layer refuse
         ephemerally before it acknowledges publicly (or opens a form). ``submit`` checks again,
         atomically."""
-        await self._enforce_limits(request, member_roles, None)
+        await self.credits.precheck(request, member_roles)
 
     # -- submit ----------------------------------------------------------------------------------
 

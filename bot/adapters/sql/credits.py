@@ -119,40 +119,35 @@ class SqlCreditsRepository:
         guild_since: float,
         conn: Transaction | None = None,
     ) -> Usage:
-        if conn is None:
-            async with self.store.snapshot() as snapshot:
-                return await self._usage(guild_id, user_id, since, guild_since, snapshot)
         return await self._usage(guild_id, user_id, since, guild_since, conn)
 
     async def _usage(
-        self, guild_id: int, user_id: int, since: float, guild_since: float, conn: Transaction
+        self, guild_id: int, user_id: int, since: float, guild_since: float, conn: Transaction | None
     ) -> Usage:
+        # One statement (one trip to the database, consistent by itself): the member's jobs, their
+        # grants, and the guild's spend.
         row = await self.store.fetchone(
             """
-            SELECT
-              COALESCE(SUM(CASE WHEN charge_state = 'charged' AND created_at >= ? THEN cost END), 0),
-              COALESCE(SUM(CASE WHEN charge_state = 'reserved' THEN cost END), 0),
-              COUNT(CASE WHEN status NOT IN ('completed', 'failed', 'cancelled') THEN 1 END),
-              MAX(created_at)
-            FROM jobs WHERE guild_id = ? AND user_id = ?
+            SELECT mine.used, mine.reserved, mine.active, mine.last, given.granted, guild.spent
+            FROM (
+              SELECT
+                COALESCE(SUM(CASE WHEN charge_state = 'charged' AND created_at >= ? THEN cost END), 0) AS used,
+                COALESCE(SUM(CASE WHEN charge_state = 'reserved' THEN cost END), 0) AS reserved,
+                COUNT(CASE WHEN status NOT IN ('completed', 'failed', 'cancelled') THEN 1 END) AS active,
+                MAX(created_at) AS last
+              FROM jobs WHERE guild_id = ? AND user_id = ?
+            ) AS mine, (
+              SELECT COALESCE(SUM(credits), 0) AS granted
+              FROM grants WHERE guild_id = ? AND user_id = ? AND created_at >= ?
+            ) AS given, (
+              SELECT COALESCE(SUM(cost), 0) AS spent FROM jobs
+              WHERE guild_id = ? AND created_at >= ? AND charge_state IN ('charged', 'reserved')
+            ) AS guild
             """,
-            (since, guild_id, user_id),
+            (since, guild_id, user_id, guild_id, user_id, since, guild_id, guild_since),
             tx=conn,
         )
-        used, reserved, active, last = row or (0, 0, 0, None)
-        row = await self.store.fetchone(
-            "SELECT COALESCE(SUM(credits), 0) FROM grants WHERE guild_id = ? AND user_id = ? AND created_at >= ?",
-            (guild_id, user_id, since),
-            tx=conn,
-        )
-        granted = (row or (0,))[0]
-        row = await self.store.fetchone(
-            "SELECT COALESCE(SUM(cost), 0) FROM jobs WHERE guild_id = ? AND created_at >= ? "
-            "AND charge_state IN ('charged', 'reserved')",
-            (guild_id, guild_since),
-            tx=conn,
-        )
-        guild_spent = (row or (0,))[0]
+        used, reserved, active, last, granted, guild_spent = row or (0, 0, 0, None, 0, 0)
         return Usage(
             used=int(used),
             reserved=int(reserved),

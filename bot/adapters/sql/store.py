@@ -303,8 +303,8 @@ class SqlStore(abc.ABC):
         with its guild's shard (``shards`` of ``shard_count``: the one whose member asked), by any
         other once it has waited ``others_after`` seconds; released and lapsed ones by anyone.
 
-        Most calls find nothing to take or renew: that is checked on a read-only snapshot, which
-        then answers, and the write lock is left to the submissions and transitions. Otherwise one
+        Most calls find nothing to take or renew: that is checked with a plain read, which then
+        answers, and the write lock is left to the submissions and transitions. Otherwise one
         transaction: on PostgreSQL the rows are picked ``FOR UPDATE SKIP LOCKED`` (two processes
         taking at once split the free jobs instead of waiting on each other); on SQLite ``BEGIN
         IMMEDIATE``'s write lock makes this the one taker."""
@@ -315,14 +315,12 @@ class SqlStore(abc.ABC):
             "OR (lease_owner != ? AND lease_expires_at < ?) "
             "OR (lease_owner = ? AND lease_expires_at < ?))"
         )
-        async with self.snapshot() as snap:
-            due = await self.fetchone(
-                f"SELECT 1 FROM jobs WHERE {claimable} LIMIT 1",
-                (*_ACTIVE, now - others_after, owner, now, owner, renew_before),
-                tx=snap,
-            )
-            if due is None:
-                return await self._held_jobs(owner, snap)
+        due = await self.fetchone(
+            f"SELECT 1 FROM jobs WHERE {claimable} LIMIT 1",
+            (*_ACTIVE, now - others_after, owner, now, owner, renew_before),
+        )
+        if due is None:
+            return await self._held_jobs(owner)
         async with self.transaction() as tx:
             taken = await self.fetchall(
                 f"SELECT id, lease_owner FROM jobs WHERE {_IN_ACTIVE} AND lease_owner IS NOT NULL "
@@ -340,10 +338,14 @@ class SqlStore(abc.ABC):
             )
             return await self._held_jobs(owner, tx)
 
-    async def _held_jobs(self, owner: str, tx: Tx) -> list[Job]:
+    async def _held_jobs(self, owner: str, tx: Tx | None = None) -> list[Job]:
         """The unfinished jobs ``owner`` holds, by id. Only the rows whose revision moved since the
         last look are read and mapped again; the rest are the ``Job`` objects of that look (they are
-        frozen), so a sweep with 1,000 jobs in flight reads 1,000 pairs of numbers, not 1,000 rows."""
+        frozen), so a sweep with 1,000 jobs in flight reads 1,000 pairs of numbers, not 1,000 rows.
+
+        Outside a transaction the reads are separate statements (no snapshot holding the read
+        connection between them, which the members' acknowledgements wait for): a job that changes
+        in between is read as it is by then, and one that ended or moved meanwhile is left out."""
         rows = await self.fetchall(
             f"SELECT id, revision FROM jobs WHERE {_IN_ACTIVE} AND lease_owner = ? ORDER BY id",
             (*_ACTIVE, owner),
@@ -361,7 +363,9 @@ class SqlStore(abc.ABC):
         for start in range(0, len(changed), _IDS_PER_QUERY):
             some = changed[start : start + _IDS_PER_QUERY]
             for row in await self.fetchall(
-                f"{_SELECT_REVISED_JOBS} WHERE id IN ({marks(some)})", some, tx=tx
+                f"{_SELECT_REVISED_JOBS} WHERE id IN ({marks(some)}) AND {_IN_ACTIVE} AND lease_owner = ?",
+                (*some, *_ACTIVE, owner),
+                tx=tx,
             ):
                 *values, revision = row
                 job = job_from_row(values)

@@ -423,7 +423,7 @@ class VideoAPIClient:
                     # File writes and fsync happen in a worker thread: a slow disk must not stall
                     # the gateway heartbeat or interaction acknowledgements. The chunks are written
                     # a few together (up to ``_WRITE_BYTES``): each trip to the thread costs the
-                    # event loop a wake-up, and a 3 MiB video came in ~50 chunks.
+                    # event loop a wake-up, and the body arrives in chunks of at most 256 KiB.
                     held: list[bytes] = []
                     held_bytes = 0
                     async for chunk in resp.content.iter_chunked(_CHUNK):

@@ -119,11 +119,6 @@ class SqlCreditsRepository:
         guild_since: float,
         conn: Transaction | None = None,
     ) -> Usage:
-        return await self._usage(guild_id, user_id, since, guild_since, conn)
-
-    async def _usage(
-        self, guild_id: int, user_id: int, since: float, guild_since: float, conn: Transaction | None
-    ) -> Usage:
         # One statement (one trip to the database, consistent by itself): the member's jobs, their
         # grants, and the guild's spend.
         row = await self.store.fetchone(

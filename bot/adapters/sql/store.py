@@ -315,9 +315,12 @@ class SqlStore(abc.ABC):
             "OR (lease_owner != ? AND lease_expires_at < ?) "
             "OR (lease_owner = ? AND lease_expires_at < ?))"
         )
+
+        def claimable_params(own_expiring_before: float) -> tuple[Any, ...]:
+            return (*_ACTIVE, now - others_after, owner, now, owner, own_expiring_before)
+
         due = await self.fetchone(
-            f"SELECT 1 FROM jobs WHERE {claimable} LIMIT 1",
-            (*_ACTIVE, now - others_after, owner, now, owner, renew_before),
+            f"SELECT 1 FROM jobs WHERE {claimable} LIMIT 1", claimable_params(renew_before)
         )
         if due is None:
             return await self._held_jobs(owner)
@@ -333,7 +336,7 @@ class SqlStore(abc.ABC):
             await self.execute(
                 f"UPDATE jobs SET lease_owner = ?, lease_expires_at = ? WHERE id IN ("
                 f"SELECT id FROM jobs WHERE {claimable}{self.SKIP_LOCKED})",
-                (owner, until, *_ACTIVE, now - others_after, owner, now, owner, until),
+                (owner, until, *claimable_params(until)),
                 tx=tx,
             )
             return await self._held_jobs(owner, tx)
